@@ -1,0 +1,162 @@
+"""Latency, throughput, size and memory of detector variants, measured fairly.
+
+All variants are timed in one process, interleaved (A B C D A B C D ...), after warm-up, with one
+thread setting, so a noisy neighbour or a frequency change hits every variant alike; speedups
+are ratios within that run. Peak memory needs a process of its own per variant (RSS high-water
+marks are per process), so it is measured by :mod:`qdet.memprobe` in subprocesses.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+Detector = Callable[[list[torch.Tensor]], list[dict[str, torch.Tensor]]]
+
+
+@torch.inference_mode()
+def time_interleaved(
+    variants: dict[str, Detector],
+    images: list[torch.Tensor],
+    warmup: int,
+    rounds: int,
+    progress: Callable[[], None] | None = None,
+) -> dict[str, list[float]]:
+    """Seconds per image for each variant; every round runs every variant on the same image."""
+    for w in range(warmup):
+        for fn in variants.values():
+            fn([images[w % len(images)]])
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for r in range(rounds):
+        image = images[r % len(images)]
+        for name, fn in variants.items():
+            start = time.perf_counter()
+            fn([image])
+            times[name].append(time.perf_counter() - start)
+        if progress:
+            progress()
+    return times
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def summarize(times: dict[str, list[float]], reference: str) -> dict[str, dict[str, float]]:
+    ref = statistics.median(times[reference])
+    out = {}
+    for name, ts in times.items():
+        p50 = statistics.median(ts)
+        out[name] = {
+            "latency_ms_p50": p50 * 1e3,
+            "latency_ms_p90": percentile(ts, 0.9) * 1e3,
+            "fps": 1.0 / p50,
+            "speedup": ref / p50,
+        }
+    return out
+
+
+COMPONENTS = {
+    "transform": "transform",
+    "backbone": "backbone",
+    "rpn": "rpn",
+    "rpn_head": "rpn.head",
+    "roi_heads": "roi_heads",
+    "roi_align": "roi_heads.box_roi_pool",
+    "box_head": "roi_heads.box_head",
+    "box_predictor": "roi_heads.box_predictor",
+}
+
+
+@torch.inference_mode()
+def breakdown(model: nn.Module, images: list[torch.Tensor], rounds: int) -> dict[str, float]:
+    """Median ms per component of an eager detector: backbone / RPN / RoI align / heads / post."""
+    spent: dict[str, float] = {}
+    starts: dict[str, float] = {}
+    handles = []
+    for key, path in COMPONENTS.items():
+        module = model.get_submodule(path)
+        handles.append(
+            module.register_forward_pre_hook(
+                lambda *_, key=key: starts.__setitem__(key, time.perf_counter())
+            )
+        )
+        handles.append(
+            module.register_forward_hook(
+                lambda *_, key=key: spent.__setitem__(
+                    key, spent.get(key, 0.0) + time.perf_counter() - starts[key]
+                )
+            )
+        )
+    model.eval()
+    try:
+        model([images[0]])  # warm-up
+        per_round: list[dict[str, float]] = []
+        for r in range(rounds):
+            spent.clear()
+            start = time.perf_counter()
+            model([images[r % len(images)]])
+            total = time.perf_counter() - start
+            per_round.append({**spent, "total": total})
+    finally:
+        for h in handles:
+            h.remove()
+    med = {k: statistics.median(r[k] for r in per_round) * 1e3 for k in per_round[0]}
+    return {
+        "transform": med["transform"],
+        "backbone": med["backbone"],
+        "rpn_head": med["rpn_head"],
+        "proposals": med["rpn"] - med["rpn_head"],
+        "roi_align": med["roi_align"],
+        "box_head": med["box_head"] + med["box_predictor"],
+        # box decoding + NMS inside roi_heads, and the transform's resize back to the image
+        "postprocess": med["total"]
+        - med["transform"]
+        - med["backbone"]
+        - med["rpn"]
+        - med["roi_align"]
+        - med["box_head"]
+        - med["box_predictor"],
+        "total": med["total"],
+    }
+
+
+def environment(threads: int) -> dict[str, object]:
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "torch": torch.__version__,
+        "threads": threads,
+        "quantized_engine": torch.backends.quantized.engine,
+        "python": platform.python_version(),
+    }
+
+
+def peak_rss_mb(artifact: Path, image: Path, runs: int, threads: int) -> float:
+    """Peak RSS of a fresh process that loads ``artifact`` and runs it ``runs`` times."""
+    out = subprocess.run(
+        [sys.executable, "-m", "qdet.memprobe", str(artifact), str(image), str(runs), str(threads)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    return float(out.stdout.strip().splitlines()[-1])

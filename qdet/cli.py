@@ -1,0 +1,175 @@
+"""The stage boundary: the one place that reads params.yaml and the environment.
+
+Stages call :func:`stage_main` to load and validate the config, find the repo root, set threads
+and seeds, open the MLflow stage run, and turn expected errors into a one-line message and exit
+code 1 instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import random
+import subprocess
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+
+from qdet.checkpoint import CheckpointError
+from qdet.config import Config, ConfigError, config_to_dict, flatten, load_config
+from qdet.data.records import DataError
+from qdet.data.sources import SourceError
+from qdet.engine import NonFiniteLoss
+from qdet.models.backbones import WeightsUnavailable
+from qdet.tracking import (
+    NoRun,
+    StageRun,
+    TrackingUnavailable,
+    default_uri,
+    git_commit,
+    pipeline_key,
+)
+
+console = Console(stderr=True)
+EXPECTED = (
+    ConfigError,
+    DataError,
+    SourceError,
+    CheckpointError,
+    NonFiniteLoss,
+    TrackingUnavailable,
+    WeightsUnavailable,
+    FileNotFoundError,
+    ValueError,
+)
+
+
+def quiet_warnings() -> None:
+    """torch.ao.quantization and torch.jit warn on every call that they are deprecated; the
+    project pins the versions where they work, so these are noise in stage output."""
+    for category in (DeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category)
+    warnings.filterwarnings("ignore", message=".*RCNN always returns.*")
+    warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
+    warnings.filterwarnings("ignore", message=".*TypedStorage.*")
+
+
+def repo_root() -> Path:
+    """DVC_ROOT under dvc (it points at the original repo even for queued experiments)."""
+    if os.environ.get("DVC_ROOT"):
+        return Path(os.environ["DVC_ROOT"])
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        )
+        return Path(out.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return Path.cwd()
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def load(params: Path) -> Config:
+    quiet_warnings()
+    cfg = load_config(params)
+    seed_everything(cfg.seed)
+    return cfg
+
+
+def tracker(cfg: Config, stage: str, params: Path, out_dir: Path) -> StageRun | NoRun:
+    """The MLflow run for this stage (or a no-op when ``tracking.enabled`` is false)."""
+    if not cfg.tracking.enabled:
+        return NoRun()
+    root = repo_root()
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or default_uri(root)
+    commit = git_commit(root)
+    exp_name = os.environ.get("DVC_EXP_NAME")
+    tags = {
+        "dataset": cfg.dataset,
+        "backbone": cfg.backbone,
+        "git_commit": commit,
+        "dvc_exp_name": exp_name or "",
+        "qdet.run_name": exp_name or f"{cfg.dataset}-{cfg.backbone}",
+    }
+    text = params.read_text() if params.exists() else ""
+    artifact_root = None if uri.startswith(("http://", "https://")) else root / "mlartifacts"
+    return StageRun(
+        uri,
+        cfg.tracking.experiment,
+        stage,
+        pipeline_key(exp_name, commit, text),
+        tags,
+        flatten(config_to_dict(cfg)),
+        artifact_root,
+        out_dir / f"mlflow_offline_{stage}.jsonl",
+    )
+
+
+def stage_main(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Expected failures print one clear line (file, line or key named) and exit 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except EXPECTED as exc:
+            console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted; rerun to resume from the last checkpoint[/yellow]")
+            sys.exit(130)
+
+    return wrapper
+
+
+class download_progress:  # noqa: N801 - used as a context manager like rich's
+    """A byte progress bar for ``progress(done, total)`` callbacks; shown only once called."""
+
+    def __enter__(self) -> Callable[[int, int | None], None]:
+        from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
+        self.bar = Progress(
+            *Progress.get_default_columns(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            console=console,
+        )
+        self.task = None
+
+        def update(done: int, total: int | None) -> None:
+            if self.task is None:
+                self.bar.start()
+                self.task = self.bar.add_task("download", total=total)
+            self.bar.update(self.task, completed=done, total=total)
+
+        return update
+
+    def __exit__(self, *exc: object) -> None:
+        if self.task is not None:
+            self.bar.stop()
+
+
+def set_threads(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def fingerprint(resolved: dict[str, Any], *sections: str) -> dict[str, Any]:
+    """The part of the config a checkpoint depends on (thread and worker counts left out)."""
+    out = {k: resolved[k] for k in sections}
+    if "train" in out:
+        out["train"] = {k: v for k, v in out["train"].items() if k not in ("threads", "workers")}
+    return out

@@ -1,0 +1,1 @@
+"""Data: raw sources, synthetic generators, raw formats -> common VOC/CSV form, torch Dataset."""

@@ -1,0 +1,88 @@
+"""Processed records -> torchvision detection samples (image tensor, target dict)."""
+
+from __future__ import annotations
+
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+
+from qdet.data.records import ImageRecord
+
+
+def load_image(path) -> torch.Tensor:
+    """An RGB float image in [0, 1], CxHxW (PIL reads PPM, PNG and JPEG alike)."""
+    with Image.open(path) as im:
+        return F.to_dtype(F.pil_to_tensor(im.convert("RGB")), torch.float32, scale=True)
+
+
+class DetectionDataset(Dataset):
+    """Images with boxes in XYXY pixel edges, labels 1..K (0 is background), negatives allowed.
+
+    ``hflip`` flips half of the samples and swaps the labels of mirrored class pairs
+    (``mirror``: class name -> the name of its mirror image).
+    """
+
+    def __init__(
+        self,
+        records: list[ImageRecord],
+        classes: list[str],
+        hflip: bool = False,
+        mirror: dict[str, str] | None = None,
+        color_jitter: float = 0.0,
+    ) -> None:
+        self.records = records
+        self.classes = classes
+        self.index = {name: i + 1 for i, name in enumerate(classes)}
+        self.hflip = hflip
+        self.mirror = mirror or {}
+        self.jitter = v2.ColorJitter(color_jitter, color_jitter) if color_jitter > 0 else None
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def target(self, i: int) -> dict[str, torch.Tensor]:
+        r = self.records[i]
+        boxes = torch.tensor(
+            [[b.x_min, b.y_min, b.x_max, b.y_max] for b in r.boxes], dtype=torch.float32
+        ).reshape(-1, 4)
+        labels = torch.tensor([self.index[b.class_name] for b in r.boxes], dtype=torch.int64)
+        return {
+            "boxes": boxes,
+            "labels": labels,
+            "image_id": torch.tensor(i),
+            "area": (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]),
+            "iscrowd": torch.zeros(len(r.boxes), dtype=torch.int64),
+        }
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        image = load_image(self.records[i].source)
+        target = self.target(i)
+        if self.hflip and torch.rand(()) < 0.5:
+            image = image.flip(-1)
+            width = image.shape[-1]
+            boxes = target["boxes"].clone()
+            boxes[:, [0, 2]] = width - target["boxes"][:, [2, 0]]
+            target["boxes"] = boxes
+            if self.mirror:
+                names = [self.classes[int(k) - 1] for k in target["labels"]]
+                target["labels"] = torch.tensor(
+                    [self.index[self.mirror.get(n, n)] for n in names], dtype=torch.int64
+                )
+        if self.jitter is not None:
+            image = self.jitter(image)
+        return image, target
+
+
+def flip_policy(dataset: str, classes: str, hflip: str) -> tuple[bool, dict[str, str]]:
+    """(flip or not, mirror pairs). ``auto`` leaves flips off for GTSDB: a flip mirrors digits
+    and turns "keep left" into "keep right"; with ``on`` the mirrored pairs swap labels."""
+    from qdet.data.gtsdb import mirrored_names
+
+    flip = hflip == "on" or (hflip == "auto" and dataset != "gtsdb")
+    return flip, (mirrored_names(classes) if dataset == "gtsdb" else {})
+
+
+def collate(batch):
+    return tuple(zip(*batch, strict=True))

@@ -1,0 +1,60 @@
+"""Raw dataset folder -> processed common form, by dataset name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from qdet.data import gtsdb
+from qdet.data.common import split_by_image, write_processed
+from qdet.data.formats import parse_gtsdb, parse_pennfudan, parse_voc
+from qdet.data.records import DataError, ImageRecord, Report
+
+DATASETS = ("gtsdb", "pennfudan", "voc")
+
+
+def parse_raw(
+    dataset: str, raw: Path, classes: str, min_box_size: float, report: Report
+) -> tuple[list[ImageRecord], list[str]]:
+    """-> (records, class names in label order)."""
+    if dataset == "gtsdb":
+        return parse_gtsdb(raw, classes, min_box_size, report), gtsdb.class_list(classes)
+    if dataset == "pennfudan":
+        return parse_pennfudan(raw, min_box_size, report), ["person"]
+    if dataset == "voc":
+        records = parse_voc(raw, min_box_size, report)
+        return records, sorted({b.class_name for r in records for b in r.boxes})
+    raise ValueError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}")
+
+
+def preprocess(
+    dataset: str,
+    raw: Path,
+    out: Path,
+    classes: str,
+    min_box_size: float,
+    valid_fraction: float,
+    seed: int,
+    strict: bool,
+) -> dict[str, object]:
+    """Parse, split by image, write; return a summary with counts and every skipped record."""
+    report = Report(strict=strict)
+    records, class_names = parse_raw(dataset, raw, classes, min_box_size, report)
+    if not records:
+        raise DataError(f"{raw}: no usable images found for dataset {dataset}")
+    train, valid = split_by_image(records, valid_fraction, seed)
+    write_processed(out, train, valid, class_names)
+
+    def count(rs: list[ImageRecord]) -> dict[str, int]:
+        return {
+            "images": len(rs),
+            "boxes": sum(len(r.boxes) for r in rs),
+            "negatives": sum(not r.boxes for r in rs),
+        }
+
+    return {
+        "dataset": dataset,
+        "classes": len(class_names),
+        "train": count(train),
+        "valid": count(valid),
+        **report.summary(),
+    }

@@ -1,0 +1,157 @@
+"""Training and inference loops. Progress goes to a rich bar; per-epoch results to a callback
+that the stage passes in (so the library never imports MLflow)."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import nn
+from torch.utils.data import DataLoader
+
+from qdet.checkpoint import save_checkpoint
+from qdet.config import TrainConfig
+
+EpochCallback = Callable[[int, dict[str, float]], None]
+
+
+class NonFiniteLoss(RuntimeError):
+    """Training diverged; the message gives the epoch, iteration and loss values."""
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeRemainingColumn(),
+    )
+
+
+def make_optimizer(
+    params: Iterable[nn.Parameter], cfg: TrainConfig, lr: float
+) -> torch.optim.Optimizer:
+    params = [p for p in params if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: TrainConfig, epochs: int, iters_per_epoch: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """Per-iteration schedule: linear warm-up, then cosine to 0 or step decay."""
+    total = max(epochs * iters_per_epoch, 1)
+    warmup = min(cfg.warmup_iters, total // 2)
+
+    def factor(it: int) -> float:
+        if it < warmup:
+            return 0.1 + 0.9 * it / max(warmup, 1)
+        if cfg.scheduler == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * (it - warmup) / max(total - warmup, 1)))
+        if cfg.scheduler == "step":
+            return cfg.gamma ** (it // (cfg.step_size * iters_per_epoch))
+        return 1.0
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def save_training(
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    epoch: int,
+    history: list[dict[str, float]],
+    extra: dict[str, Any],
+) -> None:
+    """Everything needed to resume: weights, optimizer, scheduler, RNG, history (+ ``extra``)."""
+    save_checkpoint(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "epoch": epoch,
+            "history": history,
+            "rng": torch.get_rng_state(),
+            **extra,
+        },
+        path,
+    )
+
+
+def train_one_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    loader: DataLoader,
+    epoch: int,
+    progress: Progress | None = None,
+    max_batches: int | None = None,
+) -> dict[str, float]:
+    """One pass over ``loader``; returns mean losses and images/s. Stops on a non-finite loss."""
+    model.train()
+    sums: dict[str, float] = {}
+    images_seen, batches = 0, 0
+    total = len(loader) if max_batches is None else min(len(loader), max_batches)
+    task = progress.add_task(f"epoch {epoch}", total=total, info="") if progress else None
+    start = time.perf_counter()
+    for images, targets in loader:
+        if batches >= total:
+            break
+        losses = model(list(images), list(targets))
+        loss = sum(losses.values())
+        if not torch.isfinite(loss):
+            values = {k: float(v) for k, v in losses.items()}
+            raise NonFiniteLoss(
+                f"non-finite loss at epoch {epoch}, iteration {batches}: {values}; "
+                "lower the learning rate or check the data"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        batches += 1
+        images_seen += len(images)
+        for k, v in losses.items():
+            sums[k] = sums.get(k, 0.0) + float(v.detach())
+        sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
+        if progress is not None and task is not None:
+            rate = images_seen / (time.perf_counter() - start)
+            progress.update(
+                task,
+                advance=1,
+                info=f"loss {float(loss.detach()):.3f}  {rate:.2f} img/s  "
+                f"lr {optimizer.param_groups[0]['lr']:.2e}",
+            )
+    elapsed = time.perf_counter() - start
+    out = {k: v / max(batches, 1) for k, v in sums.items()}
+    out["images_per_s"] = images_seen / max(elapsed, 1e-9)
+    out["lr"] = optimizer.param_groups[0]["lr"]
+    return out
+
+
+Detector = Callable[[list[torch.Tensor]], list[dict[str, torch.Tensor]]]
+
+
+@torch.inference_mode()
+def predict_dataset(
+    detector: Detector, dataset, progress: Progress | None = None, label: str = "predict"
+) -> list[dict[str, torch.Tensor]]:
+    """Detections for every image of ``dataset`` (eager model in eval mode or TorchScript)."""
+    if isinstance(detector, nn.Module):
+        detector.eval()
+    out = []
+    task = progress.add_task(label, total=len(dataset), info="") if progress else None
+    for i in range(len(dataset)):
+        image, _ = dataset[i]
+        out.append({k: v.detach() for k, v in detector([image])[0].items()})
+        if progress is not None and task is not None:
+            progress.update(task, advance=1)
+    return out

@@ -1,0 +1,129 @@
+"""COCO evaluation with pycocotools: overall and per-class AP, PR curves, COCO JSON files.
+
+Ground truth and detections are written as COCO JSON so any COCO tool can re-score them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from qdet.data.records import ImageRecord
+
+STAT_NAMES = ["map", "map50", "map75", "map_small", "map_medium", "map_large"]
+
+
+def coco_ground_truth(records: list[ImageRecord], classes: list[str]) -> dict[str, Any]:
+    """COCO dict; boxes as [x, y, w, h] in pixel edges, image ids = index in ``records``."""
+    index = {name: i + 1 for i, name in enumerate(classes)}
+    images, annotations = [], []
+    for i, r in enumerate(records):
+        images.append({"id": i, "file_name": r.file_name, "width": r.width, "height": r.height})
+        for b in r.boxes:
+            w, h = b.x_max - b.x_min, b.y_max - b.y_min
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": i,
+                    "category_id": index[b.class_name],
+                    "bbox": [b.x_min, b.y_min, w, h],
+                    "area": w * h,
+                    "iscrowd": 0,
+                }
+            )
+    categories = [{"id": i + 1, "name": n} for i, n in enumerate(classes)]
+    return {"images": images, "annotations": annotations, "categories": categories}
+
+
+def coco_detections(predictions: list[dict[str, torch.Tensor]]) -> list[dict[str, Any]]:
+    out = []
+    for image_id, p in enumerate(predictions):
+        for box, label, score in zip(
+            p["boxes"].tolist(), p["labels"].tolist(), p["scores"].tolist(), strict=True
+        ):
+            x0, y0, x1, y1 = box
+            out.append(
+                {
+                    "image_id": image_id,
+                    "category_id": int(label),
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "score": float(score),
+                }
+            )
+    return out
+
+
+def _quiet(fn, *args):
+    with contextlib.redirect_stdout(io.StringIO()):
+        return fn(*args)
+
+
+def coco_evaluate(gt_json: Path, det_json: Path) -> tuple[dict[str, float], COCOeval]:
+    """Score a COCO detection file against a COCO ground-truth file (what any tool would do)."""
+    gt = _quiet(COCO, str(gt_json))
+    dets = json.loads(det_json.read_text())
+    if dets:
+        dt = _quiet(gt.loadRes, str(det_json))
+    else:  # pycocotools cannot load an empty result list: nothing detected scores 0
+        dt = COCO()
+        dt.dataset = {
+            "images": gt.dataset["images"],
+            "categories": gt.dataset["categories"],
+            "annotations": [],
+        }
+        _quiet(dt.createIndex)
+    ev = COCOeval(gt, dt, "bbox")
+    ev.params.imgIds = sorted(gt.getImgIds())
+    _quiet(ev.evaluate)
+    _quiet(ev.accumulate)
+    _quiet(ev.summarize)
+    stats = {name: float(v) for name, v in zip(STAT_NAMES, ev.stats[:6], strict=True)}
+    return stats, ev
+
+
+def per_class_ap(ev: COCOeval, classes: list[str]) -> dict[str, dict[str, float]]:
+    """AP@[.5:.95] and AP@.5 per class (-1 where the class has no ground truth)."""
+    precision = ev.eval["precision"]  # [T, R, K, A, M]
+    out = {}
+    for k, cat_id in enumerate(ev.params.catIds):
+        p = precision[:, :, k, 0, -1]
+        p50 = precision[0, :, k, 0, -1]
+        out[classes[cat_id - 1]] = {
+            "ap": float(np.mean(p[p > -1])) if (p > -1).any() else -1.0,
+            "ap50": float(np.mean(p50[p50 > -1])) if (p50 > -1).any() else -1.0,
+        }
+    return out
+
+
+def pr_curve(ev: COCOeval) -> tuple[np.ndarray, np.ndarray]:
+    """Recall thresholds and precision at IoU .5, averaged over classes that have ground truth."""
+    p = ev.eval["precision"][0, :, :, 0, -1]  # [R, K]
+    valid = (p > -1).all(axis=0)
+    mean = p[:, valid].mean(axis=1) if valid.any() else np.zeros(p.shape[0])
+    return np.asarray(ev.params.recThrs), mean
+
+
+def write_json(data: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1))
+
+
+def score(
+    records: list[ImageRecord],
+    classes: list[str],
+    predictions: list[dict[str, torch.Tensor]],
+    gt_json: Path,
+    det_json: Path,
+) -> tuple[dict[str, float], COCOeval]:
+    """Write ground truth and detections as COCO JSON, then score the files."""
+    write_json(coco_ground_truth(records, classes), gt_json)
+    write_json(coco_detections(predictions), det_json)
+    return coco_evaluate(gt_json, det_json)

@@ -1,0 +1,1 @@
+"""Models: backbone registry by torchvision name (with or without FPN) and detector assembly."""

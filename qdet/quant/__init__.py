@@ -1,0 +1,1 @@
+"""Quantization with FX graph mode: which parts, qconfigs, calibration, QAT, conversion, sensitivity."""

@@ -1,0 +1,52 @@
+"""The parts of a Faster R-CNN that FX can trace, by name, and their example inputs.
+
+The transform, anchor generator, proposal selection, RoI align, NMS and post-processing are
+data-dependent (control flow, lists, dicts of variable size) and stay float.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+PARTS: dict[str, str] = {
+    "backbone": "backbone",
+    "rpn_head": "rpn.head.level",
+    "box_head": "roi_heads.box_head",
+    "box_predictor": "roi_heads.box_predictor",
+}
+FLOAT_ONLY = {
+    "transform": "resize and normalisation (data-dependent sizes)",
+    "rpn.anchor_generator": "anchor grid depends on the image size",
+    "rpn (proposal selection)": "top-k, NMS and box decoding are data-dependent",
+    "roi_heads.box_roi_pool": "RoI align has no int8 kernel; LevelMapper is not traceable",
+    "roi_heads (post-processing)": "box decoding, score threshold and NMS",
+}
+
+
+def check_parts(parts: list[str]) -> None:
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown:
+        raise ValueError(f"quant.parts: unknown part {unknown[0]!r}; valid: {', '.join(PARTS)}")
+
+
+def get_part(model: nn.Module, part: str) -> nn.Module:
+    return model.get_submodule(PARTS[part])
+
+
+def set_part(model: nn.Module, part: str, module: nn.Module) -> None:
+    parent_path, _, name = PARTS[part].rpartition(".")
+    setattr(model.get_submodule(parent_path) if parent_path else model, name, module)
+
+
+def example_inputs(model: nn.Module, part: str) -> tuple[torch.Tensor, ...]:
+    """Small inputs of the right shape for tracing and for prepare_fx's shape propagation."""
+    channels = model.backbone.out_channels
+    if part == "backbone":
+        return (torch.rand(1, 3, 128, 160),)
+    if part == "rpn_head":
+        return (torch.rand(1, channels, 16, 20),)
+    if part == "box_head":
+        size = model.roi_heads.box_roi_pool.output_size[0]
+        return (torch.rand(4, channels, size, size),)
+    return (torch.rand(4, model.roi_heads.box_predictor.cls_score.in_features),)

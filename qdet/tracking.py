@@ -1,0 +1,214 @@
+"""MLflow in one place: one parent run per pipeline execution, a nested run per stage.
+
+Stages run as separate processes, so the parent run is found again by a tag (``qdet.pipeline``):
+the DVC experiment name under ``dvc exp run``, else a hash of the git commit and the params file.
+The parent is re-opened for each stage and closed again when the stage ends, so a stage that DVC
+skips (cached) leaves nothing in RUNNING. Logging failures during a stage (a server lost
+mid-training) do not stop the work: they are kept in a local JSONL file and reported at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import time
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import requests
+
+
+class TrackingUnavailable(RuntimeError):
+    """The tracking store cannot be reached; the message names the URI."""
+
+
+def default_uri(root: Path) -> str:
+    """The embedded store, absolute so queued ``dvc exp`` runs in temp copies share it."""
+    return f"sqlite:///{(root / 'mlflow.db').resolve()}"
+
+
+def git_commit(root: Path) -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def pipeline_key(exp_name: str | None, commit: str, params_text: str) -> str:
+    if exp_name:
+        return f"exp-{exp_name}"
+    return "repro-" + hashlib.sha1(f"{commit}\n{params_text}".encode()).hexdigest()[:12]
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """Fail fast, before any training, when the store is not there."""
+    if uri.startswith(("http://", "https://")):
+        try:
+            response = requests.get(uri.rstrip("/") + "/health", timeout=timeout)
+            response.raise_for_status()
+        except requests.RequestException as exc:
+            raise TrackingUnavailable(
+                f"MLflow tracking server {uri} is not reachable ({exc.__class__.__name__}); "
+                "start it, or unset MLFLOW_TRACKING_URI to use the local sqlite store"
+            ) from exc
+    elif uri.startswith("sqlite:///"):
+        folder = Path(uri.removeprefix("sqlite:///")).parent
+        if not folder.is_dir():
+            raise TrackingUnavailable(f"MLflow store {uri}: folder {folder} does not exist")
+
+
+def _log_errors() -> tuple[type[BaseException], ...]:
+    from mlflow.exceptions import MlflowException
+
+    return (MlflowException, requests.RequestException, OSError)
+
+
+class StageRun(AbstractContextManager):
+    """Nested MLflow run for one stage under the pipeline's parent run."""
+
+    def __init__(
+        self,
+        uri: str,
+        experiment: str,
+        stage: str,
+        key: str,
+        tags: dict[str, str],
+        params: dict[str, Any],
+        artifact_root: Path | None,
+        offline_log: Path,
+    ) -> None:
+        self.uri, self.experiment, self.stage, self.key = uri, experiment, stage, key
+        self.tags, self.params, self.artifact_root = tags, params, artifact_root
+        self.offline_log = offline_log
+        self.failed: list[str] = []
+        self.run_id: str | None = None
+        self.parent_id: str | None = None
+
+    def __enter__(self) -> StageRun:
+        import mlflow
+
+        check_reachable(self.uri)
+        mlflow.set_tracking_uri(self.uri)
+        client = mlflow.MlflowClient()
+        exp = client.get_experiment_by_name(self.experiment)
+        if exp is None:
+            location = self.artifact_root.resolve().as_uri() if self.artifact_root else None
+            exp_id = client.create_experiment(self.experiment, artifact_location=location)
+        else:
+            exp_id = exp.experiment_id
+        found = client.search_runs(
+            [exp_id],
+            f"tags.`qdet.pipeline` = '{self.key}'",
+            max_results=1,
+            order_by=["attributes.start_time DESC"],
+        )
+        if found:
+            self.parent_id = found[0].info.run_id
+            mlflow.start_run(run_id=self.parent_id)
+        else:
+            run = mlflow.start_run(
+                experiment_id=exp_id,
+                run_name=self.tags.get("qdet.run_name"),
+                tags={**self.tags, "qdet.pipeline": self.key},
+            )
+            self.parent_id = run.info.run_id
+            self._safe(mlflow.log_params, {k: str(v)[:500] for k, v in self.params.items()})
+        child = mlflow.start_run(
+            run_name=self.stage, nested=True, tags={**self.tags, "qdet.stage": self.stage}
+        )
+        self.run_id = child.info.run_id
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        import mlflow
+
+        status = "FINISHED" if exc_type is None else "FAILED"
+        try:
+            mlflow.end_run(status)  # the stage run
+            mlflow.end_run(status)  # the parent: never left RUNNING between stages
+        except _log_errors() as err:
+            self.failed.append(f"end_run: {err}")
+        if self.failed:
+            print(
+                f"[yellow]MLflow: {len(self.failed)} record(s) could not be logged to "
+                f"{self.uri}; local copy in {self.offline_log}[/yellow]"
+            )
+
+    def _safe(self, fn, *args, **kwargs) -> None:
+        try:
+            fn(*args, **kwargs)
+        except _log_errors() as err:
+            self.failed.append(f"{fn.__name__}: {err}")
+            self.offline_log.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.offline_log, "a") as f:
+                f.write(
+                    json.dumps(
+                        {
+                            "time": time.time(),
+                            "call": fn.__name__,
+                            "args": [str(a) for a in args],
+                            "kwargs": kwargs,
+                            "error": str(err),
+                        },
+                        default=str,
+                    )
+                    + "\n"
+                )
+
+    def log_metrics(
+        self, metrics: dict[str, float], step: int | None = None, on_parent: bool = False
+    ) -> None:
+        import mlflow
+
+        numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
+        self._safe(mlflow.log_metrics, numeric, step=step)
+        if on_parent and self.parent_id:
+            client = mlflow.MlflowClient()
+            for k, v in numeric.items():
+                self._safe(client.log_metric, self.parent_id, k, v, step=step or 0)
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        import mlflow
+
+        if path.exists():
+            self._safe(mlflow.log_artifact, str(path), artifact_path)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        import mlflow
+
+        self._safe(mlflow.set_tags, tags)
+
+
+class NoRun(AbstractContextManager):
+    """Tracking disabled: the same interface, doing nothing."""
+
+    run_id = None
+    parent_id = None
+    failed: list[str] = []
+
+    def __enter__(self) -> NoRun:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def log_metrics(
+        self, metrics: dict[str, float], step: int | None = None, on_parent: bool = False
+    ) -> None:
+        return None
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        return None
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        return None

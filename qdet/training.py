@@ -1,0 +1,122 @@
+"""Epoch loop with validation, checkpoint every epoch and resume — shared by float training and QAT."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from torch import nn
+from torch.utils.data import DataLoader
+
+from qdet.checkpoint import load_checkpoint
+from qdet.config import TrainConfig
+from qdet.data.dataset import DetectionDataset, collate
+from qdet.engine import (
+    EpochCallback,
+    make_optimizer,
+    make_scheduler,
+    predict_dataset,
+    progress_bar,
+    save_training,
+    train_one_epoch,
+)
+from qdet.metrics import score
+
+
+def validation_map(detector: Callable, dataset: DetectionDataset) -> dict[str, float]:
+    """COCO mAP of ``detector`` on ``dataset`` (scored from JSON files, as the evaluate stage)."""
+    predictions = predict_dataset(detector, dataset)
+    with tempfile.TemporaryDirectory() as tmp:
+        stats, _ = score(
+            dataset.records,
+            dataset.classes,
+            predictions,
+            Path(tmp) / "gt.json",
+            Path(tmp) / "dt.json",
+        )
+    return stats
+
+
+def fit(
+    model: nn.Module,
+    train_set: DetectionDataset,
+    valid_set: DetectionDataset,
+    cfg: TrainConfig,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    checkpoint: Path,
+    fingerprint: dict[str, Any],
+    on_epoch: EpochCallback | None = None,
+    before_epoch: Callable[[int], None] | None = None,
+    max_images: int = 0,
+    validate: Callable[[nn.Module], dict[str, float]] | None = None,
+    console: Console | None = None,
+) -> list[dict[str, float]]:
+    """Train ``epochs`` epochs, validating and checkpointing after each; resume from
+    ``checkpoint`` when it was written for the same ``fingerprint`` (the training-relevant
+    config). ``validate`` scores the model after each epoch (default: COCO mAP on
+    ``valid_set``). Returns the per-epoch history."""
+    validate = validate or (lambda m: validation_map(m, valid_set))
+    console = console or Console(stderr=True)
+    generator = torch.Generator().manual_seed(int(fingerprint.get("seed", 0)))
+    loader = DataLoader(
+        train_set,
+        batch_size=batch_size,
+        shuffle=True,
+        collate_fn=collate,
+        num_workers=cfg.workers,
+        generator=generator,
+    )
+    max_batches = -(-max_images // batch_size) if max_images else None
+    iters = min(len(loader), max_batches or len(loader))
+    optimizer = make_optimizer(model.parameters(), cfg, lr)
+    scheduler = make_scheduler(optimizer, cfg, epochs, iters)
+    start, history = 0, []
+    if checkpoint.exists():
+        state = load_checkpoint(checkpoint)
+        if state.get("fingerprint") == fingerprint:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            torch.set_rng_state(state["rng"])
+            generator.set_state(state["loader_rng"])
+            start, history = int(state["epoch"]), list(state["history"])
+            console.print(f"[cyan]resuming from {checkpoint} after epoch {start}[/cyan]")
+        else:
+            console.print(
+                f"[yellow]{checkpoint} was written for other params; starting over[/yellow]"
+            )
+    with progress_bar() as progress:
+        for epoch in range(start, epochs):
+            if before_epoch is not None:
+                before_epoch(epoch)
+            row = {
+                "epoch": epoch + 1,
+                **train_one_epoch(
+                    model, optimizer, scheduler, loader, epoch + 1, progress, max_batches
+                ),
+            }
+            row.update({f"val_{k}": v for k, v in validate(model).items()})
+            history.append(row)
+            save_training(
+                checkpoint,
+                model,
+                optimizer,
+                scheduler,
+                epoch + 1,
+                history,
+                {"fingerprint": fingerprint, "loader_rng": generator.get_state()},
+            )
+            progress.console.print(
+                f"epoch {epoch + 1}/{epochs}: loss {row['loss']:.3f}, "
+                f"{row['images_per_s']:.2f} img/s, val mAP@.5 {row['val_map50']:.3f}, "
+                f"mAP {row['val_map']:.3f}"
+            )
+            if on_epoch is not None:
+                on_epoch(epoch + 1, row)
+    return history
