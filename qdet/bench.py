@@ -88,9 +88,7 @@ def breakdown(model: nn.Module, images: list[torch.Tensor], rounds: int) -> dict
     for key, path in COMPONENTS.items():
         module = model.get_submodule(path)
         handles.append(
-            module.register_forward_pre_hook(
-                lambda *_, key=key: starts.__setitem__(key, time.perf_counter())
-            )
+            module.register_forward_pre_hook(lambda *_, key=key: starts.__setitem__(key, time.perf_counter()))
         )
         handles.append(
             module.register_forward_hook(

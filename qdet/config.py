@@ -38,9 +38,7 @@ class DataConfig:
     classes: Literal["super", "full"] = "super"  # gtsdb: 4 super-categories or all 43 classes
     valid_fraction: float = 0.2  # share of images in the valid split (split by image)
     strict: bool = False  # true: a bad annotation record is an error; false: skipped and counted
-    min_box_size: float = (
-        2.0  # boxes narrower/shorter than this (pixels) after clipping are skipped
-    )
+    min_box_size: float = 2.0  # boxes narrower/shorter than this (pixels) after clipping are skipped
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
 
@@ -77,9 +75,7 @@ class TrainConfig:
     step_size: int = 3  # step scheduler: epochs between decays
     gamma: float = 0.1  # step scheduler: decay factor
     warmup_iters: int = 50  # linear LR warm-up at the start
-    hflip: Literal["auto", "on", "off"] = (
-        "auto"  # auto: off for gtsdb (mirrored signs), on otherwise
-    )
+    hflip: Literal["auto", "on", "off"] = "auto"  # auto: off for gtsdb (mirrored signs), on otherwise
     color_jitter: float = 0.2  # brightness/contrast jitter strength, 0 disables
     threads: int = 2  # torch intra-op threads
     workers: int = 0  # DataLoader worker processes
@@ -89,9 +85,7 @@ class TrainConfig:
 @dataclass
 class QuantConfig:
     backend: Literal["x86", "fbgemm", "qnnpack"] = "x86"
-    parts: list[str] = field(
-        default_factory=lambda: ["backbone", "rpn_head", "box_head", "box_predictor"]
-    )
+    parts: list[str] = field(default_factory=lambda: ["backbone", "rpn_head", "box_head", "box_predictor"])
     skip: list[str] = field(default_factory=list)  # module names kept in float
     per_channel: bool = True  # per-channel weight quantization
     reduce_range: bool = False  # 7-bit activations (older x86 CPUs without VNNI)

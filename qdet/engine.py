@@ -34,9 +34,7 @@ def progress_bar() -> Progress:
     )
 
 
-def make_optimizer(
-    params: Iterable[nn.Parameter], cfg: TrainConfig, lr: float
-) -> torch.optim.Optimizer:
+def make_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig, lr: float) -> torch.optim.Optimizer:
     params = [p for p in params if p.requires_grad]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)

@@ -88,18 +88,14 @@ def fit(
             start, history = int(state["epoch"]), list(state["history"])
             console.print(f"[cyan]resuming from {checkpoint} after epoch {start}[/cyan]")
         else:
-            console.print(
-                f"[yellow]{checkpoint} was written for other params; starting over[/yellow]"
-            )
+            console.print(f"[yellow]{checkpoint} was written for other params; starting over[/yellow]")
     with progress_bar() as progress:
         for epoch in range(start, epochs):
             if before_epoch is not None:
                 before_epoch(epoch)
             row = {
                 "epoch": epoch + 1,
-                **train_one_epoch(
-                    model, optimizer, scheduler, loader, epoch + 1, progress, max_batches
-                ),
+                **train_one_epoch(model, optimizer, scheduler, loader, epoch + 1, progress, max_batches),
             }
             row.update({f"val_{k}": v for k, v in validate(model).items()})
             history.append(row)

@@ -89,9 +89,7 @@ def main(
             f"  {row['fps']:5.2f} img/s  {row['size_mb']:6.1f} MB  x{row['speedup']:.2f}"
         )
     for name, row in parts.items():
-        cli.console.print(
-            f"{name} breakdown (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in row.items())
-        )
+        cli.console.print(f"{name} breakdown (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in row.items()))
 
 
 if __name__ == "__main__":

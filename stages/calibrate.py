@@ -39,9 +39,7 @@ def main(
     model, classes = load_float_detector(float_model, cfg.backbone, cfg.model)
     dataset = DetectionDataset(read_split(processed, "train"), read_classes(processed))
     q = cfg.quant
-    plan = QuantPlan(
-        q.parts, q.backend, cfg.calibrate.observer, q.per_channel, q.reduce_range, q.skip
-    )
+    plan = QuantPlan(q.parts, q.backend, cfg.calibrate.observer, q.per_channel, q.reduce_range, q.skip)
     with cli.tracker(cfg, "calibrate", params, metrics.parent) as run:
         prepared = prepare(copy.deepcopy(model), plan, qat=False)
         recorder = InputRecorder(model, plan.parts)

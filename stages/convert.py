@@ -29,9 +29,7 @@ def main(
     model, classes = load_float_detector(float_model, cfg.backbone, cfg.model)
     meta = {"classes": classes, "config": config_to_dict(cfg)}
     sizes = {
-        "float": save_artifact(
-            script_detector(model), out_dir / "float.ts", {**meta, "variant": "float"}
-        )
+        "float": save_artifact(script_detector(model), out_dir / "float.ts", {**meta, "variant": "float"})
     }
     for variant, path, key, qat in (
         ("ptq", ptq_state, "observed", False),
@@ -50,9 +48,7 @@ def main(
     write_json(result, metrics)
     with cli.tracker(cfg, "convert", params, metrics.parent) as run:
         run.log_metrics(result)
-    cli.console.print(
-        "artifact sizes: " + ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in sizes.items())
-    )
+    cli.console.print("artifact sizes: " + ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in sizes.items()))
 
 
 if __name__ == "__main__":

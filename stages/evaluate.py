@@ -46,8 +46,7 @@ def main(
             results[variant] = stats
             curves[variant] = pr_curve(ev)
             rows += [
-                f"{variant},{c},{v['ap']:.4f},{v['ap50']:.4f}"
-                for c, v in per_class_ap(ev, classes).items()
+                f"{variant},{c},{v['ap']:.4f},{v['ap50']:.4f}" for c, v in per_class_ap(ev, classes).items()
             ]
             detection_grid(
                 dataset,

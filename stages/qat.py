@@ -63,9 +63,7 @@ def main(
             checkpoint,
             fingerprint,
             on_epoch=lambda epoch, row: run.log_metrics(row, step=epoch),
-            before_epoch=epoch_controls(
-                prepared, cfg.qat.freeze_bn_after, cfg.qat.freeze_observer_after
-            ),
+            before_epoch=epoch_controls(prepared, cfg.qat.freeze_bn_after, cfg.qat.freeze_observer_after),
             max_images=cfg.qat.max_images,
             validate=observers_frozen_while(lambda m: validation_map(m, valid_set)),
             console=cli.console,

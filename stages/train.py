@@ -55,9 +55,7 @@ def main(
             on_epoch=lambda epoch, row: run.log_metrics(row, step=epoch),
             console=cli.console,
         )
-        save_checkpoint(
-            {"model": model.state_dict(), "config": resolved, "classes": classes}, model_out
-        )
+        save_checkpoint({"model": model.state_dict(), "config": resolved, "classes": classes}, model_out)
         final = {k: v for k, v in history[-1].items() if k != "epoch"}
         write_json(
             {

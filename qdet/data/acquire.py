@@ -24,9 +24,7 @@ STRUCTURE = {"gtsdb": "gt.txt", "pennfudan": "PNGImages", "voc": "Annotations"}
 def verify_structure(dataset: str, target: Path, origin: str) -> None:
     marker = STRUCTURE[dataset]
     if not any(target.rglob(marker)):
-        raise SourceError(
-            f"{origin}: no {marker} inside; not a {dataset} dataset in its published layout"
-        )
+        raise SourceError(f"{origin}: no {marker} inside; not a {dataset} dataset in its published layout")
 
 
 def acquire(

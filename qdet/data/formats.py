@@ -131,12 +131,10 @@ def parse_pennfudan(
         boxes = []
         for k in ids:
             ys, xs = np.nonzero(mask == k)
-            box = Box(
-                "person", float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
-            )
+            box = Box("person", float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
             ref = text_boxes.get(k)
-            if ref is None and text_boxes:
-                report.warnings.append(f"{text_path}: mask instance {k} has no text box")
+            if ref is None and text_path.exists():
+                report.warnings.append(f"{text_path}: mask instance {k} has no (readable) text box")
             elif ref is not None:
                 diff = max(
                     abs(a - b)
@@ -155,9 +153,7 @@ def parse_pennfudan(
                 boxes.append(b)
         extra = sorted(set(text_boxes) - set(ids))
         if extra:
-            report.warnings.append(
-                f"{text_path}: objects {extra} have no pixels in {mask_path.name}"
-            )
+            report.warnings.append(f"{text_path}: objects {extra} have no pixels in {mask_path.name}")
         records.append(ImageRecord(path, path.name, w, h, boxes))
     return records
 
@@ -172,9 +168,7 @@ def _xml_number(obj: ET.Element, tag: str, where: str) -> float:
         raise DataError(f"{where}: <{tag}> is not a number: {node.text!r}") from exc
 
 
-def parse_voc(
-    raw: Path, min_box_size: float, report: Report, one_based: bool = True
-) -> list[ImageRecord]:
+def parse_voc(raw: Path, min_box_size: float, report: Report, one_based: bool = True) -> list[ImageRecord]:
     """A user's Pascal VOC folder: ``Annotations/*.xml`` + images (``JPEGImages/`` or beside).
 
     VOC coordinates are 1-based inclusive pixel indices; qdet's own XML is 0-based inclusive

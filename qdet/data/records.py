@@ -57,9 +57,7 @@ class Report:
         }
 
 
-def clip_box(
-    box: Box, width: int, height: int, min_size: float, where: str, report: Report
-) -> Box | None:
+def clip_box(box: Box, width: int, height: int, min_size: float, where: str, report: Report) -> Box | None:
     """Clip a box to the image; count the clip; skip it if too small afterwards."""
     clipped = Box(
         box.class_name,

@@ -107,9 +107,7 @@ def _glyph(draw: ImageDraw.ImageDraw, cls: int, c: float, r: float, colour) -> N
             _arrow(draw, start, end, w, colour)
         return
     if cls == 40:
-        draw.arc(
-            [c - r * 0.5, c - r * 0.5, c + r * 0.5, c + r * 0.5], 30, 330, fill=colour, width=int(w)
-        )
+        draw.arc([c - r * 0.5, c - r * 0.5, c + r * 0.5, c + r * 0.5], 30, 330, fill=colour, width=int(w))
         return
     # Other classes: a deterministic pseudo-pictogram seeded by the class id.
     g = np.random.default_rng(1000 + cls)
@@ -268,9 +266,7 @@ def write_gtsdb(
         if progress:
             progress(i + 1)
     (out / "gt.txt").write_text("\n".join(lines) + "\n")
-    (out / "ReadMe.txt").write_text(
-        "Synthetic GTSDB look-alike written by qdet (not the real dataset).\n"
-    )
+    (out / "ReadMe.txt").write_text("Synthetic GTSDB look-alike written by qdet (not the real dataset).\n")
     return out
 
 

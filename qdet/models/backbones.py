@@ -125,7 +125,8 @@ def build_backbone(
     name: str, weights: str, fpn: bool, fpn_channels: int, fpn_levels: int
 ) -> tuple[nn.Module, int]:
     """-> (backbone, number of feature maps used by anchors and RoI pooling, without 'pool')."""
-    layers = FAMILIES[name](classification_model(name, weights))
+    classifier = classification_model(name, weights)  # rejects unknown names with the list
+    layers = FAMILIES[name](classifier)
     stages = split_stages(layers)
     if not fpn:
         return SingleMapBackbone([s for s, _, _ in stages], stages[-1][1]), 1

@@ -71,9 +71,7 @@ class FlatPredictor(nn.Module):
 def build_detector(backbone_name: str, cfg: ModelConfig, num_classes: int) -> FasterRCNN:
     """Faster R-CNN for ``num_classes`` object classes (background is added here)."""
     weights = cfg.weights if cfg.weights in ("none", "imagenet") else "none"
-    backbone, levels = build_backbone(
-        backbone_name, weights, cfg.fpn, cfg.fpn_channels, cfg.fpn_levels
-    )
+    backbone, levels = build_backbone(backbone_name, weights, cfg.fpn, cfg.fpn_channels, cfg.fpn_levels)
     if cfg.fpn:
         sizes = tuple((s,) for s in cfg.anchor_sizes)
         ratios = (tuple(cfg.aspect_ratios),) * len(sizes)
@@ -134,16 +132,12 @@ class DetectionsOnly(nn.Module):
         return self.model(images)
 
 
-def load_float_detector(
-    path: Path, backbone: str, cfg: ModelConfig
-) -> tuple[FasterRCNN, list[str]]:
+def load_float_detector(path: Path, backbone: str, cfg: ModelConfig) -> tuple[FasterRCNN, list[str]]:
     """The trained float detector and its class names, from the train stage's output."""
     from qdet.checkpoint import load_checkpoint
 
     state = load_checkpoint(path)
     classes = list(state["classes"])
-    model = build_detector(
-        backbone, ModelConfig(**{**cfg.__dict__, "weights": "none"}), len(classes)
-    )
+    model = build_detector(backbone, ModelConfig(**{**cfg.__dict__, "weights": "none"}), len(classes))
     model.load_state_dict(state["model"])
     return model.eval(), classes

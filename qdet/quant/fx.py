@@ -107,9 +107,7 @@ def describe(model: nn.Module, plan: QuantPlan) -> dict[str, object]:
     }
 
 
-def restore(
-    float_model: nn.Module, plan: QuantPlan, state: dict[str, torch.Tensor], qat: bool
-) -> nn.Module:
+def restore(float_model: nn.Module, plan: QuantPlan, state: dict[str, torch.Tensor], qat: bool) -> nn.Module:
     """Rebuild a prepared model (observers or fake-quant) from its saved state_dict.
 
     A prepared GraphModule does not survive ``torch.save``; its state_dict does, and preparing

@@ -49,9 +49,7 @@ def make_qconfig(observer: str, per_channel: bool, reduce_range: bool, qat: bool
         return QConfig(activation=activation, weight=weight)
     activation = OBSERVERS[observer].with_args(dtype=torch.quint8, quant_min=0, quant_max=act_max)
     if per_channel:
-        weight = PerChannelMinMaxObserver.with_args(
-            dtype=torch.qint8, qscheme=torch.per_channel_symmetric
-        )
+        weight = PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric)
     else:
         weight = MinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_tensor_symmetric)
     return QConfig(activation=activation, weight=weight)

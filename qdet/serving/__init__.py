@@ -1,0 +1,1 @@
+"""Serving: the MLflow pyfunc wrapper around a TorchScript detector, and registry helpers."""

@@ -1,0 +1,72 @@
+"""MLflow pyfunc model around a qdet TorchScript artifact, logged as "models from code".
+
+MLflow copies this file into the model and runs it at load time, so it must not import qdet:
+only torch, torchvision, numpy, pandas, PIL and mlflow. No Python class is pickled.
+
+Input: a DataFrame with a ``path`` column (image files) or an ``image`` column (encoded image
+bytes or base64 strings), a list of paths, or one HxWx3 uint8 array. Output: one row per
+detection (image index, class name, label, score, box in pixel edges).
+"""
+
+import base64
+import io
+import json
+
+import mlflow
+import numpy as np
+import pandas as pd
+import torch
+import torchvision  # noqa: F401  (registers torchvision ops for TorchScript)
+from mlflow.pyfunc import PythonModel
+from PIL import Image
+
+COLUMNS = ["image", "class_name", "label", "score", "x_min", "y_min", "x_max", "y_max"]
+
+
+def _to_tensor(image: Image.Image) -> torch.Tensor:
+    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
+def _images(model_input) -> list[torch.Tensor]:
+    if isinstance(model_input, np.ndarray):
+        return [_to_tensor(Image.fromarray(model_input.astype(np.uint8)))]
+    if isinstance(model_input, str):
+        model_input = [model_input]
+    if isinstance(model_input, list):
+        model_input = pd.DataFrame({"path": model_input})
+    if "path" in model_input.columns:
+        return [_to_tensor(Image.open(p)) for p in model_input["path"]]
+    out = []
+    for value in model_input["image"]:
+        raw = base64.b64decode(value) if isinstance(value, str) else bytes(value)
+        out.append(_to_tensor(Image.open(io.BytesIO(raw))))
+    return out
+
+
+class TorchScriptDetector(PythonModel):
+    def load_context(self, context) -> None:
+        files = {"qdet.json": ""}
+        self.model = torch.jit.load(
+            context.artifacts["detector"], map_location="cpu", _extra_files=files
+        ).eval()
+        self.classes = json.loads(files["qdet.json"] or "{}").get("classes", [])
+        self.threshold = float((context.model_config or {}).get("score_threshold", 0.0))
+
+    def predict(self, context, model_input, params=None) -> pd.DataFrame:
+        threshold = float((params or {}).get("score_threshold", self.threshold))
+        rows = []
+        with torch.inference_mode():
+            for i, image in enumerate(_images(model_input)):
+                det = self.model([image])[0]
+                for box, label, score in zip(
+                    det["boxes"].tolist(), det["labels"].tolist(), det["scores"].tolist(), strict=True
+                ):
+                    if score < threshold:
+                        continue
+                    name = self.classes[label - 1] if 0 < label <= len(self.classes) else str(label)
+                    rows.append([i, name, label, score, *box])
+        return pd.DataFrame(rows, columns=COLUMNS)
+
+
+mlflow.models.set_model(TorchScriptDetector())

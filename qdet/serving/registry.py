@@ -1,0 +1,66 @@
+"""Register TorchScript variants as MLflow pyfunc models and move an alias behind a gate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+PYFUNC_FILE = Path(__file__).with_name("detector_pyfunc.py")
+REQUIREMENTS = ["torch==2.14.1", "torchvision==0.29.1", "pillow", "pandas", "numpy"]
+
+
+@dataclass
+class Candidate:
+    variant: str
+    artifact: Path
+    map50: float
+    map50_drop: float
+    speedup: float
+    latency_ms: float
+
+
+def choose_champion(
+    candidates: list[Candidate], max_map_drop: float, min_speedup: float
+) -> tuple[Candidate | None, list[str]]:
+    """The fastest candidate whose mAP@.5 drop and speedup pass the gate, and why others fail."""
+    reasons, passing = [], []
+    for c in candidates:
+        if c.map50_drop > max_map_drop:
+            reasons.append(f"{c.variant}: mAP@.5 drop {c.map50_drop:.3f} > {max_map_drop}")
+        elif c.speedup < min_speedup:
+            reasons.append(f"{c.variant}: speedup {c.speedup:.2f} < {min_speedup}")
+        else:
+            passing.append(c)
+    best = min(passing, key=lambda c: c.latency_ms) if passing else None
+    return best, reasons
+
+
+def register_variant(name: str, candidate: Candidate, tags: dict[str, str]) -> str:
+    """Log ``candidate`` as a pyfunc model in the active run and register it; returns the version."""
+    import mlflow
+
+    info = mlflow.pyfunc.log_model(
+        name=f"model_{candidate.variant}",
+        python_model=str(PYFUNC_FILE),
+        artifacts={"detector": str(candidate.artifact)},
+        pip_requirements=REQUIREMENTS,
+        registered_model_name=name,
+    )
+    version = str(info.registered_model_version)
+    client = mlflow.MlflowClient()
+    for key, value in {
+        **tags,
+        "variant": candidate.variant,
+        "map50": f"{candidate.map50:.4f}",
+        "map50_drop": f"{candidate.map50_drop:.4f}",
+        "speedup": f"{candidate.speedup:.3f}",
+        "latency_ms_p50": f"{candidate.latency_ms:.1f}",
+    }.items():
+        client.set_model_version_tag(name, version, key, value)
+    return version
+
+
+def set_alias(name: str, alias: str, version: str) -> None:
+    import mlflow
+
+    mlflow.MlflowClient().set_registered_model_alias(name, alias, version)

@@ -1,0 +1,50 @@
+import pytest
+
+from qdet.config import ConfigError, config_from_dict, load_config
+from tests.conftest import REPO
+
+
+def test_repo_params_file_is_valid():
+    cfg = load_config(REPO / "params.yaml")
+    assert cfg.dataset in ("gtsdb", "pennfudan", "voc")
+
+
+def test_unknown_key_is_named():
+    with pytest.raises(ConfigError, match=r"train\.epoks.*allowed keys in train: epochs"):
+        config_from_dict({"train": {"epoks": 3}})
+
+
+def test_unknown_top_level_key_is_named():
+    with pytest.raises(ConfigError, match="unknown params key bakbone"):
+        config_from_dict({"bakbone": "resnet18"})
+
+
+def test_bad_choice_lists_allowed_values():
+    with pytest.raises(ConfigError, match="dataset: 'coco' is not one of gtsdb, pennfudan, voc"):
+        config_from_dict({"dataset": "coco"})
+
+
+def test_bad_type_names_key():
+    with pytest.raises(ConfigError, match=r"train\.lr: expected a number"):
+        config_from_dict({"train": {"lr": "fast"}})
+
+
+def test_range_checked():
+    with pytest.raises(ConfigError, match=r"data\.valid_fraction"):
+        config_from_dict({"data": {"valid_fraction": 1.5}})
+
+
+def test_anchor_sizes_must_match_fpn_levels():
+    with pytest.raises(ConfigError, match=r"model\.anchor_sizes"):
+        config_from_dict({"model": {"anchor_sizes": [32, 64]}})
+
+
+def test_ints_accepted_for_floats():
+    assert config_from_dict({"train": {"lr": 1}}).train.lr == 1.0
+
+
+def test_unreadable_yaml_names_file(tmp_path):
+    bad = tmp_path / "params.yaml"
+    bad.write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match="params.yaml"):
+        load_config(bad)
