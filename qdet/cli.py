@@ -36,7 +36,7 @@ from qdet.tracking import (
     pipeline_key,
 )
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # no hard wraps: logs stay greppable
 EXPECTED = (
     ConfigError,
     DataError,

@@ -124,7 +124,10 @@ class StageRun(AbstractContextManager):
             self.parent_id = run.info.run_id
             self._safe(mlflow.log_params, {k: str(v)[:500] for k, v in self.params.items()})
         child = mlflow.start_run(
-            run_name=self.stage, nested=True, tags={**self.tags, "qdet.stage": self.stage}
+            run_name=self.stage,
+            nested=True,
+            experiment_id=exp_id,
+            tags={**self.tags, "qdet.stage": self.stage},
         )
         self.run_id = child.info.run_id
         return self

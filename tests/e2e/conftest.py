@@ -1,0 +1,82 @@
+"""A temporary copy of the repository with tiny params, for running real dvc and MLflow."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import REPO
+
+KEEP = [
+    "dvc.yaml",
+    "params.yaml",
+    "pyproject.toml",
+    "README.md",
+    ".gitignore",
+    ".dvcignore",
+    ".dvc/config",
+    ".dvc/.gitignore",
+    "stages",
+    "qdet",
+]
+TINY = {
+    "data": {
+        "synthetic": {"num_images": 16, "width": 256, "height": 160, "min_object": 16, "max_object": 48}
+    },
+    "model": {"min_size": 160, "max_size": 256, "rpn_post_nms_top_n_test": 50, "rpn_pre_nms_top_n_test": 100},
+    "train": {"epochs": 1, "batch_size": 2},
+    "calibrate": {"images": 4},
+    "qat": {"epochs": 1, "max_images": 4, "batch_size": 2},
+    "benchmark": {"rounds": 2, "warmup": 1, "images": 2},
+    "evaluate": {"grid_images": 2},
+    "register": {"max_map_drop": 1.0, "min_speedup": 0.0},
+}
+
+
+def merge(base: dict, update: dict) -> dict:
+    out = dict(base)
+    for k, v in update.items():
+        out[k] = merge(base.get(k, {}), v) if isinstance(v, dict) else v
+    return out
+
+
+def make_repo(dest: Path, overrides: dict | None = None) -> Path:
+    for item in KEEP:
+        src = REPO / item
+        if src.is_dir():
+            shutil.copytree(src, dest / item, ignore=shutil.ignore_patterns("__pycache__"))
+        elif src.exists():
+            (dest / item).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / item)
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    (dest / "params.yaml").write_text(yaml.safe_dump(merge(merge(params, TINY), overrides or {})))
+    git = ["git", "-c", "user.name=qdet", "-c", "user.email=qdet@localhost"]
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=dest, check=True)
+    subprocess.run([*git, "commit", "-qm", "test repo"], cwd=dest, check=True)
+    return dest
+
+
+def env() -> dict[str, str]:
+    e = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    e["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{e.get('PATH', '')}"
+    e["PYTHONWARNINGS"] = "ignore"
+    return e
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True, **kw) -> subprocess.CompletedProcess:
+    done = subprocess.run(cmd, cwd=cwd, env=kw.pop("env", env()), capture_output=True, text=True, **kw)
+    if check and done.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+        )
+    return done
+
+
+def stages_run(output: str) -> list[str]:
+    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")]

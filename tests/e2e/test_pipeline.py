@@ -1,0 +1,157 @@
+"""The real pipeline: dvc repro on tiny synthetic data, real MLflow (sqlite), registry, predict."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import mlflow
+import pytest
+import yaml
+
+from qdet.metrics import coco_evaluate
+from tests.e2e.conftest import env, make_repo, run, stages_run
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    path = make_repo(tmp_path_factory.mktemp("pipeline"))
+    done = run(["dvc", "repro"], path)
+    assert stages_run(done.stdout) == [
+        "download",
+        "preprocess",
+        "train",
+        "calibrate",
+        "qat",
+        "convert",
+        "evaluate",
+        "benchmark",
+        "register",
+    ]
+    return path
+
+
+def _metrics(repo, name):
+    return json.loads((repo / "metrics" / f"{name}.json").read_text())
+
+
+def test_metrics_cover_every_variant(repo):
+    ev = _metrics(repo, "eval")
+    assert set(ev) == {"float", "ptq", "qat"}
+    for v in ("ptq", "qat"):
+        assert ev[v]["map50_drop"] == pytest.approx(ev["float"]["map50"] - ev[v]["map50"])
+    bench = _metrics(repo, "benchmark")
+    assert set(bench) == {"float_eager", "float_ts", "ptq", "qat"}
+    for row in bench.values():
+        assert row["latency_ms_p90"] >= row["latency_ms_p50"] > 0
+    assert bench["float_eager"]["speedup"] == 1.0
+    assert bench["qat"]["size_ratio"] > 3.5
+    assert _metrics(repo, "convert")["qat_size_ratio"] > 3.5
+    breakdown = json.loads((repo / "reports" / "breakdown.json").read_text())
+    assert set(breakdown["breakdown_ms"]) == {"float", "int8"}
+    assert breakdown["environment"]["threads"] == 2
+
+
+def test_coco_files_rescore_to_the_reported_map(repo):
+    reported = _metrics(repo, "eval")
+    for variant in ("float", "ptq", "qat"):
+        stats, _ = coco_evaluate(repo / "eval" / "coco_gt.json", repo / "eval" / f"detections_{variant}.json")
+        assert stats["map"] == pytest.approx(reported[variant]["map"], abs=1e-6)
+        assert stats["map50"] == pytest.approx(reported[variant]["map50"], abs=1e-6)
+
+
+def test_second_repro_is_a_noop(repo):
+    done = run(["dvc", "repro"], repo)
+    assert stages_run(done.stdout) == []
+
+
+def test_quantized_modules_and_sensitivity_are_reported(repo):
+    report = json.loads((repo / "reports" / "quantized_modules.json").read_text())
+    assert any(m.startswith("roi_heads.box_head.fc6") for m in report["int8_modules"])
+    rows = (repo / "metrics" / "sensitivity.csv").read_text().splitlines()
+    assert rows[0] == "module,sqnr_db" and len(rows) > 20
+
+
+def test_mlflow_has_one_finished_parent_with_stage_children(repo):
+    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
+    exp = mlflow.get_experiment_by_name("qdet")
+    runs = mlflow.search_runs([exp.experiment_id], output_format="list")
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1
+    stages = {r.data.tags["qdet.stage"] for r in runs if "qdet.stage" in r.data.tags}
+    assert stages >= {"train", "calibrate", "qat", "convert", "evaluate", "benchmark", "register"}
+    assert all(r.info.status == "FINISHED" for r in runs)
+    parent = parents[0]
+    assert parent.data.tags["backbone"] == "resnet18" and parent.data.tags["git_commit"] != "unknown"
+    assert "qat_map50" in parent.data.metrics and "qat_speedup" in parent.data.metrics
+    train = next(r for r in runs if r.data.tags.get("qdet.stage") == "train")
+    history = mlflow.MlflowClient().get_metric_history(train.info.run_id, "loss")
+    assert [m.step for m in history] == [1]
+
+
+def test_registered_champion_predicts_in_a_fresh_process(repo, tmp_path):
+    reg = _metrics(repo, "register")
+    assert reg["champion"] in ("float", "ptq", "qat") and len(reg["versions"]) == 3
+    image = next((repo / "data" / "processed" / "images").iterdir())
+    code = (
+        "import sys; sys.modules['qdet'] = None\n"
+        "import mlflow\n"
+        f"mlflow.set_tracking_uri('sqlite:///{repo / 'mlflow.db'}')\n"
+        f"m = mlflow.pyfunc.load_model('models:/{reg['model_name']}@champion')\n"
+        f"df = m.predict([{str(image)!r}])\n"
+        "print(list(df.columns)); print(len(df))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "'class_name', 'label', 'score', 'x_min'" in done.stdout
+
+
+def test_predict_folder_skips_corrupt_file(repo, tmp_path):
+    images = tmp_path / "in"
+    images.mkdir()
+    for p in sorted((repo / "data" / "processed" / "images").iterdir())[:2]:
+        (images / p.name).write_bytes(p.read_bytes())
+    (images / "broken.png").write_bytes(b"\x89PNG not really")
+    done = run(
+        [
+            "qdet-predict",
+            str(repo / "models" / "export" / "qat.ts"),
+            str(images),
+            "--out",
+            str(tmp_path / "out"),
+            "--threshold",
+            "0.0",
+        ],
+        repo,
+    )
+    assert "broken.png: cannot read image" in done.stderr
+    assert "2 images" in done.stderr
+    assert len(list((tmp_path / "out").glob("*_pred.png"))) == 2
+
+
+def test_qat_param_reruns_only_downstream(repo):
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["qat"]["lr"] = 5e-5
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    done = run(["dvc", "repro"], repo)
+    assert stages_run(done.stdout) == ["qat", "convert", "evaluate", "benchmark", "register"]
+
+
+def test_benchmark_param_reruns_only_benchmark_and_register(repo):
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["benchmark"]["rounds"] = 3
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    done = run(["dvc", "repro"], repo)
+    assert stages_run(done.stdout) == ["benchmark", "register"]
+
+
+def test_unknown_param_fails_with_key_and_no_traceback(repo):
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["train"]["epoks"] = 2
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    done = run(["python", "stages/train.py", "data/processed"], repo, check=False)
+    assert done.returncode == 1
+    assert "unknown params key train.epoks" in done.stderr and "Traceback" not in done.stderr

@@ -1,0 +1,74 @@
+import time
+
+import mlflow
+import pytest
+from mlflow.exceptions import MlflowException
+
+from qdet.tracking import StageRun, TrackingUnavailable, check_reachable, default_uri, pipeline_key
+
+
+def _stage(tmp_path, stage, key="repro-abc"):
+    return StageRun(
+        default_uri(tmp_path),
+        "qdet-test",
+        stage,
+        key,
+        {"dataset": "gtsdb", "backbone": "r18"},
+        {"train.lr": 0.001},
+        tmp_path / "mlartifacts",
+        tmp_path / f"offline_{stage}.jsonl",
+    )
+
+
+def _runs(tmp_path):
+    mlflow.set_tracking_uri(default_uri(tmp_path))
+    exp = mlflow.get_experiment_by_name("qdet-test")
+    return mlflow.search_runs([exp.experiment_id], output_format="list")
+
+
+def test_one_parent_per_pipeline_and_a_child_per_stage(tmp_path):
+    for stage in ("train", "calibrate"):
+        with _stage(tmp_path, stage) as run:
+            run.log_metrics({"loss": 1.0}, step=1)
+    runs = _runs(tmp_path)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and len(children) == 2
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
+    assert {c.data.tags["qdet.stage"] for c in children} == {"train", "calibrate"}
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert parents[0].data.params["train.lr"] == "0.001"
+
+
+def test_failed_stage_leaves_nothing_running(tmp_path):
+    with pytest.raises(RuntimeError):
+        with _stage(tmp_path, "train"):
+            raise RuntimeError("boom")
+    statuses = {r.data.tags.get("qdet.stage", "parent"): r.info.status for r in _runs(tmp_path)}
+    assert statuses == {"train": "FAILED", "parent": "FAILED"}
+
+
+def test_pipeline_key_separates_experiments_and_commits():
+    assert pipeline_key("exp-a", "c1", "p") == "exp-exp-a"
+    assert pipeline_key(None, "c1", "p") != pipeline_key(None, "c2", "p")
+    assert pipeline_key(None, "c1", "p") != pipeline_key(None, "c1", "q")
+
+
+def test_unreachable_server_fails_fast_naming_uri():
+    start = time.perf_counter()
+    with pytest.raises(TrackingUnavailable, match=r"http://127\.0\.0\.1:9 is not reachable"):
+        check_reachable("http://127.0.0.1:9")
+    assert time.perf_counter() - start < 10
+
+
+def test_logging_failures_are_kept_locally(tmp_path, monkeypatch):
+    with _stage(tmp_path, "train") as run:
+
+        def broken(*args, **kwargs):
+            raise MlflowException("server went away")
+
+        monkeypatch.setattr(mlflow, "log_metrics", broken)
+        run.log_metrics({"loss": 0.5}, step=3)
+        monkeypatch.undo()
+    assert len(run.failed) == 1 and "server went away" in run.failed[0]
+    assert "server went away" in (tmp_path / "offline_train.jsonl").read_text()
