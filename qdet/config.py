@@ -53,6 +53,7 @@ class ModelConfig:
     anchor_sizes: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
     aspect_ratios: list[float] = field(default_factory=lambda: [1.0])
     roi_output_size: int = 7  # RoI align output (square)
+    roi_align_tasks: int = 2  # parallel RoI align chunks in TorchScript (1 = torchvision's)
     representation_size: int = 256  # box head MLP width
     rpn_pre_nms_top_n_train: int = 1000
     rpn_post_nms_top_n_train: int = 500
@@ -227,6 +228,7 @@ def _check_ranges(cfg: Config) -> None:
     positive("benchmark.images", cfg.benchmark.images)
     positive("model.min_size", cfg.model.min_size)
     positive("model.fpn_levels", cfg.model.fpn_levels)
+    positive("model.roi_align_tasks", cfg.model.roi_align_tasks)
     if cfg.model.max_size < cfg.model.min_size:
         raise ConfigError("model.max_size: must be >= model.min_size")
     if not 0.0 < cfg.data.valid_fraction < 1.0:

@@ -15,10 +15,10 @@ from torch import Tensor, nn
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import TwoMLPHead
-from torchvision.ops import MultiScaleRoIAlign
 
 from qdet.config import ModelConfig
 from qdet.models.backbones import build_backbone
+from qdet.models.roi_align import ParallelMultiScaleRoIAlign
 
 
 class RPNLevelHead(nn.Module):
@@ -79,7 +79,9 @@ def build_detector(backbone_name: str, cfg: ModelConfig, num_classes: int) -> Fa
         sizes, ratios = (tuple(cfg.anchor_sizes),), (tuple(cfg.aspect_ratios),)
     anchors = AnchorGenerator(sizes, ratios)
     channels = backbone.out_channels
-    pool = MultiScaleRoIAlign([str(i) for i in range(levels)], cfg.roi_output_size, 2)
+    pool = ParallelMultiScaleRoIAlign(
+        [str(i) for i in range(levels)], cfg.roi_output_size, 2, cfg.roi_align_tasks
+    )
     head = TwoMLPHead(channels * cfg.roi_output_size**2, cfg.representation_size)
     model = FasterRCNN(
         backbone,
