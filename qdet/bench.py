@@ -148,13 +148,12 @@ def environment(threads: int) -> dict[str, object]:
     }
 
 
-def peak_rss_mb(artifact: Path, image: Path, runs: int, threads: int) -> float:
-    """Peak RSS of a fresh process that loads ``artifact`` and runs it ``runs`` times."""
-    out = subprocess.run(
-        [sys.executable, "-m", "qdet.memprobe", str(artifact), str(image), str(runs), str(threads)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=600,
-    )
-    return float(out.stdout.strip().splitlines()[-1])
+def peak_rss_mb(artifact: Path, image: Path, runs: int, threads: int) -> tuple[float, float]:
+    """(peak RSS, peak RSS before loading the model) of a fresh process that loads ``artifact``
+    and runs it ``runs`` times; the difference is what the model itself costs."""
+    command = [sys.executable, "-m", "qdet.memprobe", str(artifact), str(image), str(runs), str(threads)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"memory probe of {artifact} failed: {done.stderr.strip()[-500:]}")
+    peak, baseline = (float(v) for v in done.stdout.split()[-2:])
+    return peak, baseline

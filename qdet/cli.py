@@ -35,6 +35,7 @@ from qdet.tracking import (
     git_commit,
     pipeline_key,
 )
+from qdet.training import Ranks
 
 console = Console(stderr=True, soft_wrap=True)  # no hard wraps: logs stay greppable
 EXPECTED = (
@@ -45,7 +46,7 @@ EXPECTED = (
     NonFiniteLoss,
     TrackingUnavailable,
     WeightsUnavailable,
-    FileNotFoundError,
+    OSError,  # unreadable input, unwritable output, disk full: the message names the path
     ValueError,
 )
 
@@ -173,3 +174,35 @@ def fingerprint(resolved: dict[str, Any], *sections: str) -> dict[str, Any]:
     if "train" in out:
         out["train"] = {k: v for k, v in out["train"].items() if k not in ("threads", "workers")}
     return out
+
+
+def distributed(nproc: int, threads: int) -> Ranks:
+    """``train.nproc`` > 1: relaunch this stage under torchrun (DDP), or, inside torchrun, join
+    the process group (gloo on CPU, nccl with CUDA). Threads are shared out among the ranks."""
+    if nproc == 1:
+        set_threads(threads)
+        return Ranks()
+    if "LOCAL_RANK" not in os.environ:
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={nproc}",
+            sys.argv[0],
+            *sys.argv[1:],
+        ]
+        console.print(f"launching {nproc} processes: {' '.join(command[1:4])} ...")
+        sys.exit(subprocess.call(command))
+    import torch.distributed as dist
+
+    set_threads(max(1, threads // nproc))
+    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return Ranks(dist.get_rank(), dist.get_world_size())
+
+
+def finish_distributed(ranks: Ranks) -> None:
+    if ranks.world > 1:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()

@@ -1,13 +1,24 @@
-"""``python -m qdet.memprobe ARTIFACT IMAGE RUNS THREADS``: print the peak RSS (MB) of this
-process after loading a TorchScript artifact and running it; one process per variant."""
+"""``python -m qdet.memprobe ARTIFACT IMAGE RUNS THREADS``: print two numbers, the peak RSS (MB)
+of this process after loading a model and running it, and the peak before loading it (imports
+only). One fresh process per variant: a process's high-water mark cannot be reset.
+
+VmHWM from /proc is used, not ``getrusage``'s ru_maxrss, which Linux carries over from the
+parent across fork + exec and so would report the benchmark process's own peak.
+"""
 
 from __future__ import annotations
 
-import resource
 import sys
 from pathlib import Path
 
 import torch
+
+
+def peak_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024  # kB
+    raise OSError("/proc/self/status has no VmHWM line (not Linux?)")
 
 
 def main(argv: list[str]) -> None:
@@ -18,19 +29,21 @@ def main(argv: list[str]) -> None:
     if artifact.suffix == ".ts":
         from qdet.export import load_artifact
 
+        baseline = peak_rss_mb()
         model, _ = load_artifact(artifact)
     else:  # the eager float model from the train stage
         from qdet.checkpoint import load_checkpoint
         from qdet.config import config_from_dict
         from qdet.models.detector import load_float_detector
 
+        baseline = peak_rss_mb()
         cfg = config_from_dict(load_checkpoint(artifact)["config"])
         model, _ = load_float_detector(artifact, cfg.backbone, cfg.model)
     x = load_image(image)
     with torch.inference_mode():
         for _ in range(runs):
             model([x])
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # Linux: KiB
+    print(f"{peak_rss_mb():.1f} {baseline:.1f}")
 
 
 if __name__ == "__main__":

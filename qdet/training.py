@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from rich.console import Console
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
 
 from qdet.checkpoint import load_checkpoint
 from qdet.config import TrainConfig
@@ -41,6 +44,31 @@ def validation_map(detector: Callable, dataset: DetectionDataset) -> dict[str, f
     return stats
 
 
+@dataclass(frozen=True)
+class Ranks:
+    """Where this process stands in a DDP job (rank 0 of 1 when there is none)."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _reduce(row: dict[str, float], ranks: Ranks) -> dict[str, float]:
+    """Mean of each loss over ranks; images/s summed (the job's throughput)."""
+    if ranks.world == 1:
+        return row
+    keys = sorted(row)
+    values = torch.tensor([row[k] for k in keys], dtype=torch.float64)
+    dist.all_reduce(values)
+    return {
+        k: float(v) if k == "images_per_s" else float(v) / ranks.world
+        for k, v in zip(keys, values, strict=True)
+    }
+
+
 def fit(
     model: nn.Module,
     train_set: DetectionDataset,
@@ -56,21 +84,30 @@ def fit(
     max_images: int = 0,
     validate: Callable[[nn.Module], dict[str, float]] | None = None,
     console: Console | None = None,
+    ranks: Ranks = Ranks(),
 ) -> list[dict[str, float]]:
     """Train ``epochs`` epochs, validating and checkpointing after each; resume from
     ``checkpoint`` when it was written for the same ``fingerprint`` (the training-relevant
     config). ``validate`` scores the model after each epoch (default: COCO mAP on
-    ``valid_set``). Returns the per-epoch history."""
+    ``valid_set``). Returns the per-epoch history.
+
+    Under DDP (``ranks.world > 1``) ``batch_size`` is the global batch, split over the ranks;
+    only rank 0 validates, writes the checkpoint and calls ``on_epoch``.
+    """
     validate = validate or (lambda m: validation_map(m, valid_set))
     console = console or Console(stderr=True)
-    generator = torch.Generator().manual_seed(int(fingerprint.get("seed", 0)))
+    if batch_size % ranks.world:
+        raise ValueError(f"batch size {batch_size} does not split over train.nproc={ranks.world} processes")
+    # The sampler's order depends only on (seed, epoch): a resumed run sees the same batches.
+    sampler = DistributedSampler(
+        train_set, ranks.world, ranks.rank, shuffle=True, seed=int(fingerprint.get("seed", 0))
+    )
     loader = DataLoader(
         train_set,
-        batch_size=batch_size,
-        shuffle=True,
+        batch_size=batch_size // ranks.world,
+        sampler=sampler,
         collate_fn=collate,
         num_workers=cfg.workers,
-        generator=generator,
     )
     max_batches = -(-max_images // batch_size) if max_images else None
     iters = min(len(loader), max_batches or len(loader))
@@ -84,35 +121,37 @@ def fit(
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             torch.set_rng_state(state["rng"])
-            generator.set_state(state["loader_rng"])
             start, history = int(state["epoch"]), list(state["history"])
-            console.print(f"[cyan]resuming from {checkpoint} after epoch {start}[/cyan]")
-        else:
+            if ranks.main:
+                console.print(f"[cyan]resuming from {checkpoint} after epoch {start}[/cyan]")
+        elif ranks.main:
             console.print(f"[yellow]{checkpoint} was written for other params; starting over[/yellow]")
+    trained = DistributedDataParallel(model) if ranks.world > 1 else model
     with progress_bar() as progress:
         for epoch in range(start, epochs):
+            sampler.set_epoch(epoch)
             if before_epoch is not None:
                 before_epoch(epoch)
+            bar = progress if ranks.main else None
             row = {
                 "epoch": epoch + 1,
-                **train_one_epoch(model, optimizer, scheduler, loader, epoch + 1, progress, max_batches),
+                **_reduce(
+                    train_one_epoch(trained, optimizer, scheduler, loader, epoch + 1, bar, max_batches), ranks
+                ),
             }
-            row.update({f"val_{k}": v for k, v in validate(model).items()})
-            history.append(row)
-            save_training(
-                checkpoint,
-                model,
-                optimizer,
-                scheduler,
-                epoch + 1,
-                history,
-                {"fingerprint": fingerprint, "loader_rng": generator.get_state()},
-            )
-            progress.console.print(
-                f"epoch {epoch + 1}/{epochs}: loss {row['loss']:.3f}, "
-                f"{row['images_per_s']:.2f} img/s, val mAP@.5 {row['val_map50']:.3f}, "
-                f"mAP {row['val_map']:.3f}"
-            )
-            if on_epoch is not None:
-                on_epoch(epoch + 1, row)
+            if ranks.main:
+                row.update({f"val_{k}": v for k, v in validate(model).items()})
+                history.append(row)
+                save_training(
+                    checkpoint, model, optimizer, scheduler, epoch + 1, history, {"fingerprint": fingerprint}
+                )
+                progress.console.print(
+                    f"epoch {epoch + 1}/{epochs}: loss {row['loss']:.3f}, "
+                    f"{row['images_per_s']:.2f} img/s, val mAP@.5 {row['val_map50']:.3f}, "
+                    f"mAP {row['val_map']:.3f}"
+                )
+                if on_epoch is not None:
+                    on_epoch(epoch + 1, row)
+            if ranks.world > 1:
+                dist.barrier()  # the others wait while rank 0 validates and writes
     return history

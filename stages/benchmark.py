@@ -61,7 +61,8 @@ def main(
     maps = json.loads(eval_metrics.read_text())
     for name, row in result.items():
         row["size_mb"] = files[name].stat().st_size / 1e6
-        row["peak_rss_mb"] = bench.peak_rss_mb(files[name], dataset.records[0].source, 3, b.threads)
+        peak, baseline = bench.peak_rss_mb(files[name], dataset.records[0].source, 3, b.threads)
+        row["peak_rss_mb"], row["model_rss_mb"] = peak, peak - baseline
         row["map50"] = maps["float" if name.startswith("float") else name]["map50"]
     for name in ("ptq", "qat"):
         result[name]["size_ratio"] = result["float_ts"]["size_mb"] / result[name]["size_mb"]
@@ -86,7 +87,8 @@ def main(
     for name, row in result.items():
         cli.console.print(
             f"{name:12s} p50 {row['latency_ms_p50']:7.1f} ms  p90 {row['latency_ms_p90']:7.1f} ms"
-            f"  {row['fps']:5.2f} img/s  {row['size_mb']:6.1f} MB  x{row['speedup']:.2f}"
+            f"  {row['fps']:5.2f} img/s  {row['size_mb']:6.1f} MB  +{row['model_rss_mb']:.0f} MB RSS"
+            f"  x{row['speedup']:.2f}"
         )
     for name, row in parts.items():
         cli.console.print(f"{name} breakdown (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in row.items()))

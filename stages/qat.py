@@ -15,6 +15,7 @@ from qdet.models.detector import load_float_detector
 from qdet.plots import training_curves, write_history_csv
 from qdet.quant.fx import QuantPlan, plan_dict, prepare
 from qdet.quant.qat import calibrate_ranges, epoch_controls, freeze_layers, observers_frozen_while
+from qdet.tracking import NoRun
 from qdet.training import fit, validation_map
 
 app = typer.Typer(add_completion=False)
@@ -33,7 +34,7 @@ def main(
     params: Path = typer.Option(Path("params.yaml")),
 ) -> None:
     cfg = cli.load(params)
-    cli.set_threads(cfg.train.threads)
+    ranks = cli.distributed(cfg.train.nproc, cfg.train.threads)  # nproc > 1: runs under torchrun
     model, classes = load_float_detector(float_model, cfg.backbone, cfg.model)
     hflip, mirror = flip_policy(cfg.dataset, cfg.data.classes, cfg.train.hflip)
     train_set = DetectionDataset(
@@ -47,7 +48,7 @@ def main(
     fingerprint = cli.fingerprint(
         resolved, "seed", "dataset", "backbone", "data", "model", "train", "quant", "qat"
     )
-    with cli.tracker(cfg, "qat", params, metrics.parent) as run:
+    with cli.tracker(cfg, "qat", params, metrics.parent) if ranks.main else NoRun() as run:
         prepared = prepare(copy.deepcopy(model).train(), plan, qat=True)
         freeze_layers(prepared, cfg.qat.frozen_layers)
         if cfg.qat.calibrate_first and not checkpoint.exists():
@@ -67,7 +68,11 @@ def main(
             max_images=cfg.qat.max_images,
             validate=observers_frozen_while(lambda m: validation_map(m, valid_set)),
             console=cli.console,
+            ranks=ranks,
         )
+        if not ranks.main:
+            cli.finish_distributed(ranks)
+            return
         save_checkpoint(
             {
                 "qat": prepared.state_dict(),
@@ -77,14 +82,14 @@ def main(
             },
             out,
         )
-        final = {k: v for k, v in history[-1].items() if k != "epoch"} if history else {}
-        write_json({"epochs": len(history), **final}, metrics)
-        if history:
-            write_history_csv(history, history_csv)
-            plot.parent.mkdir(parents=True, exist_ok=True)
-            training_curves(history, plot, f"QAT {cfg.backbone} on {cfg.dataset}")
+        final = {k: v for k, v in history[-1].items() if k != "epoch"}
+        write_json({"epochs": len(history), "processes": ranks.world, **final}, metrics)
+        write_history_csv(history, history_csv)
+        plot.parent.mkdir(parents=True, exist_ok=True)
+        training_curves(history, plot, f"QAT {cfg.backbone} on {cfg.dataset}")
         for path in (metrics, history_csv, plot):
             run.log_artifact(path)
+    cli.finish_distributed(ranks)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from qdet.data.dataset import DetectionDataset, flip_policy
 from qdet.metrics import write_json
 from qdet.models.detector import build_detector
 from qdet.plots import training_curves, write_history_csv
+from qdet.tracking import NoRun
 from qdet.training import fit
 
 app = typer.Typer(add_completion=False)
@@ -30,7 +31,7 @@ def main(
     params: Path = typer.Option(Path("params.yaml")),
 ) -> None:
     cfg = cli.load(params)
-    cli.set_threads(cfg.train.threads)
+    ranks = cli.distributed(cfg.train.nproc, cfg.train.threads)  # nproc > 1: runs under torchrun
     classes = read_classes(processed)
     hflip, mirror = flip_policy(cfg.dataset, cfg.data.classes, cfg.train.hflip)
     train_set = DetectionDataset(
@@ -40,7 +41,7 @@ def main(
     model = build_detector(cfg.backbone, cfg.model, len(classes))
     resolved = config_to_dict(cfg)
     fingerprint = cli.fingerprint(resolved, "seed", "dataset", "backbone", "data", "model", "train")
-    with cli.tracker(cfg, "train", params, metrics.parent) as run:
+    with cli.tracker(cfg, "train", params, metrics.parent) if ranks.main else NoRun() as run:
         start = time.perf_counter()
         history = fit(
             model,
@@ -54,22 +55,26 @@ def main(
             fingerprint,
             on_epoch=lambda epoch, row: run.log_metrics(row, step=epoch),
             console=cli.console,
+            ranks=ranks,
         )
-        save_checkpoint({"model": model.state_dict(), "config": resolved, "classes": classes}, model_out)
-        final = {k: v for k, v in history[-1].items() if k != "epoch"}
-        write_json(
-            {
-                "epochs": len(history),
-                "train_seconds_this_run": time.perf_counter() - start,
-                **final,
-            },
-            metrics,
-        )
-        write_history_csv(history, history_csv)
-        plot.parent.mkdir(parents=True, exist_ok=True)
-        training_curves(history, plot, f"float {cfg.backbone} on {cfg.dataset}")
-        for path in (metrics, history_csv, plot, params):
-            run.log_artifact(path)
+        if ranks.main:
+            save_checkpoint({"model": model.state_dict(), "config": resolved, "classes": classes}, model_out)
+            final = {k: v for k, v in history[-1].items() if k != "epoch"}
+            write_json(
+                {
+                    "epochs": len(history),
+                    "processes": ranks.world,
+                    "train_seconds_this_run": time.perf_counter() - start,
+                    **final,
+                },
+                metrics,
+            )
+            write_history_csv(history, history_csv)
+            plot.parent.mkdir(parents=True, exist_ok=True)
+            training_curves(history, plot, f"float {cfg.backbone} on {cfg.dataset}")
+            for path in (metrics, history_csv, plot, params):
+                run.log_artifact(path)
+    cli.finish_distributed(ranks)
 
 
 if __name__ == "__main__":

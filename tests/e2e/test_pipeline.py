@@ -149,9 +149,63 @@ def test_benchmark_param_reruns_only_benchmark_and_register(repo):
 
 
 def test_unknown_param_fails_with_key_and_no_traceback(repo):
-    params = yaml.safe_load((repo / "params.yaml").read_text())
+    original = (repo / "params.yaml").read_text()
+    params = yaml.safe_load(original)
     params["train"]["epoks"] = 2
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
     done = run(["python", "stages/train.py", "data/processed"], repo, check=False)
+    (repo / "params.yaml").write_text(original)
     assert done.returncode == 1
     assert "unknown params key train.epoks" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_predict_on_a_video(repo, tmp_path):
+    import av
+    import numpy as np
+    from PIL import Image
+
+    frames = sorted((repo / "data" / "processed" / "images").iterdir())[:4]
+    video = tmp_path / "clip.mp4"
+    with av.open(str(video), "w") as sink:
+        stream = sink.add_stream("mpeg4", rate=5)
+        stream.width, stream.height = 256, 160
+        for p in frames:
+            sink.mux(
+                stream.encode(
+                    av.VideoFrame.from_ndarray(np.asarray(Image.open(p).convert("RGB")), format="rgb24")
+                )
+            )
+        sink.mux(stream.encode(None))
+    done = run(
+        [
+            "qdet-predict",
+            str(repo / "models" / "export" / "ptq.ts"),
+            str(video),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        repo,
+    )
+    assert "4 video frames" in done.stderr
+    with av.open(str(tmp_path / "out" / "clip_pred.mp4")) as out:
+        assert sum(1 for _ in out.decode(video=0)) == 4
+
+
+def test_dvc_remote_push_pull_gives_identical_files(repo, tmp_path):
+    import hashlib
+    import shutil
+
+    run(["dvc", "remote", "add", "-f", "-d", "local", str(tmp_path / "remote")], repo)
+    run(["dvc", "push"], repo)
+    files = [
+        repo / "models" / "float.pt",
+        repo / "models" / "export" / "qat.ts",
+        repo / "data" / "processed" / "train.csv",
+    ]
+    before = {f: hashlib.md5(f.read_bytes()).hexdigest() for f in files}
+    shutil.rmtree(repo / ".dvc" / "cache")
+    for folder in ("models", "data/processed", "data/raw"):
+        shutil.rmtree(repo / folder)
+    run(["dvc", "pull"], repo)
+    assert {f: hashlib.md5(f.read_bytes()).hexdigest() for f in files} == before
+    assert stages_run(run(["dvc", "repro"], repo).stdout) == []

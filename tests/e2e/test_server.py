@@ -1,0 +1,101 @@
+"""A real `mlflow server` on a free loopback port: the pipeline logs to it over HTTP, the runs and
+the registered models are checked through the REST API, and the server is stopped by its PID."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.e2e.conftest import env, make_repo, run, stages_run
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    port = _free_port()
+    mlflow_bin = Path(sys.executable).parent / "mlflow"
+    proc = subprocess.Popen(
+        [
+            str(mlflow_bin),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "server-artifacts"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env=env(),
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if requests.get(f"{url}/health", timeout=2).ok:
+                break
+        except requests.RequestException:
+            time.sleep(1)
+    else:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("mlflow server did not answer /health within 120 s")
+    yield url
+    os.killpg(proc.pid, signal.SIGTERM)  # the PID leads its own group: workers stop with it
+    proc.wait(timeout=30)
+    with pytest.raises(requests.RequestException):
+        requests.get(f"{url}/health", timeout=2)
+
+
+def test_pipeline_logs_and_registers_on_a_server(server, tmp_path):
+    repo = make_repo(tmp_path / "repo")
+    done = run(["dvc", "repro"], repo, env=env() | {"MLFLOW_TRACKING_URI": server})
+    assert stages_run(done.stdout)[-1] == "register"
+    assert not (repo / "mlflow.db").exists()  # nothing went to the local store
+    api = f"{server}/api/2.0/mlflow"
+    exp = requests.get(
+        f"{api}/experiments/get-by-name", params={"experiment_name": "qdet"}, timeout=10
+    ).json()
+    runs = requests.post(
+        f"{api}/runs/search", json={"experiment_ids": [exp["experiment"]["experiment_id"]]}, timeout=10
+    ).json()["runs"]
+    tags = [{t["key"]: t["value"] for t in r["data"].get("tags", [])} for r in runs]
+    assert {t.get("qdet.stage") for t in tags} >= {
+        "train",
+        "calibrate",
+        "qat",
+        "evaluate",
+        "benchmark",
+        "register",
+    }
+    assert all(r["info"]["status"] == "FINISHED" for r in runs)
+    model = requests.get(
+        f"{api}/registered-models/get", params={"name": "qdet-gtsdb-resnet18"}, timeout=10
+    ).json()
+    assert "champion" in {a["alias"] for a in model["registered_model"].get("aliases", [])}
+    versions = requests.post(
+        f"{api}/model-versions/search", json={"filter": "name='qdet-gtsdb-resnet18'"}, timeout=10
+    ).json()["model_versions"]
+    assert {t["value"] for v in versions for t in v.get("tags", []) if t["key"] == "variant"} == {
+        "float",
+        "ptq",
+        "qat",
+    }
