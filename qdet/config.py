@@ -101,7 +101,7 @@ class CalibrateConfig:
 @dataclass
 class QatConfig:
     epochs: int = 1
-    lr: float = 1e-4
+    lr: float = 1e-5
     batch_size: int = 4
     max_images: int = 0  # images per epoch (0: the whole train split)
     calibrate_first: bool = True  # start the fake-quant ranges from a calibration pass
@@ -183,6 +183,11 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads 1e-05 (as `dvc exp run -S` writes it) as a string
+            try:
+                return float(value)
+            except ValueError:
+                raise ConfigError(f"{key}: expected a number, got {value!r}") from None
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         return float(value)

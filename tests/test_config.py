@@ -48,3 +48,8 @@ def test_unreadable_yaml_names_file(tmp_path):
     bad.write_text("train: [unclosed\n")
     with pytest.raises(ConfigError, match="params.yaml"):
         load_config(bad)
+
+
+def test_exponent_strings_from_dvc_exp_are_numbers():
+    # `dvc exp run -S qat.lr=0.00001` writes 1e-05, which YAML 1.1 reads as a string
+    assert config_from_dict({"qat": {"lr": "1e-05"}}).qat.lr == 1e-5
