@@ -91,8 +91,8 @@ def test_pipeline_logs_and_registers_on_a_server(server, tmp_path):
         f"{api}/registered-models/get", params={"name": "qdet-gtsdb-resnet18"}, timeout=10
     ).json()
     assert "champion" in {a["alias"] for a in model["registered_model"].get("aliases", [])}
-    versions = requests.post(
-        f"{api}/model-versions/search", json={"filter": "name='qdet-gtsdb-resnet18'"}, timeout=10
+    versions = requests.get(
+        f"{api}/model-versions/search", params={"filter": "name='qdet-gtsdb-resnet18'"}, timeout=10
     ).json()["model_versions"]
     assert {t["value"] for v in versions for t in v.get("tags", []) if t["key"] == "variant"} == {
         "float",
