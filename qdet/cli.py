@@ -32,6 +32,7 @@ from qdet.tracking import (
     StageRun,
     TrackingUnavailable,
     default_uri,
+    git,
     git_commit,
     pipeline_key,
 )
@@ -65,17 +66,8 @@ def repo_root() -> Path:
     """DVC_ROOT under dvc (it points at the original repo even for queued experiments)."""
     if os.environ.get("DVC_ROOT"):
         return Path(os.environ["DVC_ROOT"])
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--show-toplevel"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        )
-        return Path(out.stdout.strip())
-    except (OSError, subprocess.SubprocessError):
-        return Path.cwd()
+    top = git(["rev-parse", "--show-toplevel"])
+    return Path(top) if top else Path.cwd()
 
 
 def seed_everything(seed: int) -> None:

@@ -29,19 +29,17 @@ def default_uri(root: Path) -> str:
     return f"sqlite:///{(root / 'mlflow.db').resolve()}"
 
 
-def git_commit(root: Path) -> str:
+def git(args: list[str], cwd: Path | None = None) -> str | None:
+    """Output of a git command, or None outside a repository or without git."""
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        )
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=True)
         return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return None
+
+
+def git_commit(root: Path) -> str:
+    return git(["rev-parse", "HEAD"], root) or "unknown"
 
 
 def pipeline_key(exp_name: str | None, commit: str, params_text: str) -> str:

@@ -8,8 +8,7 @@ import typer
 from qdet import cli
 from qdet.checkpoint import save_checkpoint
 from qdet.config import config_to_dict
-from qdet.data.common import read_split
-from qdet.data.dataset import DetectionDataset, flip_policy
+from qdet.data.dataset import DetectionDataset, training_datasets
 from qdet.metrics import write_json
 from qdet.models.detector import load_float_detector
 from qdet.plots import training_curves, write_history_csv
@@ -36,12 +35,10 @@ def main(
     cfg = cli.load(params)
     ranks = cli.distributed(cfg.train.nproc, cfg.train.threads)  # nproc > 1: runs under torchrun
     model, classes = load_float_detector(float_model, cfg.backbone, cfg.model)
-    hflip, mirror = flip_policy(cfg.dataset, cfg.data.classes, cfg.train.hflip)
-    train_set = DetectionDataset(
-        read_split(processed, "train"), classes, hflip, mirror, cfg.train.color_jitter
+    train_set, valid_set = training_datasets(
+        processed, cfg.dataset, cfg.data.classes, cfg.train.hflip, cfg.train.color_jitter
     )
     plain_train = DetectionDataset(train_set.records, classes)
-    valid_set = DetectionDataset(read_split(processed, "valid"), classes)
     q = cfg.quant
     plan = QuantPlan(q.parts, q.backend, "moving_average", q.per_channel, q.reduce_range, q.skip)
     resolved = config_to_dict(cfg)

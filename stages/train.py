@@ -8,8 +8,7 @@ import typer
 from qdet import cli
 from qdet.checkpoint import save_checkpoint
 from qdet.config import config_to_dict
-from qdet.data.common import read_classes, read_split
-from qdet.data.dataset import DetectionDataset, flip_policy
+from qdet.data.dataset import training_datasets
 from qdet.metrics import write_json
 from qdet.models.detector import build_detector
 from qdet.plots import training_curves, write_history_csv
@@ -32,12 +31,10 @@ def main(
 ) -> None:
     cfg = cli.load(params)
     ranks = cli.distributed(cfg.train.nproc, cfg.train.threads)  # nproc > 1: runs under torchrun
-    classes = read_classes(processed)
-    hflip, mirror = flip_policy(cfg.dataset, cfg.data.classes, cfg.train.hflip)
-    train_set = DetectionDataset(
-        read_split(processed, "train"), classes, hflip, mirror, cfg.train.color_jitter
+    train_set, valid_set = training_datasets(
+        processed, cfg.dataset, cfg.data.classes, cfg.train.hflip, cfg.train.color_jitter
     )
-    valid_set = DetectionDataset(read_split(processed, "valid"), classes)
+    classes = train_set.classes
     model = build_detector(cfg.backbone, cfg.model, len(classes))
     resolved = config_to_dict(cfg)
     fingerprint = cli.fingerprint(resolved, "seed", "dataset", "backbone", "data", "model", "train")

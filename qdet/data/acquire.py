@@ -45,19 +45,8 @@ def acquire(
                 f"data.source: synthetic is not available for dataset {cfg.dataset}; "
                 f"valid: {', '.join(GENERATORS)}"
             )
-        s = cfg.data.synthetic
-        GENERATORS[cfg.dataset](
-            target,
-            s.num_images,
-            s.width,
-            s.height,
-            s.min_object,
-            s.max_object,
-            s.max_objects,
-            s.empty_fraction,
-            cfg.seed,
-        )
-        return {"source": "synthetic", "images": s.num_images}
+        GENERATORS[cfg.dataset](target, cfg.data.synthetic, cfg.seed)
+        return {"source": "synthetic", "images": cfg.data.synthetic.num_images}
     if source == "download":
         if cfg.dataset not in OFFICIAL:
             raise SourceError(f"data.source: download has no official URL for {cfg.dataset}")

@@ -86,3 +86,15 @@ def flip_policy(dataset: str, classes: str, hflip: str) -> tuple[bool, dict[str,
 
 def collate(batch):
     return tuple(zip(*batch, strict=True))
+
+
+def training_datasets(
+    processed, dataset: str, classes_mode: str, hflip: str, color_jitter: float
+) -> tuple[DetectionDataset, DetectionDataset]:
+    """(augmented train split, plain valid split) of a processed dataset: what train and qat use."""
+    from qdet.data.common import read_classes, read_split
+
+    classes = read_classes(processed)
+    flip, mirror = flip_policy(dataset, classes_mode, hflip)
+    train = DetectionDataset(read_split(processed, "train"), classes, flip, mirror, color_jitter)
+    return train, DetectionDataset(read_split(processed, "valid"), classes)

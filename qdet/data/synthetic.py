@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from qdet.config import SyntheticConfig
 from qdet.data import gtsdb
 
 RED = (200, 20, 30)
@@ -215,30 +216,21 @@ def _finish(rng: np.random.Generator, img: Image.Image) -> Image.Image:
 
 
 def write_gtsdb(
-    root: Path,
-    num_images: int,
-    width: int,
-    height: int,
-    min_object: int,
-    max_object: int,
-    max_objects: int,
-    empty_fraction: float,
-    seed: int,
-    progress: Callable[[int], None] | None = None,
+    root: Path, spec: SyntheticConfig, seed: int, progress: Callable[[int], None] | None = None
 ) -> Path:
     """Write ``root/FullIJCNN2013/{00000.ppm..., gt.txt}`` in GTSDB's published layout."""
     out = root / "FullIJCNN2013"
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     lines: list[str] = []
-    for i in range(num_images):
+    for i in range(spec.num_images):
         name = f"{i:05d}.ppm"
-        img = _background(rng, width, height)
+        img = _background(rng, spec.width, spec.height)
         taken: list[tuple[int, int, int, int]] = []
-        count = 0 if rng.random() < empty_fraction else int(rng.integers(1, max_objects + 1))
+        count = 0 if rng.random() < spec.empty_fraction else int(rng.integers(1, spec.max_objects + 1))
         for _ in range(count):
-            size = int(np.exp(rng.uniform(np.log(min_object), np.log(max_object))))
-            spot = _place(rng, width, height, size, size, taken)
+            size = int(np.exp(rng.uniform(np.log(spec.min_object), np.log(spec.max_object))))
+            spot = _place(rng, spec.width, spec.height, size, size, taken)
             if spot is None:
                 continue
             cls = int(rng.integers(0, gtsdb.NUM_CLASSES))
@@ -327,37 +319,28 @@ PENNFUDAN_OBJECT = (
 
 
 def write_pennfudan(
-    root: Path,
-    num_images: int,
-    width: int,
-    height: int,
-    min_object: int,
-    max_object: int,
-    max_objects: int,
-    empty_fraction: float,
-    seed: int,
-    progress: Callable[[int], None] | None = None,
+    root: Path, spec: SyntheticConfig, seed: int, progress: Callable[[int], None] | None = None
 ) -> Path:
     """Write ``root/PennFudanPed/{PNGImages,PedMasks,Annotation}`` in the published layout.
 
     Boxes in the text annotations are 1-based inclusive, as in the real files; people are never
     left out (PennFudan has no negative images, ``empty_fraction`` is ignored).
     """
-    del empty_fraction
+
     out = root / "PennFudanPed"
     for sub in ("PNGImages", "PedMasks", "Annotation"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    min_h, max_h = max(min_object * 2, 24), max(max_object * 2, 32)
-    for i in range(num_images):
+    min_h, max_h = max(spec.min_object * 2, 24), max(spec.max_object * 2, 32)
+    for i in range(spec.num_images):
         name = f"{'FudanPed' if i % 2 else 'PennPed'}{i + 1:05d}"
-        w = int(width * rng.uniform(0.85, 1.0))
-        h = int(height * rng.uniform(0.85, 1.0))
+        w = int(spec.width * rng.uniform(0.85, 1.0))
+        h = int(spec.height * rng.uniform(0.85, 1.0))
         img = _background(rng, w, h)
         mask = Image.new("L", (w, h), 0)
         draw, mdraw = ImageDraw.Draw(img), ImageDraw.Draw(mask)
         taken: list[tuple[int, int, int, int]] = []
-        for _ in range(int(rng.integers(1, max_objects + 1))):
+        for _ in range(int(rng.integers(1, spec.max_objects + 1))):
             ph = int(rng.uniform(min_h, min(max_h, h - 2)))
             pw = int(ph * 0.55)
             spot = _place(rng, w, h, pw, ph, taken)
