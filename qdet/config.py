@@ -101,7 +101,7 @@ class CalibrateConfig:
 @dataclass
 class QatConfig:
     epochs: int = 1
-    lr: float = 1e-5
+    lr: float = 2e-5
     batch_size: int = 4
     max_images: int = 0  # images per epoch (0: the whole train split)
     calibrate_first: bool = True  # start the fake-quant ranges from a calibration pass

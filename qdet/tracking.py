@@ -9,11 +9,13 @@ mid-training) do not stop the work: they are kept in a local JSONL file and repo
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import subprocess
 import time
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +73,21 @@ def _log_errors() -> tuple[type[BaseException], ...]:
     return (MlflowException, requests.RequestException, OSError)
 
 
+@contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """An exclusive lock beside a sqlite store (a no-op for servers, which serialise themselves)."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    path = Path(uri.removeprefix("sqlite:///") + ".lock")
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 class StageRun(AbstractContextManager):
     """Nested MLflow run for one stage under the pipeline's parent run."""
 
@@ -97,30 +114,11 @@ class StageRun(AbstractContextManager):
 
         check_reachable(self.uri)
         mlflow.set_tracking_uri(self.uri)
-        client = mlflow.MlflowClient()
-        exp = client.get_experiment_by_name(self.experiment)
-        if exp is None:
-            location = self.artifact_root.resolve().as_uri() if self.artifact_root else None
-            exp_id = client.create_experiment(self.experiment, artifact_location=location)
-        else:
-            exp_id = exp.experiment_id
-        found = client.search_runs(
-            [exp_id],
-            f"tags.`qdet.pipeline` = '{self.key}'",
-            max_results=1,
-            order_by=["attributes.start_time DESC"],
-        )
-        if found:
-            self.parent_id = found[0].info.run_id
-            mlflow.start_run(run_id=self.parent_id)
-        else:
-            run = mlflow.start_run(
-                experiment_id=exp_id,
-                run_name=self.tags.get("qdet.run_name"),
-                tags={**self.tags, "qdet.pipeline": self.key},
-            )
-            self.parent_id = run.info.run_id
-            self._safe(mlflow.log_params, {k: str(v)[:500] for k, v in self.params.items()})
+        # Parallel `dvc exp` workers share one store: the first use creates the sqlite schema,
+        # the experiment and the parent run, and two workers doing that at once collide.
+        with store_lock(self.uri):
+            exp_id = self._experiment_id(mlflow.MlflowClient())
+            self._open_parent(mlflow, exp_id)
         child = mlflow.start_run(
             run_name=self.stage,
             nested=True,
@@ -129,6 +127,37 @@ class StageRun(AbstractContextManager):
         )
         self.run_id = child.info.run_id
         return self
+
+    def _experiment_id(self, client) -> str:
+        from mlflow.exceptions import MlflowException
+
+        exp = client.get_experiment_by_name(self.experiment)
+        if exp is not None:
+            return exp.experiment_id
+        location = self.artifact_root.resolve().as_uri() if self.artifact_root else None
+        try:
+            return client.create_experiment(self.experiment, artifact_location=location)
+        except MlflowException:  # created meanwhile by another worker (server stores)
+            return client.get_experiment_by_name(self.experiment).experiment_id
+
+    def _open_parent(self, mlflow, exp_id: str) -> None:
+        found = mlflow.MlflowClient().search_runs(
+            [exp_id],
+            f"tags.`qdet.pipeline` = '{self.key}'",
+            max_results=1,
+            order_by=["attributes.start_time DESC"],
+        )
+        if found:
+            self.parent_id = found[0].info.run_id
+            mlflow.start_run(run_id=self.parent_id)
+            return
+        run = mlflow.start_run(
+            experiment_id=exp_id,
+            run_name=self.tags.get("qdet.run_name"),
+            tags={**self.tags, "qdet.pipeline": self.key},
+        )
+        self.parent_id = run.info.run_id
+        self._safe(mlflow.log_params, {k: str(v)[:500] for k, v in self.params.items()})
 
     def __exit__(self, exc_type, exc, tb) -> None:
         import mlflow

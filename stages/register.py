@@ -9,6 +9,7 @@ import typer
 from qdet import cli
 from qdet.metrics import write_json
 from qdet.serving.registry import Candidate, choose_champion, register_variant, set_alias
+from qdet.tracking import store_lock
 
 app = typer.Typer(add_completion=False)
 BENCH_NAME = {"float": "float_ts", "ptq": "ptq", "qat": "qat"}
@@ -43,9 +44,10 @@ def main(
     champion, reasons = choose_champion(candidates, r.max_map_drop, r.min_speedup)
     with cli.tracker(cfg, "register", params, out.parent) as run:
         tags = {"dataset": cfg.dataset, "backbone": cfg.backbone, "run_id": str(run.run_id)}
-        versions = {c.variant: register_variant(name, c, tags) for c in candidates}
-        if champion is not None:
-            set_alias(name, r.alias, versions[champion.variant])
+        with store_lock(run.uri):  # parallel experiments may register the same model name
+            versions = {c.variant: register_variant(name, c, tags) for c in candidates}
+            if champion is not None:
+                set_alias(name, r.alias, versions[champion.variant])
     result = {
         "model_name": name,
         "versions": versions,

@@ -3,7 +3,6 @@ in the one MLflow store at the repository root (not in the queue's temporary cop
 
 from __future__ import annotations
 
-import json
 import time
 
 import mlflow
@@ -26,10 +25,8 @@ def test_parallel_queue_logs_every_experiment_to_one_store(tmp_path):
             break
         time.sleep(10)
     assert status.count("Success") == 2, status
-    shown = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
-    names = {e.get("name") for b in shown for e in (b.get("experiments") or []) for e in [e]}
-    names |= {r.get("name") for b in shown for e in (b.get("experiments") or []) for r in e.get("revs", [])}
-    assert {"seed1", "seed2"} <= names, names
+    shown = run(["dvc", "exp", "show", "--json"], repo).stdout
+    assert '"seed1"' in shown and '"seed2"' in shown
     mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
     runs = mlflow.search_runs([mlflow.get_experiment_by_name("qdet").experiment_id], output_format="list")
     parents = {r.data.tags.get("dvc_exp_name") for r in runs if "mlflow.parentRunId" not in r.data.tags}
