@@ -17,7 +17,32 @@ from qdet.models.detector import DetectionsOnly
 META = "qdet.json"
 
 
+def forget_dead_builtins() -> int:
+    """Drop ids of op objects that no longer exist from TorchScript's builtin table; returns how many.
+
+    torch.library replaces an op's Python object when an overload is added (importing
+    torch.ao.quantization does it for ``quantized_decomposed``) but the old object's id stays in
+    ``torch.jit._builtins``' id-keyed table. A later object born at that address (a Conv2d's
+    ``_reversed_padding_repeated_twice`` list, say) is then taken for the op and scripting fails
+    at random with "builtin cannot be used as a value". Ops of namespaces other than aten/prim
+    are checked against the op object their packet holds now.
+    """
+    table = torch.jit._builtins._get_builtin_table()
+    dead = []
+    for key, qualname in table.items():
+        namespace, _, name = qualname.partition("::")
+        if namespace in ("aten", "prim"):
+            continue
+        packet = getattr(getattr(torch.ops, namespace), name, None)
+        if packet is None or id(getattr(packet, "_op", packet)) != key:
+            dead.append(key)
+    for key in dead:
+        del table[key]
+    return len(dead)
+
+
 def script_detector(model: nn.Module) -> torch.jit.ScriptModule:
+    forget_dead_builtins()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return torch.jit.script(DetectionsOnly(model.eval()))

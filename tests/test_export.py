@@ -1,0 +1,32 @@
+import pytest
+import torch
+from torch import nn
+
+from qdet.export import forget_dead_builtins
+
+
+def test_a_dead_op_id_reused_by_a_module_attribute_does_not_break_scripting():
+    conv = nn.Conv2d(3, 4, 3)
+    # What torch.library leaves behind when it replaces an op object: its old id, now reused
+    # by an unrelated object (here the conv's padding list) in TorchScript's builtin table.
+    table = torch.jit._builtins._get_builtin_table()
+    table[id(conv._reversed_padding_repeated_twice)] = "quantized_decomposed::quantize_per_tensor"
+    try:
+        torch.jit.script(nn.Conv2d(3, 4, 3))  # a conv whose list lives elsewhere is fine
+        with pytest.raises(RuntimeError, match="builtin cannot be used as a value"):
+            torch.jit.script(conv)
+        assert forget_dead_builtins() >= 1
+        scripted = torch.jit.script(conv)
+        x = torch.randn(1, 3, 8, 8)
+        torch.testing.assert_close(scripted(x), conv(x))
+    finally:
+        table.pop(id(conv._reversed_padding_repeated_twice), None)
+
+
+def test_live_ops_stay_in_the_builtin_table():
+    import torchvision  # noqa: F401
+
+    forget_dead_builtins()
+    table = torch.jit._builtins._get_builtin_table()
+    assert table[id(torch.ops.torchvision.nms._op)] == "torchvision::nms"
+    assert forget_dead_builtins() == 0
