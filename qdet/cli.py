@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import random
+import signal
 import subprocess
 import sys
 import warnings
@@ -168,6 +169,25 @@ def fingerprint(resolved: dict[str, Any], *sections: str) -> dict[str, Any]:
     return out
 
 
+def die_with_parent(sig: int) -> None:
+    """Linux: ask the kernel to send ``sig`` to this process when its parent dies.
+
+    torchrun starts its ranks in new sessions and does not watch for its own parent, so a
+    kill -9 of the stage (or of torchrun) would leave ranks training on and writing checkpoints
+    under the rerun that is meant to resume from them.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, sig) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+
+
+PR_SET_PDEATHSIG = 1
+
+
 def distributed(nproc: int, threads: int) -> Ranks:
     """``train.nproc`` > 1: relaunch this stage under torchrun (DDP), or, inside torchrun, join
     the process group (gloo on CPU, nccl with CUDA). Threads are shared out among the ranks."""
@@ -185,7 +205,16 @@ def distributed(nproc: int, threads: int) -> Ranks:
             *sys.argv[1:],
         ]
         console.print(f"launching {nproc} processes: {' '.join(command[1:4])} ...")
-        sys.exit(subprocess.call(command))
+        # SIGTERM lets torchrun stop its ranks before it goes
+        code = subprocess.call(command, preexec_fn=lambda: die_with_parent(signal.SIGTERM))
+        if code != 0:
+            console.print(
+                f"[bold red]error:[/bold red] a training process failed (torchrun exit {code}); "
+                "rerun to resume from the last checkpoint",
+                highlight=False,
+            )
+        sys.exit(code)
+    die_with_parent(signal.SIGKILL)
     import torch.distributed as dist
 
     set_threads(max(1, threads // nproc))

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import time
 
+import psutil
+import pytest
 import torch
 
+from qdet.checkpoint import load_checkpoint
 from qdet.config import ModelConfig
 from qdet.models.detector import load_float_detector
-from tests.e2e.conftest import make_repo, run
+from tests.e2e.conftest import env, make_repo, merge, run
 
 TINY = {
     "train": {"epochs": 3, "batch_size": 4, "warmup_iters": 2},
@@ -71,3 +76,66 @@ def test_torchrun_two_processes_matches_one_process(tmp_path):
     with torch.no_grad():
         (out,) = model([torch.rand(3, 160, 256)])
     assert set(out) == {"boxes", "labels", "scores"} and classes
+
+
+TRAIN = ["python", "stages/train.py", "data/processed"]
+DDP_TINY = merge(TINY, {"train": {"nproc": 2, "epochs": 3, "batch_size": 2}})
+
+
+@pytest.fixture(scope="module")
+def ddp_repo(tmp_path_factory):
+    repo = make_repo(tmp_path_factory.mktemp("ddp_faults"), DDP_TINY)
+    run(["python", "stages/download.py", "data/raw"], repo)
+    run(["python", "stages/preprocess.py", "data/raw", "data/processed"], repo)
+    return repo
+
+
+def _start_and_wait_for_first_checkpoint(repo) -> tuple[subprocess.Popen, list[psutil.Process]]:
+    """Start DDP training (stderr to ``train.log``); return once epoch 1's checkpoint is
+    written, with the rank processes."""
+    checkpoint = repo / "checkpoints" / "train.pt"
+    checkpoint.unlink(missing_ok=True)
+    with open(repo / "train.log", "w") as log:
+        proc = subprocess.Popen(TRAIN, cwd=repo, env=env(), stdout=subprocess.DEVNULL, stderr=log)
+    deadline = time.time() + 300
+    while not checkpoint.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert checkpoint.exists(), "no checkpoint after the first epoch"
+    ranks = [p for p in psutil.Process(proc.pid).children(recursive=True) if "LOCAL_RANK" in p.environ()]
+    assert len(ranks) == 2
+    time.sleep(1.0)  # now inside epoch 2
+    return proc, ranks
+
+
+def _all_gone(processes: list[psutil.Process], timeout: float = 15) -> bool:
+    """Well before the remaining epochs could finish."""
+    _, alive = psutil.wait_procs(processes, timeout=timeout)
+    return not alive
+
+
+def _resumes(repo) -> None:
+    """The rerun continues from the epoch the killed run had reached, and completes."""
+    epoch = load_checkpoint(repo / "checkpoints" / "train.pt")["epoch"]
+    assert epoch < 3, "the killed run went on training"
+    done = run(TRAIN, repo)
+    assert f"resuming from checkpoints/train.pt after epoch {epoch}" in done.stderr
+    assert json.loads((repo / "metrics" / "train.json").read_text())["epochs"] == 3
+
+
+def test_kill_9_of_one_rank_stops_the_others_and_the_rerun_resumes(ddp_repo):
+    proc, ranks = _start_and_wait_for_first_checkpoint(ddp_repo)
+    victim = next(p for p in ranks if p.environ()["LOCAL_RANK"] == "1")
+    victim.kill()
+    assert proc.wait(timeout=180) != 0
+    stderr = (ddp_repo / "train.log").read_text()
+    assert "a training process failed" in stderr and "rerun to resume" in stderr
+    assert _all_gone(ranks)
+    _resumes(ddp_repo)
+
+
+def test_kill_9_of_the_stage_leaves_no_rank_training(ddp_repo):
+    proc, ranks = _start_and_wait_for_first_checkpoint(ddp_repo)
+    proc.kill()  # the stage process; torchrun and the ranks must follow it
+    proc.wait()
+    assert _all_gone(ranks), "ranks kept running after the stage was killed"
+    _resumes(ddp_repo)
