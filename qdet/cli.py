@@ -8,6 +8,7 @@ code 1 instead of a traceback.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import random
 import signal
@@ -25,7 +26,7 @@ from rich.console import Console
 from qdet.checkpoint import CheckpointError
 from qdet.config import Config, ConfigError, config_to_dict, flatten, load_config
 from qdet.data.records import DataError
-from qdet.data.sources import SourceError
+from qdet.data.sources import SourceError, md5sum
 from qdet.engine import NonFiniteLoss
 from qdet.models.backbones import WeightsUnavailable
 from qdet.tracking import (
@@ -161,12 +162,31 @@ def set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def fingerprint(resolved: dict[str, Any], *sections: str) -> dict[str, Any]:
-    """The part of the config a checkpoint depends on (thread and worker counts left out)."""
+def fingerprint(resolved: dict[str, Any], *sections: str, inputs: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """What a resume checkpoint depends on: the config sections (thread and worker counts left
+    out), the content of the input files and the code. A checkpoint from another float model,
+    other data or other code is not resumed from: DVC reruns a stage for exactly those changes,
+    and picking up the old epochs would silently give the old result."""
     out = {k: resolved[k] for k in sections}
     if "train" in out:
         out["train"] = {k: v for k, v in out["train"].items() if k not in ("threads", "workers")}
+    code = [Path(__file__).parent, *(p for p in [Path(sys.argv[0])] if p.is_file())]  # qdet + the stage
+    out["inputs"] = {str(path): content_digest(path) for path in inputs}
+    out["code"] = content_digest(*code)
     return out
+
+
+def content_digest(*paths: Path) -> str:
+    """md5 over the files under ``paths`` (names and bytes, in sorted order)."""
+    digest = hashlib.md5()
+    for root in paths:
+        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+        for path in files:
+            if "__pycache__" in path.parts:
+                continue
+            digest.update(str(path.relative_to(root) if root.is_dir() else path.name).encode())
+            digest.update(md5sum(path).encode())
+    return digest.hexdigest()
 
 
 def die_with_parent(sig: int) -> None:

@@ -125,7 +125,9 @@ def fit(
             if ranks.main:
                 console.print(f"[cyan]resuming from {checkpoint} after epoch {start}[/cyan]")
         elif ranks.main:
-            console.print(f"[yellow]{checkpoint} was written for other params; starting over[/yellow]")
+            console.print(
+                f"[yellow]{checkpoint} was written for other params, inputs or code; starting over[/yellow]"
+            )
     trained = DistributedDataParallel(model) if ranks.world > 1 else model
     with progress_bar() as progress:
         for epoch in range(start, epochs):

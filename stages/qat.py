@@ -43,7 +43,17 @@ def main(
     plan = QuantPlan(q.parts, q.backend, "moving_average", q.per_channel, q.reduce_range, q.skip)
     resolved = config_to_dict(cfg)
     fingerprint = cli.fingerprint(
-        resolved, "seed", "dataset", "backbone", "data", "model", "train", "quant", "qat"
+        resolved,
+        "seed",
+        "dataset",
+        "backbone",
+        "data",
+        "model",
+        "train",
+        "quant",
+        "qat",
+        "calibrate",
+        inputs=(processed, float_model),
     )
     with cli.tracker(cfg, "qat", params, metrics.parent) if ranks.main else NoRun() as run:
         prepared = prepare(copy.deepcopy(model).train(), plan, qat=True)

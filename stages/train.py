@@ -37,7 +37,9 @@ def main(
     classes = train_set.classes
     model = build_detector(cfg.backbone, cfg.model, len(classes))
     resolved = config_to_dict(cfg)
-    fingerprint = cli.fingerprint(resolved, "seed", "dataset", "backbone", "data", "model", "train")
+    fingerprint = cli.fingerprint(
+        resolved, "seed", "dataset", "backbone", "data", "model", "train", inputs=(processed,)
+    )
     with cli.tracker(cfg, "train", params, metrics.parent) if ranks.main else NoRun() as run:
         start = time.perf_counter()
         history = fit(
