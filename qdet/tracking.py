@@ -12,8 +12,11 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import os
 import subprocess
+import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -88,6 +91,18 @@ def store_lock(uri: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def short_http_retries() -> None:
+    """MLflow retries a failed HTTP call 7 times with doubling waits (minutes per call): with
+    the server gone mid-training every epoch would stall. A few seconds per call is enough for a
+    blip; after that the record goes to the local copy. A user's own settings win."""
+    for key, value in (
+        ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"),
+        ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1"),
+        ("MLFLOW_HTTP_REQUEST_TIMEOUT", "15"),
+    ):
+        os.environ.setdefault(key, value)
+
+
 class StageRun(AbstractContextManager):
     """Nested MLflow run for one stage under the pipeline's parent run."""
 
@@ -110,9 +125,11 @@ class StageRun(AbstractContextManager):
         self.parent_id: str | None = None
 
     def __enter__(self) -> StageRun:
+        check_reachable(self.uri)
+        if self.uri.startswith(("http://", "https://")):
+            short_http_retries()
         import mlflow
 
-        check_reachable(self.uri)
         mlflow.set_tracking_uri(self.uri)
         # Parallel `dvc exp` workers share one store: the first use creates the sqlite schema,
         # the experiment and the parent run, and two workers doing that at once collide.
@@ -169,9 +186,12 @@ class StageRun(AbstractContextManager):
         except _log_errors() as err:
             self.failed.append(f"end_run: {err}")
         if self.failed:
+            calls = Counter(entry.split(":", 1)[0] for entry in self.failed)
+            which = ", ".join(f"{name} x{n}" for name, n in calls.items())
             print(
-                f"[yellow]MLflow: {len(self.failed)} record(s) could not be logged to "
-                f"{self.uri}; local copy in {self.offline_log}[/yellow]"
+                f"MLflow: {len(self.failed)} record(s) could not be logged to {self.uri} ({which}); "
+                f"local copy in {self.offline_log}",
+                file=sys.stderr,
             )
 
     def _safe(self, fn, *args, **kwargs) -> None:

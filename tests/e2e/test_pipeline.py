@@ -61,6 +61,22 @@ def test_coco_files_rescore_to_the_reported_map(repo):
         assert stats["map50"] == pytest.approx(reported[variant]["map50"], abs=1e-6)
 
 
+def _without_timings(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if not any(t in k for t in ("seconds", "per_s", "time"))}
+
+
+@pytest.mark.slow
+def test_same_params_and_seed_give_identical_models_and_metrics(repo, tmp_path):
+    """Run to run on one CPU: float and int8 training, metrics and detections are bit-equal."""
+    again = make_repo(tmp_path / "again")
+    run(["dvc", "repro", "evaluate"], again)
+    for name in ("train", "qat", "eval"):
+        assert _without_timings(_metrics(again, name)) == _without_timings(_metrics(repo, name)), name
+    for variant in ("float", "ptq", "qat"):
+        name = f"detections_{variant}.json"
+        assert (again / "eval" / name).read_bytes() == (repo / "eval" / name).read_bytes(), name
+
+
 def test_second_repro_is_a_noop(repo):
     done = run(["dvc", "repro"], repo)
     assert stages_run(done.stdout) == []

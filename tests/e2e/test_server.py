@@ -3,12 +3,15 @@ the registered models are checked through the REST API, and the server is stoppe
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -23,6 +26,17 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    url: str
+    pid: int
+
+    def kill(self) -> None:
+        """SIGKILL the server and its workers (the PID leads its own process group)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGKILL)
 
 
 @pytest.fixture
@@ -58,14 +72,16 @@ def server(tmp_path):
     else:
         os.killpg(proc.pid, signal.SIGKILL)
         pytest.fail("mlflow server did not answer /health within 120 s")
-    yield url
-    os.killpg(proc.pid, signal.SIGTERM)  # the PID leads its own group: workers stop with it
+    yield Server(url, proc.pid)
+    with contextlib.suppress(ProcessLookupError):  # a test may have killed it already
+        os.killpg(proc.pid, signal.SIGTERM)  # the PID leads its own group: workers stop with it
     proc.wait(timeout=30)
     with pytest.raises(requests.RequestException):
         requests.get(f"{url}/health", timeout=2)
 
 
 def test_pipeline_logs_and_registers_on_a_server(server, tmp_path):
+    server = server.url
     repo = make_repo(tmp_path / "repo")
     done = run(["dvc", "repro"], repo, env=env() | {"MLFLOW_TRACKING_URI": server})
     assert stages_run(done.stdout)[-1] == "register"
@@ -99,3 +115,34 @@ def test_pipeline_logs_and_registers_on_a_server(server, tmp_path):
         "ptq",
         "qat",
     }
+
+
+def test_server_lost_mid_training_training_finishes_and_reports(server, tmp_path):
+    repo = make_repo(tmp_path / "repo", {"train": {"epochs": 3}})
+    run(["python", "stages/download.py", "data/raw"], repo)
+    run(["python", "stages/preprocess.py", "data/raw", "data/processed"], repo)
+    checkpoint = repo / "checkpoints" / "train.pt"
+    with open(tmp_path / "train.log", "w") as log:
+        proc = subprocess.Popen(
+            ["python", "stages/train.py", "data/processed"],
+            cwd=repo,
+            env=env() | {"MLFLOW_TRACKING_URI": server.url},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.time() + 300
+        while not checkpoint.exists() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert checkpoint.exists(), "no checkpoint after the first epoch"
+        server.kill()  # epoch 1 was logged; epochs 2 and 3 have nowhere to go
+        assert proc.wait(timeout=600) == 0, (tmp_path / "train.log").read_text()[-3000:]
+    output = (tmp_path / "train.log").read_text()
+    assert json.loads((repo / "metrics" / "train.json").read_text())["epochs"] == 3
+    assert (repo / "models" / "float.pt").exists()
+    assert "could not be logged to " + server.url in output
+    assert "log_metrics" in output
+    (local,) = (repo / "metrics").glob("mlflow_offline_*.jsonl")
+    assert str(local.relative_to(repo)) in output or str(local) in output
+    records = [json.loads(line) for line in local.read_text().splitlines()]
+    steps = {r["kwargs"].get("step") for r in records if r["call"] == "log_metrics"}
+    assert {2, 3} <= steps, records
