@@ -83,13 +83,15 @@ def fit(
     before_epoch: Callable[[int], None] | None = None,
     max_images: int = 0,
     validate: Callable[[nn.Module], dict[str, float]] | None = None,
+    on_fresh_start: Callable[[], None] | None = None,
     console: Console | None = None,
     ranks: Ranks = Ranks(),
 ) -> list[dict[str, float]]:
     """Train ``epochs`` epochs, validating and checkpointing after each; resume from
     ``checkpoint`` when it was written for the same ``fingerprint`` (the training-relevant
     config). ``validate`` scores the model after each epoch (default: COCO mAP on
-    ``valid_set``). Returns the per-epoch history.
+    ``valid_set``). ``on_fresh_start`` runs only when training starts from scratch (QAT's
+    range calibration: a resumed run has its ranges in the checkpoint). Returns the history.
 
     Under DDP (``ranks.world > 1``) ``batch_size`` is the global batch, split over the ranks;
     only rank 0 validates, writes the checkpoint and calls ``on_epoch``.
@@ -114,8 +116,8 @@ def fit(
     optimizer = make_optimizer(model.parameters(), cfg, lr)
     scheduler = make_scheduler(optimizer, cfg, epochs, iters)
     start, history = 0, []
-    if checkpoint.exists():
-        state = load_checkpoint(checkpoint)
+    state = load_checkpoint(checkpoint) if checkpoint.exists() else {}
+    if state:
         if state.get("fingerprint") == fingerprint:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
@@ -128,6 +130,8 @@ def fit(
             console.print(
                 f"[yellow]{checkpoint} was written for other params, inputs or code; starting over[/yellow]"
             )
+    if start == 0 and on_fresh_start is not None:
+        on_fresh_start()
     trained = DistributedDataParallel(model) if ranks.world > 1 else model
     with progress_bar() as progress:
         for epoch in range(start, epochs):

@@ -16,7 +16,7 @@ from qdet.export import load_artifact
 from qdet.metrics import write_json
 from qdet.models.detector import load_float_detector
 from qdet.plots import map_vs_latency
-from qdet.quant.fx import QuantPlan, convert, restore
+from qdet.quant.fx import int8_from_state
 
 app = typer.Typer(add_completion=False)
 
@@ -66,11 +66,7 @@ def main(
         row["map50"] = maps["float" if name.startswith("float") else name]["map50"]
     for name in ("ptq", "qat"):
         result[name]["size_ratio"] = result["float_ts"]["size_mb"] / result[name]["size_mb"]
-    state = load_checkpoint(qat_state)
-    int8 = convert(
-        restore(eager, QuantPlan(**state["plan"]), state["qat"], qat=True),
-        QuantPlan(**state["plan"]),
-    )
+    int8 = int8_from_state(eager, load_checkpoint(qat_state), "qat", qat=True)
     parts = {
         "float": bench.breakdown(eager, images, b.rounds),
         "int8": bench.breakdown(int8, images, b.rounds),

@@ -10,7 +10,7 @@ from qdet.config import config_to_dict
 from qdet.export import save_artifact, script_detector
 from qdet.metrics import write_json
 from qdet.models.detector import load_float_detector
-from qdet.quant.fx import QuantPlan, convert, restore
+from qdet.quant.fx import int8_from_state
 
 app = typer.Typer(add_completion=False)
 
@@ -36,8 +36,7 @@ def main(
         ("qat", qat_state, "qat", True),
     ):
         state = load_checkpoint(path)
-        plan = QuantPlan(**state["plan"])
-        int8 = convert(restore(model, plan, state[key], qat), plan)
+        int8 = int8_from_state(model, state, key, qat)
         sizes[variant] = save_artifact(
             script_detector(int8),
             out_dir / f"{variant}.ts",

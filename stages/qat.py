@@ -58,8 +58,6 @@ def main(
     with cli.tracker(cfg, "qat", params, metrics.parent) if ranks.main else NoRun() as run:
         prepared = prepare(copy.deepcopy(model).train(), plan, qat=True)
         freeze_layers(prepared, cfg.qat.frozen_layers)
-        if cfg.qat.calibrate_first and not checkpoint.exists():
-            calibrate_ranges(prepared, plain_train, cfg.calibrate.images)
         history = fit(
             prepared,
             train_set,
@@ -74,6 +72,11 @@ def main(
             before_epoch=epoch_controls(prepared, cfg.qat.freeze_bn_after, cfg.qat.freeze_observer_after),
             max_images=cfg.qat.max_images,
             validate=observers_frozen_while(lambda m: validation_map(m, valid_set)),
+            on_fresh_start=(
+                (lambda: calibrate_ranges(prepared, plain_train, cfg.calibrate.images))
+                if cfg.qat.calibrate_first
+                else None
+            ),
             console=cli.console,
             ranks=ranks,
         )

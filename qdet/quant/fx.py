@@ -120,5 +120,11 @@ def restore(float_model: nn.Module, plan: QuantPlan, state: dict[str, torch.Tens
     return model.eval()
 
 
+def int8_from_state(float_model: nn.Module, state: dict, key: str, qat: bool) -> nn.Module:
+    """The int8 model from a calibrate (``key="observed"``) or qat (``"qat"``) checkpoint."""
+    plan = QuantPlan(**state["plan"])
+    return convert(restore(float_model, plan, state[key], qat), plan)
+
+
 def plan_dict(plan: QuantPlan) -> dict[str, object]:
     return dataclasses.asdict(plan)

@@ -8,10 +8,12 @@ import sys
 
 import mlflow
 import pytest
+import torch
 import yaml
 
+from qdet.checkpoint import load_checkpoint
 from qdet.metrics import coco_evaluate
-from tests.e2e.conftest import env, make_repo, run, stages_run
+from tests.e2e.conftest import env, make_repo, merge, run, stages_run
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +148,32 @@ def test_predict_folder_skips_corrupt_file(repo, tmp_path):
     assert "broken.png: cannot read image" in done.stderr
     assert "2 images" in done.stderr
     assert len(list((tmp_path / "out").glob("*_pred.png"))) == 2
+
+
+def test_qat_restarted_over_a_stale_checkpoint_equals_a_fresh_run(repo, tmp_path):
+    """A checkpoint left by other params is not resumed, and the restart still calibrates
+    the ranges first (it used to skip that whenever any checkpoint file existed)."""
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump(merge(params, {"qat": {"lr": params["qat"]["lr"] * 3}})))
+
+    def qat(params_file, name, checkpoint):
+        out = tmp_path / name
+        return run(
+            ["python", "stages/qat.py", "data/processed", "models/float.pt", "--out", f"{out}.pt"]
+            + ["--checkpoint", str(checkpoint), "--metrics", f"{out}.json", "--history-csv", f"{out}.csv"]
+            + ["--plot", f"{out}.png", "--params", str(params_file)],
+            repo,
+        )
+
+    qat(repo / "params.yaml", "fresh", tmp_path / "fresh_checkpoint.pt")
+    qat(other, "other", tmp_path / "shared_checkpoint.pt")
+    done = qat(repo / "params.yaml", "restart", tmp_path / "shared_checkpoint.pt")
+    assert "starting over" in done.stderr
+    fresh = load_checkpoint(tmp_path / "fresh.pt")["qat"]
+    restart = load_checkpoint(tmp_path / "restart.pt")["qat"]
+    assert fresh.keys() == restart.keys()
+    assert all(torch.equal(fresh[k], restart[k]) for k in fresh)
 
 
 def test_qat_param_reruns_only_downstream(repo):
