@@ -76,12 +76,29 @@ def _hub_file(name: str) -> tuple[str, Path]:
     return url, Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
 
 
+FROM_SCRATCH_BN_MOMENTUM = 0.1
+
+
+def with_bn_momentum(model: nn.Module, momentum: float) -> nn.Module:
+    """Set every BatchNorm's running-statistics momentum (in place; returns the model).
+
+    torchvision's MobileNetV3 uses 0.01, tuned for fine-tuning ImageNet weights. Trained from
+    scratch for a few hundred iterations, its running statistics then lag far behind the
+    weights: measured here, mobilenet_v3_large-FPN scored mAP@.5 0.000 in eval mode after 3
+    epochs, and 0.467 once the statistics were recomputed. PyTorch's default 0.1 keeps up.
+    """
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.momentum = momentum
+    return model
+
+
 def classification_model(name: str, weights: str) -> nn.Module:
     """A torchvision classifier, random (``none``) or with ImageNet weights (``imagenet``)."""
     if name not in FAMILIES:
         raise ValueError(f"unknown backbone {name!r}; valid: {', '.join(BACKBONES)}")
     if weights != "imagenet":
-        return get_model(name, weights=None)
+        return with_bn_momentum(get_model(name, weights=None), FROM_SCRATCH_BN_MOMENTUM)
     url, cached = _hub_file(name)
     if not cached.exists():
         try:

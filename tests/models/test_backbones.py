@@ -58,3 +58,11 @@ def test_unknown_backbone_lists_valid_names():
 
 def test_all_listed_backbones_are_registered():
     assert set(LISTED) <= set(BACKBONES)
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v3_large", "mobilenet_v3_small", "resnet18"])
+def test_from_scratch_batchnorm_statistics_follow_training(name):
+    """MobileNetV3's own BN momentum (0.01) is for fine-tuning; from scratch it must be 0.1."""
+    model = build_detector(name, TINY, 3)
+    momenta = {m.momentum for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    assert momenta == {0.1}
