@@ -62,6 +62,14 @@ def make_repo(dest: Path, overrides: dict | None = None) -> Path:
     return dest
 
 
+def make_prepared_repo(dest: Path, overrides: dict | None = None) -> Path:
+    """A test repository whose data is generated and preprocessed (stages run directly)."""
+    repo = make_repo(dest, overrides)
+    run(["python", "stages/download.py", "data/raw"], repo)
+    run(["python", "stages/preprocess.py", "data/raw", "data/processed"], repo)
+    return repo
+
+
 def env() -> dict[str, str]:
     e = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
     e["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{e.get('PATH', '')}"

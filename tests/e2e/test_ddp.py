@@ -14,7 +14,7 @@ import torch
 from qdet.checkpoint import load_checkpoint
 from qdet.config import ModelConfig
 from qdet.models.detector import load_float_detector
-from tests.e2e.conftest import env, make_repo, merge, run
+from tests.e2e.conftest import env, make_prepared_repo, merge, run
 
 TINY = {
     "train": {"epochs": 3, "batch_size": 4, "warmup_iters": 2},
@@ -29,9 +29,7 @@ def _history(repo, name):
 
 
 def test_torchrun_two_processes_matches_one_process(tmp_path):
-    repo = make_repo(tmp_path / "ddp", TINY)
-    run(["python", "stages/download.py", "data/raw"], repo)
-    run(["python", "stages/preprocess.py", "data/raw", "data/processed"], repo)
+    repo = make_prepared_repo(tmp_path / "ddp", TINY)
     run(
         [
             "python",
@@ -84,10 +82,7 @@ DDP_TINY = merge(TINY, {"train": {"nproc": 2, "epochs": 3, "batch_size": 2}})
 
 @pytest.fixture(scope="module")
 def ddp_repo(tmp_path_factory):
-    repo = make_repo(tmp_path_factory.mktemp("ddp_faults"), DDP_TINY)
-    run(["python", "stages/download.py", "data/raw"], repo)
-    run(["python", "stages/preprocess.py", "data/raw", "data/processed"], repo)
-    return repo
+    return make_prepared_repo(tmp_path_factory.mktemp("ddp_faults"), DDP_TINY)
 
 
 def _start_and_wait_for_first_checkpoint(repo) -> tuple[subprocess.Popen, list[psutil.Process]]:

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import env, make_repo, run
+from tests.e2e.conftest import env, make_prepared_repo, run
 
 TRAIN = ["python", "stages/train.py", "data/processed"]
 SLOW_TRAIN = {"train": {"epochs": 3, "batch_size": 2}, "tracking": {"enabled": False}}
@@ -18,10 +18,7 @@ SLOW_TRAIN = {"train": {"epochs": 3, "batch_size": 2}, "tracking": {"enabled": F
 
 @pytest.fixture(scope="module")
 def prepared_repo(tmp_path_factory):
-    repo = make_repo(tmp_path_factory.mktemp("faults"), SLOW_TRAIN)
-    run(["python", "stages/download.py", "data/raw"], repo)
-    run(["python", "stages/preprocess.py", "data/raw", "data/processed"], repo)
-    return repo
+    return make_prepared_repo(tmp_path_factory.mktemp("faults"), SLOW_TRAIN)
 
 
 def _metrics(repo):

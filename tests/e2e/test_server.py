@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.e2e.conftest import env, make_repo, run, stages_run
+from tests.e2e.conftest import env, make_prepared_repo, make_repo, run, stages_run
 
 pytestmark = pytest.mark.slow
 
@@ -118,9 +118,7 @@ def test_pipeline_logs_and_registers_on_a_server(server, tmp_path):
 
 
 def test_server_lost_mid_training_training_finishes_and_reports(server, tmp_path):
-    repo = make_repo(tmp_path / "repo", {"train": {"epochs": 3}})
-    run(["python", "stages/download.py", "data/raw"], repo)
-    run(["python", "stages/preprocess.py", "data/raw", "data/processed"], repo)
+    repo = make_prepared_repo(tmp_path / "repo", {"train": {"epochs": 3}})
     checkpoint = repo / "checkpoints" / "train.pt"
     with open(tmp_path / "train.log", "w") as log:
         proc = subprocess.Popen(
