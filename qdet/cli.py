@@ -189,6 +189,9 @@ def content_digest(*paths: Path) -> str:
     return digest.hexdigest()
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
 def die_with_parent(sig: int) -> None:
     """Linux: ask the kernel to send ``sig`` to this process when its parent dies.
 
@@ -203,9 +206,6 @@ def die_with_parent(sig: int) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_PDEATHSIG, sig) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-
-
-PR_SET_PDEATHSIG = 1
 
 
 def distributed(nproc: int, threads: int) -> Ranks:
