@@ -157,3 +157,26 @@ def peak_rss_mb(artifact: Path, image: Path, runs: int, threads: int) -> tuple[f
         raise RuntimeError(f"memory probe of {artifact} failed: {done.stderr.strip()[-500:]}")
     peak, baseline = (float(v) for v in done.stdout.split()[-2:])
     return peak, baseline
+
+
+def eval_name(variant: str) -> str:
+    """The evaluate stage's name for a benchmark variant (float_eager and float_ts are both float)."""
+    return "float" if variant.startswith("float") else variant
+
+
+def complete_rows(
+    result: dict[str, dict[str, float]],
+    files: dict[str, Path],
+    maps: dict[str, dict[str, float]],
+    probe_image: Path,
+    threads: int,
+) -> None:
+    """Add each variant's file size, peak memory (fresh process) and mAP@.5, and the int8 size
+    ratios against the float artifact, in place."""
+    for name, row in result.items():
+        row["size_mb"] = files[name].stat().st_size / 1e6
+        peak, baseline = peak_rss_mb(files[name], probe_image, 3, threads)
+        row["peak_rss_mb"], row["model_rss_mb"] = peak, peak - baseline
+        row["map50"] = maps[eval_name(name)]["map50"]
+    for name in ("ptq", "qat"):
+        result[name]["size_ratio"] = result["float_ts"]["size_mb"] / result[name]["size_mb"]

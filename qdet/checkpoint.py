@@ -1,7 +1,9 @@
-"""Checkpoints: atomic writes (temp file + rename) and safe loads (``weights_only=True``)."""
+"""Checkpoints: atomic writes (temp file + rename), safe loads (``weights_only=True``), and the
+resume identity (fingerprint) that decides whether a rerun may pick up a training checkpoint."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import tempfile
@@ -10,9 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
+
+from qdet.errors import QdetError
+from qdet.files import md5sum
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(QdetError):
     """A checkpoint that cannot be read; the message names the file."""
 
 
@@ -44,3 +50,80 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: expected a dict checkpoint, got {type(state).__name__}")
     return state
+
+
+def content_digest(*paths: Path) -> str:
+    """md5 over the files under ``paths`` (names and bytes, in sorted order)."""
+    digest = hashlib.md5()
+    for root in paths:
+        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+        for path in files:
+            if "__pycache__" in path.parts:
+                continue
+            digest.update(str(path.relative_to(root) if root.is_dir() else path.name).encode())
+            digest.update(md5sum(path).encode())
+    return digest.hexdigest()
+
+
+def fingerprint(
+    resolved: dict[str, Any], *sections: str, inputs: tuple[Path, ...] = (), stage: Path | None = None
+) -> dict[str, Any]:
+    """What a resume checkpoint depends on: the config sections (thread and worker counts left
+    out), the content of the input files and the code (qdet and the stage script). A checkpoint
+    from another float model, other data or other code is not resumed from: DVC reruns a stage
+    for exactly those changes, and picking up the old epochs would silently give the old result."""
+    out = {k: resolved[k] for k in sections}
+    if "train" in out:
+        out["train"] = {k: v for k, v in out["train"].items() if k not in ("threads", "workers")}
+    code = [Path(__file__).parent, *(p for p in [stage] if p is not None and p.is_file())]
+    out["inputs"] = {str(path): content_digest(path) for path in inputs}
+    out["code"] = content_digest(*code)
+    return out
+
+
+def save_training(
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    epoch: int,
+    history: list[dict[str, float]],
+    identity: dict[str, Any],
+) -> None:
+    """Everything needed to resume: weights, optimizer, scheduler, RNG, history, and the
+    fingerprint the run was started with."""
+    save_checkpoint(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "epoch": epoch,
+            "history": history,
+            "rng": torch.get_rng_state(),
+            "fingerprint": identity,
+        },
+        path,
+    )
+
+
+def resume_training(
+    path: Path,
+    identity: dict[str, Any],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+) -> tuple[int, list[dict[str, float]], str | None]:
+    """Load ``path`` into the training objects when it was written for ``identity``.
+
+    Returns (epochs done, history, a message for the user or None when there was nothing)."""
+    state = load_checkpoint(path) if path.exists() else {}
+    if not state:
+        return 0, [], None
+    if state.get("fingerprint") != identity:
+        return 0, [], f"[yellow]{path} was written for other params, inputs or code; starting over[/yellow]"
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"])
+    start = int(state["epoch"])
+    return start, list(state["history"]), f"[cyan]resuming from {path} after epoch {start}[/cyan]"

@@ -2,6 +2,8 @@
 
 Stages turn the params dict into these objects; the library only ever sees typed values. Every
 error names the offending key (``train.lr``) and, where there is a fixed set, the allowed values.
+params.yaml is the one source of defaults: the dataclasses have none, and a missing key is an
+error naming it.
 """
 
 from __future__ import annotations
@@ -9,150 +11,159 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
+from qdet.errors import QdetError
 
-class ConfigError(ValueError):
+
+class ConfigError(QdetError, ValueError):
     """A params key is unknown, missing or has a bad value; the message names the key."""
 
 
 @dataclass
 class SyntheticConfig:
-    num_images: int = 400  # images written by the synthetic generator
-    width: int = 512  # image width in pixels
-    height: int = 320  # image height in pixels
-    min_object: int = 16  # smallest object side in pixels
-    max_object: int = 96  # largest object side in pixels
-    max_objects: int = 4  # most objects per image
-    empty_fraction: float = 0.1  # share of images with no object (negatives)
+    num_images: int  # images written by the synthetic generator
+    width: int  # image width in pixels
+    height: int  # image height in pixels
+    min_object: int  # smallest object side in pixels
+    max_object: int  # largest object side in pixels
+    max_objects: int  # most objects per image
+    empty_fraction: float  # share of images with no object (negatives)
 
 
 @dataclass
 class DataConfig:
-    source: str = "synthetic"  # synthetic | download | path to a local archive or folder
-    md5: str = "auto"  # auto (official md5 for downloads) | none | an md5 hex digest to check
-    classes: Literal["super", "full"] = "super"  # gtsdb: 4 super-categories or all 43 classes
-    valid_fraction: float = 0.2  # share of images in the valid split (split by image)
-    strict: bool = False  # true: a bad annotation record is an error; false: skipped and counted
-    min_box_size: float = 2.0  # boxes narrower/shorter than this (pixels) after clipping are skipped
-    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    source: str  # synthetic | download | path to a local archive or folder
+    md5: str  # auto (official md5 for downloads) | none | an md5 hex digest to check
+    classes: Literal["super", "full"]  # gtsdb: 4 super-categories or all 43 classes
+    valid_fraction: float  # share of images in the valid split (split by image)
+    strict: bool  # true: a bad annotation record is an error; false: skipped and counted
+    min_box_size: float  # boxes narrower/shorter than this (pixels) after clipping are skipped
+    synthetic: SyntheticConfig
 
 
 @dataclass
 class ModelConfig:
-    fpn: bool = True  # multi-scale FPN, or one feature map from the last stage
-    fpn_channels: int = 128  # FPN output channels
-    fpn_levels: int = 3  # number of deepest backbone stages fed to the FPN
-    weights: str = "none"  # none | imagenet | path to a checkpoint
-    min_size: int = 320  # image resize: shorter side
-    max_size: int = 512  # image resize: longer side cap
-    anchor_sizes: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
-    aspect_ratios: list[float] = field(default_factory=lambda: [1.0])
-    roi_output_size: int = 7  # RoI align output (square)
-    roi_align_tasks: int = 2  # parallel RoI align chunks in TorchScript (1 = torchvision's)
-    representation_size: int = 256  # box head MLP width
-    rpn_pre_nms_top_n_train: int = 1000
-    rpn_post_nms_top_n_train: int = 500
-    rpn_pre_nms_top_n_test: int = 500
-    rpn_post_nms_top_n_test: int = 300  # proposals per image at inference: a speed/accuracy knob
-    box_batch_size_per_image: int = 128  # RoIs sampled per image for the box head loss
-    box_score_thresh: float = 0.05
-    box_detections_per_img: int = 100
+    fpn: bool  # multi-scale FPN, or one feature map from the last stage
+    fpn_channels: int  # FPN output channels
+    fpn_levels: int  # number of deepest backbone stages fed to the FPN
+    weights: str  # none | imagenet | path to a checkpoint
+    min_size: int  # image resize: shorter side
+    max_size: int  # image resize: longer side cap
+    anchor_sizes: list[int]
+    aspect_ratios: list[float]
+    roi_output_size: int  # RoI align output (square)
+    roi_align_tasks: int  # parallel RoI align chunks in TorchScript (1 = torchvision's)
+    representation_size: int  # box head MLP width
+    rpn_pre_nms_top_n_train: int
+    rpn_post_nms_top_n_train: int
+    rpn_pre_nms_top_n_test: int
+    rpn_post_nms_top_n_test: int  # proposals per image at inference: a speed/accuracy knob
+    box_batch_size_per_image: int  # RoIs sampled per image for the box head loss
+    box_score_thresh: float
+    box_detections_per_img: int
 
 
 @dataclass
-class TrainConfig:
-    epochs: int = 4
-    batch_size: int = 4
-    optimizer: Literal["sgd", "adamw"] = "adamw"
-    lr: float = 1e-3
-    momentum: float = 0.9  # sgd only
-    weight_decay: float = 1e-4
-    scheduler: Literal["cosine", "step", "none"] = "cosine"
-    step_size: int = 3  # step scheduler: epochs between decays
-    gamma: float = 0.1  # step scheduler: decay factor
-    warmup_iters: int = 50  # linear LR warm-up at the start
-    hflip: Literal["auto", "on", "off"] = "auto"  # auto: off for gtsdb (mirrored signs), on otherwise
-    color_jitter: float = 0.2  # brightness/contrast jitter strength, 0 disables
-    threads: int = 2  # torch intra-op threads
-    workers: int = 0  # DataLoader worker processes
-    nproc: int = 1  # processes (torchrun DDP) for training
+class ScheduleConfig:
+    """How a model is trained: shared by float training (``train.*``) and QAT (``qat.*``), each
+    section with its own values, so QAT never silently inherits the float recipe."""
+
+    epochs: int
+    batch_size: int  # global batch (split over train.nproc processes)
+    optimizer: Literal["sgd", "adamw"]
+    lr: float  # peak learning rate
+    momentum: float  # sgd only
+    weight_decay: float
+    scheduler: Literal["cosine", "step", "none"]  # per iteration, after warm-up
+    step_size: int  # step scheduler: epochs between decays
+    gamma: float  # step scheduler: decay factor
+    warmup_iters: int  # linear LR warm-up at the start
+
+
+@dataclass
+class TrainConfig(ScheduleConfig):
+    """Float training. Augmentation and resources here apply to QAT too (same images, same
+    machine); the schedule does not."""
+
+    hflip: Literal["auto", "on", "off"]  # auto: off for gtsdb (mirrored signs), on otherwise
+    color_jitter: float  # brightness/contrast jitter strength, 0 disables
+    threads: int  # torch intra-op threads
+    workers: int  # DataLoader worker processes
+    nproc: int  # processes (torchrun DDP) for training
 
 
 @dataclass
 class QuantConfig:
-    backend: Literal["x86", "fbgemm", "qnnpack"] = "x86"
-    parts: list[str] = field(default_factory=lambda: ["backbone", "rpn_head", "box_head", "box_predictor"])
-    skip: list[str] = field(default_factory=list)  # module names kept in float
-    per_channel: bool = True  # per-channel weight quantization
-    reduce_range: bool = False  # 7-bit activations (older x86 CPUs without VNNI)
+    backend: Literal["x86", "fbgemm", "qnnpack"]
+    parts: list[str]
+    skip: list[str]  # module names kept in float
+    per_channel: bool  # per-channel weight quantization
+    reduce_range: bool  # 7-bit activations (older x86 CPUs without VNNI)
 
 
 @dataclass
 class CalibrateConfig:
-    images: int = 64  # training images run through the observers
-    observer: Literal["minmax", "moving_average", "histogram"] = "histogram"
+    images: int  # training images run through the observers
+    observer: Literal["minmax", "moving_average", "histogram"]
 
 
 @dataclass
-class QatConfig:
-    epochs: int = 1
-    lr: float = 2e-5
-    batch_size: int = 4
-    max_images: int = 0  # images per epoch (0: the whole train split)
-    calibrate_first: bool = True  # start the fake-quant ranges from a calibration pass
-    freeze_bn_after: int = 0  # epochs after which BN statistics are frozen
-    freeze_observer_after: int = 1  # epochs after which observer ranges are frozen
-    frozen_layers: list[str] = field(default_factory=list)  # e.g. [body.0, body.1]: no grads
+class QatConfig(ScheduleConfig):
+    max_images: int  # images per epoch (0: the whole train split)
+    calibrate_first: bool  # start the fake-quant ranges from a calibration pass
+    freeze_bn_after: int  # epochs after which BN statistics are frozen
+    freeze_observer_after: int  # epochs after which observer ranges are frozen
+    frozen_layers: list[str]  # e.g. [body.0, body.1]: no grads
 
 
 @dataclass
 class EvaluateConfig:
-    grid_images: int = 8  # valid images drawn in the detection grid
-    draw_threshold: float = 0.5  # score threshold for drawn boxes
+    grid_images: int  # valid images drawn in the detection grid
+    draw_threshold: float  # score threshold for drawn boxes
 
 
 @dataclass
 class BenchmarkConfig:
-    threads: int = 2
-    warmup: int = 3  # untimed rounds per variant
-    rounds: int = 15  # timed rounds per variant (interleaved)
-    images: int = 5  # distinct valid images cycled through
+    threads: int
+    warmup: int  # untimed rounds per variant
+    rounds: int  # timed rounds per variant (interleaved)
+    images: int  # distinct valid images cycled through
 
 
 @dataclass
 class RegisterConfig:
-    model_name: str = "auto"  # auto: qdet-<dataset>-<backbone>
-    alias: str = "champion"
-    max_map_drop: float = 0.03  # mAP@.5 drop vs float allowed for the alias
-    min_speedup: float = 2.0  # speedup vs float eager required for the alias
+    model_name: str  # auto: qdet-<dataset>-<backbone>
+    alias: str
+    max_map_drop: float  # mAP@.5 drop vs float allowed for the alias
+    min_speedup: float  # speedup vs float eager required for the alias
 
 
 @dataclass
 class TrackingConfig:
-    experiment: str = "qdet"
-    enabled: bool = True
+    experiment: str
+    enabled: bool
 
 
 @dataclass
 class Config:
-    dataset: Literal["gtsdb", "pennfudan", "voc"] = "gtsdb"
-    backbone: str = "resnet18"
-    seed: int = 0
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    quant: QuantConfig = field(default_factory=QuantConfig)
-    calibrate: CalibrateConfig = field(default_factory=CalibrateConfig)
-    qat: QatConfig = field(default_factory=QatConfig)
-    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
-    benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
-    register: RegisterConfig = field(default_factory=RegisterConfig)
-    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    dataset: Literal["gtsdb", "pennfudan", "voc"]
+    backbone: str
+    seed: int
+    data: DataConfig
+    model: ModelConfig
+    train: TrainConfig
+    quant: QuantConfig
+    calibrate: CalibrateConfig
+    qat: QatConfig
+    evaluate: EvaluateConfig
+    benchmark: BenchmarkConfig
+    register: RegisterConfig
+    tracking: TrackingConfig
 
 
 def _convert(value: Any, tp: Any, key: str) -> Any:
@@ -208,11 +219,20 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
             f"unknown params key {where}{unknown[0]}; allowed keys"
             f"{' in ' + prefix if prefix else ''}: {', '.join(names)}"
         )
+    missing = [n for n in names if n not in data]
+    if missing:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(f"missing params key {where}{missing[0]} (every key is required; see params.yaml)")
     kwargs = {
         name: _convert(value, hints[name], f"{prefix}.{name}" if prefix else name)
         for name, value in data.items()
     }
     return cls(**kwargs)
+
+
+def section_from_dict(cls: type, data: dict[str, Any], prefix: str) -> Any:
+    """One validated section (e.g. the ``model`` dict stored in a checkpoint)."""
+    return _build(cls, data, prefix)
 
 
 def _check_ranges(cfg: Config) -> None:

@@ -6,46 +6,34 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
-from pathlib import Path
-from typing import Any
 
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import Progress
 from torch import nn
 from torch.utils.data import DataLoader
 
-from qdet.checkpoint import save_checkpoint
-from qdet.config import TrainConfig
+from qdet.config import ScheduleConfig
+from qdet.errors import QdetError
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 
 
-class NonFiniteLoss(RuntimeError):
+class NonFiniteLoss(QdetError):
     """Training diverged; the message gives the epoch, iteration and loss values."""
 
 
-def progress_bar() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeRemainingColumn(),
-    )
-
-
-def make_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig, lr: float) -> torch.optim.Optimizer:
+def make_optimizer(params: Iterable[nn.Parameter], cfg: ScheduleConfig) -> torch.optim.Optimizer:
     params = [p for p in params if p.requires_grad]
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def make_scheduler(
-    optimizer: torch.optim.Optimizer, cfg: TrainConfig, epochs: int, iters_per_epoch: int
+    optimizer: torch.optim.Optimizer, cfg: ScheduleConfig, iters_per_epoch: int
 ) -> torch.optim.lr_scheduler.LRScheduler:
     """Per-iteration schedule: linear warm-up, then cosine to 0 or step decay."""
-    total = max(epochs * iters_per_epoch, 1)
+    total = max(cfg.epochs * iters_per_epoch, 1)
     warmup = min(cfg.warmup_iters, total // 2)
 
     def factor(it: int) -> float:
@@ -58,30 +46,6 @@ def make_scheduler(
         return 1.0
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def save_training(
-    path: Path,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    epoch: int,
-    history: list[dict[str, float]],
-    extra: dict[str, Any],
-) -> None:
-    """Everything needed to resume: weights, optimizer, scheduler, RNG, history (+ ``extra``)."""
-    save_checkpoint(
-        {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "epoch": epoch,
-            "history": history,
-            "rng": torch.get_rng_state(),
-            **extra,
-        },
-        path,
-    )
 
 
 def train_one_epoch(

@@ -63,3 +63,9 @@ def load_artifact(path: Path) -> tuple[torch.jit.ScriptModule, dict[str, Any]]:
     files = {META: ""}
     module = torch.jit.load(str(path), map_location="cpu", _extra_files=files)
     return module.eval(), json.loads(files[META] or "{}")
+
+
+def size_summary(sizes: dict[str, int]) -> dict[str, float]:
+    """``{variant}_size_mb`` for each artifact and ``{variant}_size_ratio`` (float / variant)."""
+    out = {f"{k}_size_mb": v / 1e6 for k, v in sizes.items()}
+    return out | {f"{k}_size_ratio": sizes["float"] / v for k, v in sizes.items() if k != "float"}

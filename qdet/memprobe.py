@@ -32,13 +32,10 @@ def main(argv: list[str]) -> None:
         baseline = peak_rss_mb()
         model, _ = load_artifact(artifact)
     else:  # the eager float model from the train stage
-        from qdet.checkpoint import load_checkpoint
-        from qdet.config import config_from_dict
         from qdet.models.detector import load_float_detector
 
         baseline = peak_rss_mb()
-        cfg = config_from_dict(load_checkpoint(artifact)["config"])
-        model, _ = load_float_detector(artifact, cfg.backbone, cfg.model)
+        model = load_float_detector(artifact).model
     x = load_image(image)
     with torch.inference_mode():
         for _ in range(runs):

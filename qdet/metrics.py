@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +17,10 @@ import numpy as np
 import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+from rich.progress import Progress
 
 from qdet.data.records import ImageRecord
+from qdet.files import write_json
 
 STAT_NAMES = ["map", "map50", "map75", "map_small", "map_medium", "map_large"]
 
@@ -111,11 +115,6 @@ def pr_curve(ev: COCOeval) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(ev.params.recThrs), mean
 
 
-def write_json(data: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1))
-
-
 def score(
     records: list[ImageRecord],
     classes: list[str],
@@ -127,3 +126,45 @@ def score(
     write_json(coco_ground_truth(records, classes), gt_json)
     write_json(coco_detections(predictions), det_json)
     return coco_evaluate(gt_json, det_json)
+
+
+@dataclass
+class VariantScore:
+    """One detector scored on a dataset: COCO stats, the PR curve, per-class AP, detections."""
+
+    stats: dict[str, float]
+    curve: tuple[np.ndarray, np.ndarray]
+    per_class: dict[str, dict[str, float]]
+    predictions: list[dict[str, torch.Tensor]]
+
+
+def evaluate_detector(
+    detector: Callable, dataset, out_dir: Path, variant: str, progress: Progress | None = None
+) -> VariantScore:
+    """Predict every image of ``dataset`` and score it; COCO JSON files go to ``out_dir``."""
+    from qdet.engine import predict_dataset
+
+    predictions = predict_dataset(detector, dataset, progress, f"evaluate {variant}")
+    stats, ev = score(
+        dataset.records,
+        dataset.classes,
+        predictions,
+        out_dir / "coco_gt.json",
+        out_dir / f"detections_{variant}.json",
+    )
+    return VariantScore(stats, pr_curve(ev), per_class_ap(ev, dataset.classes), predictions)
+
+
+def add_drops(results: dict[str, dict[str, float]], baseline: str = "float") -> None:
+    """``map_drop`` / ``map50_drop`` (baseline minus variant) on every other variant, in place."""
+    for variant, stats in results.items():
+        if variant != baseline:
+            for key in ("map", "map50"):
+                stats[f"{key}_drop"] = results[baseline][key] - stats[key]
+
+
+def per_class_csv(scores: dict[str, VariantScore], path: Path) -> None:
+    rows = ["variant,class,ap,ap50"]
+    for variant, s in scores.items():
+        rows += [f"{variant},{c},{v['ap']:.4f},{v['ap50']:.4f}" for c, v in s.per_class.items()]
+    path.write_text("\n".join(rows) + "\n")

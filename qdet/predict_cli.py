@@ -7,14 +7,14 @@ from pathlib import Path
 import torch
 import typer
 
-from qdet import cli
+from qdet.console import console, exit_on_error, quiet_warnings
 from qdet.predict import Predictor
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
 
 @app.command()
-@cli.stage_main
+@exit_on_error
 def main(
     model: str = typer.Argument(
         ..., help="TorchScript file (models/export/qat.ts) or models:/<name>@<alias>"
@@ -24,12 +24,12 @@ def main(
     threshold: float = typer.Option(0.5, help="score threshold for drawn detections"),
     threads: int = typer.Option(2, help="torch threads"),
 ) -> None:
-    cli.quiet_warnings()
+    quiet_warnings()
     torch.set_num_threads(threads)
     report = Predictor(model, threshold).run(sources, out)
     for line in report.skipped:
-        cli.console.print(f"[yellow]skipped[/yellow] {line}", highlight=False)
-    cli.console.print(
+        console.print(f"[yellow]skipped[/yellow] {line}", highlight=False)
+    console.print(
         f"{report.images} images, {report.frames} video frames, {report.detections} detections "
         f"≥ {threshold}; {report.images_per_s:.2f} images/s (model time); "
         f"{len(report.skipped)} skipped; outputs in {out}"

@@ -24,8 +24,10 @@ from typing import Any
 
 import requests
 
+from qdet.errors import QdetError
 
-class TrackingUnavailable(RuntimeError):
+
+class TrackingUnavailable(QdetError):
     """The tracking store cannot be reached; the message names the URI."""
 
 

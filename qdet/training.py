@@ -10,24 +10,20 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from rich.console import Console
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
-from qdet.checkpoint import load_checkpoint
-from qdet.config import TrainConfig
+from qdet.checkpoint import resume_training, save_training
+from qdet.config import ConfigError, ScheduleConfig
+from qdet.console import console
 from qdet.data.dataset import DetectionDataset, collate
-from qdet.engine import (
-    EpochCallback,
-    make_optimizer,
-    make_scheduler,
-    predict_dataset,
-    progress_bar,
-    save_training,
-    train_one_epoch,
-)
+from qdet.distributed import Ranks
+from qdet.engine import EpochCallback, make_optimizer, make_scheduler, predict_dataset, train_one_epoch
+from qdet.files import write_json
 from qdet.metrics import score
+from qdet.plots import training_curves, write_history_csv
+from qdet.progress import progress_bar
 
 
 def validation_map(detector: Callable, dataset: DetectionDataset) -> dict[str, float]:
@@ -44,18 +40,6 @@ def validation_map(detector: Callable, dataset: DetectionDataset) -> dict[str, f
     return stats
 
 
-@dataclass(frozen=True)
-class Ranks:
-    """Where this process stands in a DDP job (rank 0 of 1 when there is none)."""
-
-    rank: int = 0
-    world: int = 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
 def _reduce(row: dict[str, float], ranks: Ranks) -> dict[str, float]:
     """Mean of each loss over ranks; images/s summed (the job's throughput)."""
     if ranks.world == 1:
@@ -69,75 +53,72 @@ def _reduce(row: dict[str, float], ranks: Ranks) -> dict[str, float]:
     }
 
 
+@dataclass
+class FitHooks:
+    """What the caller plugs into the epoch loop.
+
+    ``on_epoch(epoch, row)`` gets each epoch's results (the stage logs them); ``before_epoch``
+    runs first in each epoch (QAT's BN/observer freezing); ``validate`` scores the model
+    (default: COCO mAP on the valid set); ``on_fresh_start`` runs only when training starts from
+    scratch (QAT's range calibration: a resumed run has its ranges in the checkpoint).
+    """
+
+    on_epoch: EpochCallback | None = None
+    before_epoch: Callable[[int], None] | None = None
+    validate: Callable[[nn.Module], dict[str, float]] | None = None
+    on_fresh_start: Callable[[], None] | None = None
+
+
 def fit(
     model: nn.Module,
     train_set: DetectionDataset,
     valid_set: DetectionDataset,
-    cfg: TrainConfig,
-    epochs: int,
-    lr: float,
-    batch_size: int,
+    schedule: ScheduleConfig,
     checkpoint: Path,
-    fingerprint: dict[str, Any],
-    on_epoch: EpochCallback | None = None,
-    before_epoch: Callable[[int], None] | None = None,
+    identity: dict[str, Any],
+    hooks: FitHooks = FitHooks(),
+    workers: int = 0,
     max_images: int = 0,
-    validate: Callable[[nn.Module], dict[str, float]] | None = None,
-    on_fresh_start: Callable[[], None] | None = None,
-    console: Console | None = None,
     ranks: Ranks = Ranks(),
 ) -> list[dict[str, float]]:
-    """Train ``epochs`` epochs, validating and checkpointing after each; resume from
-    ``checkpoint`` when it was written for the same ``fingerprint`` (the training-relevant
-    config). ``validate`` scores the model after each epoch (default: COCO mAP on
-    ``valid_set``). ``on_fresh_start`` runs only when training starts from scratch (QAT's
-    range calibration: a resumed run has its ranges in the checkpoint). Returns the history.
+    """Train ``schedule.epochs`` epochs, validating and checkpointing after each; resume from
+    ``checkpoint`` when it was written for the same ``identity`` (see
+    :func:`qdet.checkpoint.fingerprint`). Returns the history, one row per epoch.
 
-    Under DDP (``ranks.world > 1``) ``batch_size`` is the global batch, split over the ranks;
+    Under DDP (``ranks.world > 1``) the batch size is the global batch, split over the ranks;
     only rank 0 validates, writes the checkpoint and calls ``on_epoch``.
     """
-    validate = validate or (lambda m: validation_map(m, valid_set))
-    console = console or Console(stderr=True)
+    validate = hooks.validate or (lambda m: validation_map(m, valid_set))
+    batch_size = schedule.batch_size
     if batch_size % ranks.world:
-        raise ValueError(f"batch size {batch_size} does not split over train.nproc={ranks.world} processes")
+        raise ConfigError(f"batch size {batch_size} does not split over train.nproc={ranks.world} processes")
     # The sampler's order depends only on (seed, epoch): a resumed run sees the same batches.
     sampler = DistributedSampler(
-        train_set, ranks.world, ranks.rank, shuffle=True, seed=int(fingerprint.get("seed", 0))
+        train_set, ranks.world, ranks.rank, shuffle=True, seed=int(identity.get("seed", 0))
     )
     loader = DataLoader(
         train_set,
         batch_size=batch_size // ranks.world,
         sampler=sampler,
         collate_fn=collate,
-        num_workers=cfg.workers,
+        num_workers=workers,
     )
     max_batches = -(-max_images // batch_size) if max_images else None
     iters = min(len(loader), max_batches or len(loader))
-    optimizer = make_optimizer(model.parameters(), cfg, lr)
-    scheduler = make_scheduler(optimizer, cfg, epochs, iters)
-    start, history = 0, []
-    state = load_checkpoint(checkpoint) if checkpoint.exists() else {}
-    if state:
-        if state.get("fingerprint") == fingerprint:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            torch.set_rng_state(state["rng"])
-            start, history = int(state["epoch"]), list(state["history"])
-            if ranks.main:
-                console.print(f"[cyan]resuming from {checkpoint} after epoch {start}[/cyan]")
-        elif ranks.main:
-            console.print(
-                f"[yellow]{checkpoint} was written for other params, inputs or code; starting over[/yellow]"
-            )
-    if start == 0 and on_fresh_start is not None:
-        on_fresh_start()
+    optimizer = make_optimizer(model.parameters(), schedule)
+    scheduler = make_scheduler(optimizer, schedule, iters)
+    start, history, message = resume_training(checkpoint, identity, model, optimizer, scheduler)
+    if message and ranks.main:
+        console.print(message)
+    if start == 0 and hooks.on_fresh_start is not None:
+        hooks.on_fresh_start()
     trained = DistributedDataParallel(model) if ranks.world > 1 else model
+    epochs = schedule.epochs
     with progress_bar() as progress:
         for epoch in range(start, epochs):
             sampler.set_epoch(epoch)
-            if before_epoch is not None:
-                before_epoch(epoch)
+            if hooks.before_epoch is not None:
+                hooks.before_epoch(epoch)
             bar = progress if ranks.main else None
             row = {
                 "epoch": epoch + 1,
@@ -148,16 +129,32 @@ def fit(
             if ranks.main:
                 row.update({f"val_{k}": v for k, v in validate(model).items()})
                 history.append(row)
-                save_training(
-                    checkpoint, model, optimizer, scheduler, epoch + 1, history, {"fingerprint": fingerprint}
-                )
+                save_training(checkpoint, model, optimizer, scheduler, epoch + 1, history, identity)
                 progress.console.print(
                     f"epoch {epoch + 1}/{epochs}: loss {row['loss']:.3f}, "
                     f"{row['images_per_s']:.2f} img/s, val mAP@.5 {row['val_map50']:.3f}, "
                     f"mAP {row['val_map']:.3f}"
                 )
-                if on_epoch is not None:
-                    on_epoch(epoch + 1, row)
+                if hooks.on_epoch is not None:
+                    hooks.on_epoch(epoch + 1, row)
             if ranks.world > 1:
                 dist.barrier()  # the others wait while rank 0 validates and writes
     return history
+
+
+def write_history(
+    history: list[dict[str, float]],
+    summary: dict[str, Any],
+    metrics: Path,
+    history_csv: Path,
+    plot: Path,
+    title: str,
+) -> list[Path]:
+    """The end of every training stage: last epoch's results (+ ``summary``) as metrics JSON,
+    every epoch as CSV, the curves as PNG; returns the files written (for MLflow)."""
+    final = {k: v for k, v in history[-1].items() if k != "epoch"}
+    write_json({"epochs": len(history), **summary, **final}, metrics)
+    write_history_csv(history, history_csv)
+    plot.parent.mkdir(parents=True, exist_ok=True)
+    training_curves(history, plot, title)
+    return [metrics, history_csv, plot]

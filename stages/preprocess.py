@@ -4,41 +4,35 @@ from pathlib import Path
 
 import typer
 
-from qdet import cli
-from qdet.data.prepare import preprocess
-from qdet.metrics import write_json
+from qdet import stage
+from qdet.console import console, exit_on_error
+from qdet.data.preprocess import preprocess
+from qdet.files import write_json
 
 app = typer.Typer(add_completion=False)
 
 
 @app.command()
-@cli.stage_main
+@exit_on_error
 def main(
-    raw: Path = typer.Argument(Path("data/raw"), help="raw datasets folder"),
-    out: Path = typer.Argument(Path("data/processed"), help="processed dataset folder"),
-    summary: Path = typer.Option(Path("metrics/preprocess.json"), help="summary JSON"),
+    raw: Path = typer.Argument(..., help="raw datasets folder"),
+    out: Path = typer.Argument(..., help="processed dataset folder"),
+    summary: Path = typer.Option(..., help="summary JSON"),
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
-    cfg = cli.load(params)
+    cfg = stage.load(params)
     d = cfg.data
     result = preprocess(
-        cfg.dataset,
-        raw / cfg.dataset,
-        out,
-        d.classes,
-        d.min_box_size,
-        d.valid_fraction,
-        cfg.seed,
-        d.strict,
+        cfg.dataset, raw / cfg.dataset, out, d.classes, d.min_box_size, d.valid_fraction, cfg.seed, d.strict
     )
     write_json(result, summary)
-    cli.console.print(
+    console.print(
         f"[green]{cfg.dataset}[/green]: train {result['train']}, valid {result['valid']}, "
         f"{result['skipped_records']} records skipped, {result['clipped_boxes']} boxes clipped, "
         f"{result['warnings']} warnings (details in {summary})"
     )
     for line in [*result["skipped"], *result["warning_messages"]][:10]:
-        cli.console.print(f"  [yellow]{line}[/yellow]", highlight=False)
+        console.print(f"  [yellow]{line}[/yellow]", highlight=False)
 
 
 if __name__ == "__main__":

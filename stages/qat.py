@@ -1,105 +1,80 @@
-"""qat stage: quantization-aware fine-tuning of the float model with FX fake-quant."""
+"""qat stage: quantization-aware fine-tuning of the float model with fake-quant."""
 
 import copy
+import sys
 from pathlib import Path
 
 import typer
 
-from qdet import cli
-from qdet.checkpoint import save_checkpoint
+from qdet import stage
+from qdet.checkpoint import fingerprint, save_checkpoint
 from qdet.config import config_to_dict
+from qdet.console import exit_on_error
 from qdet.data.dataset import DetectionDataset, training_datasets
-from qdet.metrics import write_json
-from qdet.models.detector import load_float_detector
-from qdet.plots import training_curves, write_history_csv
-from qdet.quant.fx import QuantPlan, plan_dict, prepare
+from qdet.distributed import distributed, finish_distributed
+from qdet.models.detector import load_trained
+from qdet.quant.fx import prepare
+from qdet.quant.plan import make_plan, plan_dict
 from qdet.quant.qat import calibrate_ranges, epoch_controls, freeze_layers, observers_frozen_while
 from qdet.tracking import NoRun
-from qdet.training import fit, validation_map
+from qdet.training import FitHooks, fit, validation_map, write_history
 
 app = typer.Typer(add_completion=False)
 
 
 @app.command()
-@cli.stage_main
+@exit_on_error
 def main(
-    processed: Path = typer.Argument(Path("data/processed")),
-    float_model: Path = typer.Argument(Path("models/float.pt")),
-    out: Path = typer.Option(Path("models/qat.pt"), help="fake-quant state for convert"),
-    checkpoint: Path = typer.Option(Path("checkpoints/qat.pt"), help="resume checkpoint"),
-    metrics: Path = typer.Option(Path("metrics/qat.json")),
-    history_csv: Path = typer.Option(Path("metrics/qat_history.csv")),
-    plot: Path = typer.Option(Path("plots/qat_curves.png")),
+    processed: Path = typer.Argument(...),
+    float_model: Path = typer.Argument(...),
+    out: Path = typer.Option(..., help="fake-quant state for convert"),
+    checkpoint: Path = typer.Option(..., help="resume checkpoint"),
+    metrics: Path = typer.Option(...),
+    history_csv: Path = typer.Option(...),
+    plot: Path = typer.Option(...),
     params: Path = typer.Option(Path("params.yaml")),
 ) -> None:
-    cfg = cli.load(params)
-    ranks = cli.distributed(cfg.train.nproc, cfg.train.threads)  # nproc > 1: runs under torchrun
-    model, classes = load_float_detector(float_model, cfg.backbone, cfg.model)
+    cfg = stage.load(params)
+    ranks = distributed(cfg.train.nproc, cfg.train.threads, sys.argv)  # nproc > 1: under torchrun
+    trained = load_trained(float_model, cfg.backbone, cfg.model)
     train_set, valid_set = training_datasets(
         processed, cfg.dataset, cfg.data.classes, cfg.train.hflip, cfg.train.color_jitter
     )
-    plain_train = DetectionDataset(train_set.records, classes)
-    q = cfg.quant
-    plan = QuantPlan(q.parts, q.backend, "moving_average", q.per_channel, q.reduce_range, q.skip)
+    plain_train = DetectionDataset(train_set.records, trained.classes)
+    plan = make_plan(cfg.quant, cfg.calibrate, qat=True)
     resolved = config_to_dict(cfg)
-    fingerprint = cli.fingerprint(
-        resolved,
-        "seed",
-        "dataset",
-        "backbone",
-        "data",
-        "model",
-        "train",
-        "quant",
-        "qat",
-        "calibrate",
-        inputs=(processed, float_model),
-    )
-    with cli.tracker(cfg, "qat", params, metrics.parent) if ranks.main else NoRun() as run:
-        prepared = prepare(copy.deepcopy(model).train(), plan, qat=True)
-        freeze_layers(prepared, cfg.qat.frozen_layers)
+    sections = ("seed", "dataset", "data", "train", "quant", "qat", "calibrate")
+    identity = fingerprint(resolved, *sections, inputs=(processed, float_model), stage=Path(__file__))
+    q = cfg.qat
+    with stage.tracker(cfg, "qat", params, metrics.parent) if ranks.main else NoRun() as run:
+        prepared = prepare(copy.deepcopy(trained.model).train(), plan, qat=True)
+        freeze_layers(prepared, q.frozen_layers)
+        calibrate = lambda: calibrate_ranges(prepared, plain_train, cfg.calibrate.images)  # noqa: E731
+        hooks = FitHooks(
+            on_epoch=lambda epoch, row: run.log_metrics(row, step=epoch),
+            before_epoch=epoch_controls(prepared, q.freeze_bn_after, q.freeze_observer_after),
+            validate=observers_frozen_while(lambda m: validation_map(m, valid_set)),
+            on_fresh_start=calibrate if q.calibrate_first else None,
+        )
         history = fit(
             prepared,
             train_set,
             valid_set,
-            cfg.train,
-            cfg.qat.epochs,
-            cfg.qat.lr,
-            cfg.qat.batch_size,
+            q,
             checkpoint,
-            fingerprint,
-            on_epoch=lambda epoch, row: run.log_metrics(row, step=epoch),
-            before_epoch=epoch_controls(prepared, cfg.qat.freeze_bn_after, cfg.qat.freeze_observer_after),
-            max_images=cfg.qat.max_images,
-            validate=observers_frozen_while(lambda m: validation_map(m, valid_set)),
-            on_fresh_start=(
-                (lambda: calibrate_ranges(prepared, plain_train, cfg.calibrate.images))
-                if cfg.qat.calibrate_first
-                else None
-            ),
-            console=cli.console,
-            ranks=ranks,
+            identity,
+            hooks,
+            cfg.train.workers,
+            q.max_images,
+            ranks,
         )
-        if not ranks.main:
-            cli.finish_distributed(ranks)
-            return
-        save_checkpoint(
-            {
-                "qat": prepared.state_dict(),
-                "plan": plan_dict(plan),
-                "config": resolved,
-                "classes": classes,
-            },
-            out,
-        )
-        final = {k: v for k, v in history[-1].items() if k != "epoch"}
-        write_json({"epochs": len(history), "processes": ranks.world, **final}, metrics)
-        write_history_csv(history, history_csv)
-        plot.parent.mkdir(parents=True, exist_ok=True)
-        training_curves(history, plot, f"QAT {cfg.backbone} on {cfg.dataset}")
-        for path in (metrics, history_csv, plot):
-            run.log_artifact(path)
-    cli.finish_distributed(ranks)
+        if ranks.main:
+            state = {"qat": prepared.state_dict(), "plan": plan_dict(plan), "config": resolved}
+            save_checkpoint({**state, "classes": trained.classes}, out)
+            title = f"QAT {trained.backbone} on {cfg.dataset}"
+            for path in write_history(history, {"processes": ranks.world}, metrics, history_csv, plot, title):
+                run.log_artifact(path)
+    finish_distributed(ranks)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,6 @@ import torch
 from qdet.config import SyntheticConfig
 from qdet.data.synthetic import write_gtsdb, write_pennfudan
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(autouse=True)
 def _quiet():

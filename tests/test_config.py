@@ -1,7 +1,9 @@
+import copy
+
 import pytest
 
 from qdet.config import ConfigError, config_from_dict, load_config
-from tests.conftest import REPO
+from tests.helpers import DEFAULTS, REPO, merge
 
 
 def test_repo_params_file_is_valid():
@@ -11,36 +13,36 @@ def test_repo_params_file_is_valid():
 
 def test_unknown_key_is_named():
     with pytest.raises(ConfigError, match=r"train\.epoks.*allowed keys in train: epochs"):
-        config_from_dict({"train": {"epoks": 3}})
+        config_from_dict(merge(DEFAULTS, {"train": {"epoks": 3}}))
 
 
 def test_unknown_top_level_key_is_named():
     with pytest.raises(ConfigError, match="unknown params key bakbone"):
-        config_from_dict({"bakbone": "resnet18"})
+        config_from_dict(merge(DEFAULTS, {"bakbone": "resnet18"}))
 
 
 def test_bad_choice_lists_allowed_values():
     with pytest.raises(ConfigError, match="dataset: 'coco' is not one of gtsdb, pennfudan, voc"):
-        config_from_dict({"dataset": "coco"})
+        config_from_dict(merge(DEFAULTS, {"dataset": "coco"}))
 
 
 def test_bad_type_names_key():
     with pytest.raises(ConfigError, match=r"train\.lr: expected a number"):
-        config_from_dict({"train": {"lr": "fast"}})
+        config_from_dict(merge(DEFAULTS, {"train": {"lr": "fast"}}))
 
 
 def test_range_checked():
     with pytest.raises(ConfigError, match=r"data\.valid_fraction"):
-        config_from_dict({"data": {"valid_fraction": 1.5}})
+        config_from_dict(merge(DEFAULTS, {"data": {"valid_fraction": 1.5}}))
 
 
 def test_anchor_sizes_must_match_fpn_levels():
     with pytest.raises(ConfigError, match=r"model\.anchor_sizes"):
-        config_from_dict({"model": {"anchor_sizes": [32, 64]}})
+        config_from_dict(merge(DEFAULTS, {"model": {"anchor_sizes": [32, 64]}}))
 
 
 def test_ints_accepted_for_floats():
-    assert config_from_dict({"train": {"lr": 1}}).train.lr == 1.0
+    assert config_from_dict(merge(DEFAULTS, {"train": {"lr": 1}})).train.lr == 1.0
 
 
 def test_unreadable_yaml_names_file(tmp_path):
@@ -52,4 +54,26 @@ def test_unreadable_yaml_names_file(tmp_path):
 
 def test_exponent_strings_from_dvc_exp_are_numbers():
     # `dvc exp run -S qat.lr=0.00001` writes 1e-05, which YAML 1.1 reads as a string
-    assert config_from_dict({"qat": {"lr": "1e-05"}}).qat.lr == 1e-5
+    assert config_from_dict(merge(DEFAULTS, {"qat": {"lr": "1e-05"}})).qat.lr == 1e-5
+
+
+def test_missing_key_is_named():
+    params = copy.deepcopy(DEFAULTS)
+    del params["qat"]["optimizer"]
+    with pytest.raises(ConfigError, match=r"missing params key qat\.optimizer"):
+        config_from_dict(params)
+
+
+def test_params_file_is_the_only_source_of_defaults():
+    """The dataclasses have no defaults of their own that could drift from params.yaml."""
+    import dataclasses
+
+    from qdet import config as module
+
+    for cls in vars(module).values():
+        if dataclasses.is_dataclass(cls):
+            defaults = [f.name for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING]
+            factories = [
+                f.name for f in dataclasses.fields(cls) if f.default_factory is not dataclasses.MISSING
+            ]
+            assert not defaults and not factories, (cls.__name__, defaults, factories)

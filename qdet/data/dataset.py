@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
@@ -88,11 +90,18 @@ def collate(batch):
     return tuple(zip(*batch, strict=True))
 
 
+def load_split(processed: Path, split: str) -> DetectionDataset:
+    """A split of a processed dataset, unaugmented (calibration, evaluation, benchmark)."""
+    from qdet.data.processed import read_classes, read_split
+
+    return DetectionDataset(read_split(processed, split), read_classes(processed))
+
+
 def training_datasets(
-    processed, dataset: str, classes_mode: str, hflip: str, color_jitter: float
+    processed: Path, dataset: str, classes_mode: str, hflip: str, color_jitter: float
 ) -> tuple[DetectionDataset, DetectionDataset]:
     """(augmented train split, plain valid split) of a processed dataset: what train and qat use."""
-    from qdet.data.common import read_classes, read_split
+    from qdet.data.processed import read_classes, read_split
 
     classes = read_classes(processed)
     flip, mirror = flip_policy(dataset, classes_mode, hflip)

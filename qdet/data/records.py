@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from qdet.errors import QdetError
 
-class DataError(ValueError):
+
+class DataError(QdetError, ValueError):
     """A record that cannot be used; the message names the file (and line)."""
 
 

@@ -20,8 +20,14 @@ from torchvision.models import get_model, get_model_weights
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
+from qdet.errors import QdetError
 
-class WeightsUnavailable(RuntimeError):
+
+class BackboneError(QdetError, ValueError):
+    """An unknown backbone name or a shape it cannot give; the message names the key."""
+
+
+class WeightsUnavailable(QdetError):
     """Pretrained weights are neither cached nor downloadable; says where to put the file."""
 
 
@@ -96,7 +102,7 @@ def with_bn_momentum(model: nn.Module, momentum: float) -> nn.Module:
 def classification_model(name: str, weights: str) -> nn.Module:
     """A torchvision classifier, random (``none``) or with ImageNet weights (``imagenet``)."""
     if name not in FAMILIES:
-        raise ValueError(f"unknown backbone {name!r}; valid: {', '.join(BACKBONES)}")
+        raise BackboneError(f"unknown backbone {name!r}; valid: {', '.join(BACKBONES)}")
     if weights != "imagenet":
         return with_bn_momentum(get_model(name, weights=None), FROM_SCRATCH_BN_MOMENTUM)
     url, cached = _hub_file(name)
@@ -148,7 +154,7 @@ def build_backbone(
     if not fpn:
         return SingleMapBackbone([s for s, _, _ in stages], stages[-1][1]), 1
     if fpn_levels > len(stages):
-        raise ValueError(f"model.fpn_levels={fpn_levels}: {name} has only {len(stages)} stages")
+        raise BackboneError(f"model.fpn_levels={fpn_levels}: {name} has only {len(stages)} stages")
     body = nn.Sequential(*[s for s, _, _ in stages])
     first = len(stages) - fpn_levels
     return_layers = {str(i): str(i - first) for i in range(first, len(stages))}

@@ -9,6 +9,7 @@ predictor takes the already-flat box features, so every head can be quantized.
 # and TorchScript must be able to read them there.
 
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -16,9 +17,14 @@ from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import TwoMLPHead
 
-from qdet.config import ModelConfig
+from qdet.config import ModelConfig, section_from_dict
+from qdet.errors import QdetError
 from qdet.models.backbones import build_backbone
 from qdet.models.roi_align import ParallelMultiScaleRoIAlign
+
+
+class ModelError(QdetError, ValueError):
+    """A model that cannot be built as configured; the message names the key or file."""
 
 
 class RPNLevelHead(nn.Module):
@@ -114,7 +120,7 @@ def load_weights(model: nn.Module, path: Path) -> None:
     state = state.get("model", state)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ValueError(
+        raise ModelError(
             f"{path}: weights do not fit this model (missing {len(missing)} keys, e.g. "
             f"{missing[:3]}; unexpected {len(unexpected)}, e.g. {unexpected[:3]}); "
             "check backbone and model.* params"
@@ -134,12 +140,44 @@ class DetectionsOnly(nn.Module):
         return self.model(images)
 
 
-def load_float_detector(path: Path, backbone: str, cfg: ModelConfig) -> tuple[FasterRCNN, list[str]]:
-    """The trained float detector and its class names, from the train stage's output."""
+class FloatDetector(NamedTuple):
+    """The train stage's output, rebuilt from the config it was trained with."""
+
+    model: FasterRCNN
+    classes: list[str]
+    backbone: str
+    config: ModelConfig
+
+
+def load_float_detector(path: Path) -> FloatDetector:
+    """The trained float detector, built from the backbone and ``model.*`` stored in its
+    checkpoint (never from today's params: those may have changed since training)."""
     from qdet.checkpoint import load_checkpoint
 
     state = load_checkpoint(path)
     classes = list(state["classes"])
-    model = build_detector(backbone, ModelConfig(**{**cfg.__dict__, "weights": "none"}), len(classes))
+    stored = state["config"]
+    cfg = section_from_dict(ModelConfig, {**stored["model"], "weights": "none"}, "model")
+    model = build_detector(stored["backbone"], cfg, len(classes))
     model.load_state_dict(state["model"])
-    return model.eval(), classes
+    return FloatDetector(model.eval(), classes, stored["backbone"], cfg)
+
+
+def load_trained(path: Path, backbone: str, cfg: ModelConfig) -> FloatDetector:
+    """:func:`load_float_detector`, saying so when params.yaml (``backbone``, ``cfg``) has moved
+    on since training: the checkpoint's values are used (``dvc repro`` would retrain first)."""
+    from qdet.console import console
+
+    loaded = load_float_detector(path)
+    for line in config_differences(backbone, cfg, loaded):
+        console.print(f"[yellow]note:[/yellow] {path} was trained with {line}; using the checkpoint's value")
+    return loaded
+
+
+def config_differences(backbone: str, cfg: ModelConfig, loaded: FloatDetector) -> list[str]:
+    """``key=trained value (params: value)`` for each model setting params.yaml has changed."""
+    out = [] if backbone == loaded.backbone else [f"backbone={loaded.backbone} (params: {backbone})"]
+    for key, value in cfg.__dict__.items():
+        if key != "weights" and value != getattr(loaded.config, key):
+            out.append(f"model.{key}={getattr(loaded.config, key)} (params: {value})")
+    return out

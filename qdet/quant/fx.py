@@ -8,41 +8,23 @@ forward. Parts take float tensors and return float tensors: quantize/dequantize 
 from __future__ import annotations
 
 import copy
-import dataclasses
-from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx, prepare_qat_fx
 
-from qdet.quant.parts import FLOAT_ONLY, PARTS, check_parts, example_inputs, get_part, set_part
+from qdet.quant.parts import FLOAT_ONLY, PARTS, QuantError, check_parts, example_inputs, get_part, set_part
+from qdet.quant.plan import QuantPlan
 from qdet.quant.qconfig import make_mapping
-
-
-@dataclass
-class QuantPlan:
-    """What to quantize and how; built from QuantConfig (+ the observer) by the stages."""
-
-    parts: list[str]
-    backend: str = "x86"
-    observer: str = "histogram"
-    per_channel: bool = True
-    reduce_range: bool = False
-    skip: list[str] = field(default_factory=list)
-
-    def skip_for(self, part: str) -> list[str]:
-        """``quant.skip`` names are full paths (``backbone.body.0``); make them part-relative."""
-        prefix = PARTS[part] + "."
-        return [s[len(prefix) :] for s in self.skip if s.startswith(prefix)]
 
 
 def _check_skip(model: nn.Module, plan: QuantPlan) -> None:
     names = {n for n, _ in model.named_modules()}
     for s in plan.skip:
         if s not in names:
-            raise ValueError(f"quant.skip: no module named {s!r} in the model")
+            raise QuantError(f"quant.skip: no module named {s!r} in the model")
         if not any(s.startswith(PARTS[p] + ".") for p in plan.parts):
-            raise ValueError(f"quant.skip: {s!r} is not inside a quantized part ({plan.parts})")
+            raise QuantError(f"quant.skip: {s!r} is not inside a quantized part ({plan.parts})")
 
 
 def prepare(model: nn.Module, plan: QuantPlan, qat: bool) -> nn.Module:
@@ -124,7 +106,3 @@ def int8_from_state(float_model: nn.Module, state: dict, key: str, qat: bool) ->
     """The int8 model from a calibrate (``key="observed"``) or qat (``"qat"``) checkpoint."""
     plan = QuantPlan(**state["plan"])
     return convert(restore(float_model, plan, state[key], qat), plan)
-
-
-def plan_dict(plan: QuantPlan) -> dict[str, object]:
-    return dataclasses.asdict(plan)

@@ -9,6 +9,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from qdet.errors import QdetError
+
+
+class QuantError(QdetError, ValueError):
+    """A quantization setting that does not fit the model; the message names the params key."""
+
+
 PARTS: dict[str, str] = {
     "backbone": "backbone",
     "rpn_head": "rpn.head.level",
@@ -27,7 +34,7 @@ FLOAT_ONLY = {
 def check_parts(parts: list[str]) -> None:
     unknown = [p for p in parts if p not in PARTS]
     if unknown:
-        raise ValueError(f"quant.parts: unknown part {unknown[0]!r}; valid: {', '.join(PARTS)}")
+        raise QuantError(f"quant.parts: unknown part {unknown[0]!r}; valid: {', '.join(PARTS)}")
 
 
 def get_part(model: nn.Module, part: str) -> nn.Module:

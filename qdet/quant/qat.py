@@ -15,6 +15,7 @@ from torch.ao.quantization import (
 
 from qdet.data.dataset import DetectionDataset
 from qdet.quant.calibrate import run_calibration
+from qdet.quant.parts import QuantError
 
 
 def freeze_layers(model: nn.Module, names: list[str]) -> None:
@@ -22,7 +23,7 @@ def freeze_layers(model: nn.Module, names: list[str]) -> None:
     known = {n for n, _ in model.named_modules()}
     for name in names:
         if name not in known:
-            raise ValueError(f"qat.frozen_layers: no module named {name!r} in the prepared model")
+            raise QuantError(f"qat.frozen_layers: no module named {name!r} in the prepared model")
         for p in model.get_submodule(name).parameters():
             p.requires_grad_(False)
 
@@ -71,7 +72,3 @@ def observers_frozen_while(
             model.train()
 
     return validate
-
-
-def trainable(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)

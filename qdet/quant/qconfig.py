@@ -16,6 +16,8 @@ from torch.ao.quantization import (
     get_default_qconfig_mapping,
 )
 
+from qdet.quant.parts import QuantError
+
 OBSERVERS = {
     "minmax": MinMaxObserver,
     "moving_average": MovingAverageMinMaxObserver,
@@ -26,7 +28,7 @@ OBSERVERS = {
 def make_qconfig(observer: str, per_channel: bool, reduce_range: bool, qat: bool) -> QConfig:
     """8-bit unsigned activations (7-bit with ``reduce_range``), symmetric int8 weights."""
     if observer not in OBSERVERS:
-        raise ValueError(f"calibrate.observer: unknown {observer!r}; valid: {', '.join(OBSERVERS)}")
+        raise QuantError(f"calibrate.observer: unknown {observer!r}; valid: {', '.join(OBSERVERS)}")
     act_max = 127 if reduce_range else 255
     if qat:
         activation = FakeQuantize.with_args(

@@ -78,6 +78,19 @@ def module_sqnr(
     return dict(sorted(out.items(), key=lambda kv: kv[1]))
 
 
+def plot_sensitivity(sqnr: dict[str, float], path: Path, most: int = 40) -> None:
+    """Bars of the ``most`` worst modules (SQNR, dB), worst on top."""
+    from qdet.plots import bars
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    bars(
+        dict(list(sqnr.items())[:most]),
+        path,
+        "SQNR (dB), higher is better",
+        "int8 vs float per module (worst first)",
+    )
+
+
 def write_sensitivity(sqnr: dict[str, float], path: Path) -> None:
     """CSV ``module,sqnr_db``, worst first (a DVC plot and an MLflow artifact)."""
     path.parent.mkdir(parents=True, exist_ok=True)

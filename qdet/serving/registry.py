@@ -19,6 +19,29 @@ class Candidate:
     latency_ms: float
 
 
+BENCH_NAME = {"float": "float_ts", "ptq": "ptq", "qat": "qat"}  # evaluate name -> benchmark row
+
+
+def model_name(configured: str, dataset: str, backbone: str) -> str:
+    """``register.model_name``, where ``auto`` means ``qdet-<dataset>-<backbone>``."""
+    return configured if configured != "auto" else f"qdet-{dataset}-{backbone}"
+
+
+def candidates(exported: Path, maps: dict, bench: dict) -> list[Candidate]:
+    """One candidate per exported variant, with its accuracy (evaluate) and speed (benchmark)."""
+    return [
+        Candidate(
+            v,
+            exported / f"{v}.ts",
+            maps[v]["map50"],
+            maps[v].get("map50_drop", 0.0),
+            bench[BENCH_NAME[v]]["speedup"],
+            bench[BENCH_NAME[v]]["latency_ms_p50"],
+        )
+        for v in BENCH_NAME
+    ]
+
+
 def choose_champion(
     candidates: list[Candidate], max_map_drop: float, min_speedup: float
 ) -> tuple[Candidate | None, list[str]]:

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from qdet.checkpoint import load_checkpoint
-from qdet.config import ModelConfig
 from qdet.models.detector import load_float_detector
-from tests.e2e.conftest import env, make_prepared_repo, merge, run
+from tests.e2e.repos import env, make_prepared_repo, run
+from tests.helpers import merge, stage_cmd
 
 TINY = {
     "train": {"epochs": 3, "batch_size": 4, "warmup_iters": 2},
@@ -31,33 +31,29 @@ def _history(repo, name):
 def test_torchrun_two_processes_matches_one_process(tmp_path):
     repo = make_prepared_repo(tmp_path / "ddp", TINY)
     run(
-        [
-            "python",
-            "stages/train.py",
-            "data/processed",
+        stage_cmd(
+            "train",
             "--model-out",
             "models/single.pt",
             "--checkpoint",
             "checkpoints/single.pt",
             "--history-csv",
             "metrics/single.csv",
-        ],
+        ),
         repo,
     )
     params = (repo / "params.yaml").read_text().replace("nproc: 1", "nproc: 2")
     (repo / "params.yaml").write_text(params)
     done = run(
-        [
-            "python",
-            "stages/train.py",
-            "data/processed",
+        stage_cmd(
+            "train",
             "--model-out",
             "models/ddp.pt",
             "--checkpoint",
             "checkpoints/ddp.pt",
             "--history-csv",
             "metrics/ddp.csv",
-        ],
+        ),
         repo,
     )
     assert "launching 2 processes" in done.stderr
@@ -68,15 +64,13 @@ def test_torchrun_two_processes_matches_one_process(tmp_path):
     for a, b in zip(single, ddp, strict=True):
         assert abs(a - b) / a < 0.35, (single, ddp)
     # the DDP checkpoint is a plain single-process model (no "module." prefixes)
-    model, classes = load_float_detector(
-        repo / "models" / "ddp.pt", "resnet18", ModelConfig(min_size=160, max_size=256)
-    )
+    model, classes, _, _ = load_float_detector(repo / "models" / "ddp.pt")
     with torch.no_grad():
         (out,) = model([torch.rand(3, 160, 256)])
     assert set(out) == {"boxes", "labels", "scores"} and classes
 
 
-TRAIN = ["python", "stages/train.py", "data/processed"]
+TRAIN = stage_cmd("train")
 DDP_TINY = merge(TINY, {"train": {"nproc": 2, "epochs": 3, "batch_size": 2}})
 
 

@@ -10,9 +10,10 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import env, make_prepared_repo, run
+from tests.e2e.repos import env, make_prepared_repo, run
+from tests.helpers import stage_cmd
 
-TRAIN = ["python", "stages/train.py", "data/processed"]
+TRAIN = stage_cmd("train")
 SLOW_TRAIN = {"train": {"epochs": 3, "batch_size": 2}, "tracking": {"enabled": False}}
 
 
@@ -82,46 +83,3 @@ def test_tracking_server_down_fails_before_training(prepared_repo):
     assert "http://127.0.0.1:9 is not reachable" in done.stderr
     assert "epoch" not in done.stderr and time.time() - start < 60
     (repo / "params.yaml").write_text(params.replace("enabled: true", "enabled: false"))
-
-
-def test_non_finite_loss_stops_with_message():
-    import torch
-    from torch import nn
-
-    from qdet.config import TrainConfig
-    from qdet.engine import NonFiniteLoss, make_optimizer, make_scheduler, train_one_epoch
-
-    class Diverged(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.w = nn.Parameter(torch.ones(1))
-
-        def forward(self, images, targets):
-            return {"loss_classifier": self.w * float("nan")}
-
-    model = Diverged()
-    opt = make_optimizer(model.parameters(), TrainConfig(), 0.1)
-    loader = [([torch.zeros(3, 4, 4)], [{}])]
-    with pytest.raises(
-        NonFiniteLoss, match="non-finite loss at epoch 1, iteration 0.*lower the learning rate"
-    ):
-        train_one_epoch(model, opt, make_scheduler(opt, TrainConfig(), 1, 1), loader, 1)
-
-
-def test_save_checkpoint_never_leaves_a_half_written_file(tmp_path, monkeypatch):
-    import torch
-
-    from qdet.checkpoint import load_checkpoint, save_checkpoint
-
-    path = tmp_path / "ck.pt"
-    save_checkpoint({"epoch": 1}, path)
-
-    def disk_full(*args, **kwargs):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(torch, "save", disk_full)
-    with pytest.raises(OSError, match="No space left"):
-        save_checkpoint({"epoch": 2}, path)
-    monkeypatch.undo()
-    assert load_checkpoint(path) == {"epoch": 1}
-    assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]

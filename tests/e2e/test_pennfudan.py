@@ -2,8 +2,8 @@
 
 import csv
 
-from qdet.data.formats import parse_pennfudan_text
-from tests.e2e.conftest import make_repo, run, stages_run
+from qdet.data.raw import parse_pennfudan_text
+from tests.e2e.repos import make_repo, run, stages_run
 
 
 def test_pennfudan_preprocess_through_dvc(tmp_path):

@@ -13,7 +13,8 @@ import yaml
 
 from qdet.checkpoint import load_checkpoint
 from qdet.metrics import coco_evaluate
-from tests.e2e.conftest import env, make_repo, merge, run, stages_run
+from tests.e2e.repos import env, make_repo, run, stages_run
+from tests.helpers import merge, stage_cmd
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +161,7 @@ def test_qat_restarted_over_a_stale_checkpoint_equals_a_fresh_run(repo, tmp_path
     def qat(params_file, name, checkpoint):
         out = tmp_path / name
         return run(
-            ["python", "stages/qat.py", "data/processed", "models/float.pt", "--out", f"{out}.pt"]
+            stage_cmd("qat", "--out", f"{out}.pt")
             + ["--checkpoint", str(checkpoint), "--metrics", f"{out}.json", "--history-csv", f"{out}.csv"]
             + ["--plot", f"{out}.png", "--params", str(params_file)],
             repo,
@@ -197,7 +198,7 @@ def test_unknown_param_fails_with_key_and_no_traceback(repo):
     params = yaml.safe_load(original)
     params["train"]["epoks"] = 2
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
-    done = run(["python", "stages/train.py", "data/processed"], repo, check=False)
+    done = run(stage_cmd("train"), repo, check=False)
     (repo / "params.yaml").write_text(original)
     assert done.returncode == 1
     assert "unknown params key train.epoks" in done.stderr and "Traceback" not in done.stderr

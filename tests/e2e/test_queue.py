@@ -8,7 +8,7 @@ import time
 import mlflow
 import pytest
 
-from tests.e2e.conftest import make_repo, run
+from tests.e2e.repos import make_repo, run
 
 pytestmark = pytest.mark.slow
 

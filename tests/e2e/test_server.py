@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.e2e.conftest import env, make_prepared_repo, make_repo, run, stages_run
+from tests.e2e.repos import env, make_prepared_repo, make_repo, run, stages_run
+from tests.helpers import stage_cmd
 
 pytestmark = pytest.mark.slow
 
@@ -122,7 +123,7 @@ def test_server_lost_mid_training_training_finishes_and_reports(server, tmp_path
     checkpoint = repo / "checkpoints" / "train.pt"
     with open(tmp_path / "train.log", "w") as log:
         proc = subprocess.Popen(
-            ["python", "stages/train.py", "data/processed"],
+            stage_cmd("train"),
             cwd=repo,
             env=env() | {"MLFLOW_TRACKING_URI": server.url},
             stdout=log,

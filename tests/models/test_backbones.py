@@ -1,43 +1,19 @@
 """Smoke test: every listed backbone, with and without FPN, trains a step and detects."""
 
+import dataclasses
+
 import pytest
 import torch
 
-from qdet.config import ModelConfig
 from qdet.models.backbones import BACKBONES
 from qdet.models.detector import build_detector
-
-LISTED = [
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "resnet101",
-    "mobilenet_v2",
-    "mobilenet_v3_large",
-    "mobilenet_v3_small",
-    "squeezenet1_0",
-    "squeezenet1_1",
-    "vgg16",
-    "shufflenet_v2_x1_0",
-    "efficientnet_b0",
-]
-TINY = ModelConfig(
-    min_size=96,
-    max_size=128,
-    fpn_channels=32,
-    representation_size=32,
-    rpn_pre_nms_top_n_train=50,
-    rpn_post_nms_top_n_train=20,
-    rpn_pre_nms_top_n_test=50,
-    rpn_post_nms_top_n_test=20,
-    box_batch_size_per_image=16,
-)
+from tests.helpers import LISTED, TINY_MODEL
 
 
 @pytest.mark.parametrize("fpn", [True, False], ids=["fpn", "single"])
 @pytest.mark.parametrize("name", LISTED)
 def test_backbone_trains_and_detects(name, fpn):
-    cfg = ModelConfig(**{**TINY.__dict__, "fpn": fpn})
+    cfg = dataclasses.replace(TINY_MODEL, fpn=fpn)
     model = build_detector(name, cfg, num_classes=3)
     images = [torch.rand(3, 96, 128)]
     targets = [{"boxes": torch.tensor([[10.0, 10.0, 50.0, 60.0]]), "labels": torch.tensor([2])}]
@@ -53,7 +29,7 @@ def test_backbone_trains_and_detects(name, fpn):
 
 def test_unknown_backbone_lists_valid_names():
     with pytest.raises(ValueError, match="unknown backbone 'resnet19'; valid: .*resnet18"):
-        build_detector("resnet19", TINY, 3)
+        build_detector("resnet19", TINY_MODEL, 3)
 
 
 def test_all_listed_backbones_are_registered():
@@ -63,6 +39,6 @@ def test_all_listed_backbones_are_registered():
 @pytest.mark.parametrize("name", ["mobilenet_v3_large", "mobilenet_v3_small", "resnet18"])
 def test_from_scratch_batchnorm_statistics_follow_training(name):
     """MobileNetV3's own BN momentum (0.01) is for fine-tuning; from scratch it must be 0.1."""
-    model = build_detector(name, TINY, 3)
+    model = build_detector(name, TINY_MODEL, 3)
     momenta = {m.momentum for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)}
     assert momenta == {0.1}

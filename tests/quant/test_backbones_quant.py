@@ -7,9 +7,10 @@ import torch
 
 from qdet.export import script_detector
 from qdet.models.detector import build_detector
-from qdet.quant.fx import QuantPlan, convert, describe, prepare
+from qdet.quant.fx import convert, describe, prepare
 from qdet.quant.parts import PARTS
-from tests.models.test_backbones import LISTED, TINY
+from qdet.quant.plan import QuantPlan
+from tests.helpers import LISTED, TINY_MODEL
 
 QUICK = {"resnet18", "squeezenet1_1", "mobilenet_v3_large"}
 
@@ -23,7 +24,7 @@ def _params():
 @pytest.mark.parametrize("name", _params())
 def test_backbone_quantizes_and_scripts(name):
     torch.manual_seed(0)
-    model = build_detector(name, TINY, num_classes=3).eval()
+    model = build_detector(name, TINY_MODEL, num_classes=3).eval()
     plan = QuantPlan(list(PARTS))
     prepared = prepare(copy.deepcopy(model), plan, qat=False)
     with torch.no_grad():

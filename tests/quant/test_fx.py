@@ -5,14 +5,15 @@ import sys
 import pytest
 import torch
 
-from qdet.config import ModelConfig
 from qdet.export import load_artifact, save_artifact, script_detector
 from qdet.models.detector import build_detector
-from qdet.quant.fx import QuantPlan, convert, describe, prepare, restore
+from qdet.quant.fx import convert, describe, prepare, restore
 from qdet.quant.parts import PARTS
+from qdet.quant.plan import QuantPlan
 from qdet.quant.sensitivity import InputRecorder, module_sqnr
+from tests.helpers import model_config
 
-CFG = ModelConfig(
+CFG = model_config(
     min_size=96,
     max_size=128,
     fpn_channels=32,

@@ -2,13 +2,13 @@ import shutil
 
 import pytest
 
-from qdet.config import config_from_dict
-from qdet.data.acquire import acquire
-from qdet.data.sources import SourceError
+from qdet.data.archives import SourceError
+from qdet.data.download import acquire
+from tests.helpers import config
 
 
 def _cfg(dataset, source, md5="auto"):
-    return config_from_dict(
+    return config(
         {
             "dataset": dataset,
             "data": {

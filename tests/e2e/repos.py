@@ -1,4 +1,4 @@
-"""A temporary copy of the repository with tiny params, for running real dvc and MLflow."""
+"""Test repositories: a temporary copy of this one with tiny params, for running real dvc and MLflow."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import REPO
+from tests.helpers import REPO, merge, stage_cmd
 
 KEEP = [
     "dvc.yaml",
@@ -38,13 +38,6 @@ TINY = {
 }
 
 
-def merge(base: dict, update: dict) -> dict:
-    out = dict(base)
-    for k, v in update.items():
-        out[k] = merge(base.get(k, {}), v) if isinstance(v, dict) else v
-    return out
-
-
 def make_repo(dest: Path, overrides: dict | None = None) -> Path:
     for item in KEEP:
         src = REPO / item
@@ -65,8 +58,8 @@ def make_repo(dest: Path, overrides: dict | None = None) -> Path:
 def make_prepared_repo(dest: Path, overrides: dict | None = None) -> Path:
     """A test repository whose data is generated and preprocessed (stages run directly)."""
     repo = make_repo(dest, overrides)
-    run(["python", "stages/download.py", "data/raw"], repo)
-    run(["python", "stages/preprocess.py", "data/raw", "data/processed"], repo)
+    run(stage_cmd("download"), repo)
+    run(stage_cmd("preprocess"), repo)
     return repo
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from qdet.data import gtsdb
-from qdet.data.common import split_by_image, write_processed
-from qdet.data.formats import parse_gtsdb, parse_pennfudan, parse_voc
+from qdet.data.processed import split_by_image, write_processed
+from qdet.data.raw import parse_gtsdb, parse_pennfudan, parse_voc
 from qdet.data.records import DataError, ImageRecord, Report
 
 DATASETS = ("gtsdb", "pennfudan", "voc")
@@ -23,7 +23,7 @@ def parse_raw(
     if dataset == "voc":
         records = parse_voc(raw, min_box_size, report)
         return records, sorted({b.class_name for r in records for b in r.boxes})
-    raise ValueError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}")
+    raise DataError(f"dataset: unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}")
 
 
 def preprocess(

@@ -7,16 +7,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 from qdet.config import Config
-from qdet.data.sources import (
+from qdet.data.archives import (
     OFFICIAL,
     SourceError,
     copy_folder,
-    download,
-    md5sum,
+    http_download,
     safe_extract,
     verify_md5,
 )
 from qdet.data.synthetic import GENERATORS
+from qdet.files import md5sum
 
 STRUCTURE = {"gtsdb": "gt.txt", "pennfudan": "PNGImages", "voc": "Annotations"}
 
@@ -53,7 +53,7 @@ def acquire(
         official = OFFICIAL[cfg.dataset]
         archive = downloads / official.file_name
         if not archive.exists():
-            download(official.url, archive, progress)
+            http_download(official.url, archive, progress)
         expected = official.md5 if cfg.data.md5 == "auto" else cfg.data.md5
     else:
         archive = Path(source).expanduser()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from qdet.data.sources import SourceError, download, safe_extract, verify_md5
+from qdet.data.archives import SourceError, http_download, safe_extract, verify_md5
 
 
 def _zip(path: Path, entries: dict[str, bytes]) -> Path:
@@ -48,7 +48,7 @@ def test_wrong_checksum_names_file_and_digests(tmp_path):
 
 def test_download_offline_fails_fast_with_advice(tmp_path):
     with pytest.raises(SourceError, match="data.source: synthetic"):
-        download("http://127.0.0.1:9/FullIJCNN2013.zip", tmp_path / "x.zip", timeout=3)
+        http_download("http://127.0.0.1:9/FullIJCNN2013.zip", tmp_path / "x.zip", timeout=3)
 
 
 class _RangeHandler(http.server.BaseHTTPRequestHandler):
@@ -79,7 +79,7 @@ def test_download_resumes_partial_file(tmp_path):
         part = tmp_path / "data.zip.part"
         part.write_bytes(_RangeHandler.payload[:1000])  # an interrupted earlier download
         seen = []
-        download(
+        http_download(
             f"http://127.0.0.1:{server.server_port}/data.zip",
             dest,
             progress=lambda done, total: seen.append((done, total)),

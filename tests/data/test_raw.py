@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from qdet.data.common import read_split
-from qdet.data.formats import parse_gtsdb, parse_pennfudan, parse_voc
-from qdet.data.prepare import preprocess
+from qdet.data.preprocess import preprocess
+from qdet.data.processed import read_split
+from qdet.data.raw import parse_gtsdb, parse_pennfudan, parse_voc
 from qdet.data.records import DataError, Report
 
 

@@ -5,7 +5,6 @@ Archives are extracted safely: an entry whose path would land outside the target
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import urllib.error
 import urllib.request
@@ -14,8 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from qdet.errors import QdetError
+from qdet.files import md5sum
 
-class SourceError(RuntimeError):
+
+class SourceError(QdetError):
     """Download, checksum or archive problem; the message names the file or URL."""
 
 
@@ -45,21 +47,13 @@ OFFICIAL = {
 Progress = Callable[[int, int | None], None]  # (bytes so far, total or None)
 
 
-def md5sum(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verify_md5(path: Path, expected: str) -> None:
     actual = md5sum(path)
     if actual != expected.lower():
         raise SourceError(f"{path}: wrong checksum: md5 is {actual}, expected {expected}")
 
 
-def download(url: str, dest: Path, progress: Progress | None = None, timeout: float = 15) -> Path:
+def http_download(url: str, dest: Path, progress: Progress | None = None, timeout: float = 15) -> Path:
     """Download ``url`` to ``dest``, resuming a partial ``dest.part`` with an HTTP Range request."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")

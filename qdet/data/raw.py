@@ -13,8 +13,6 @@ from PIL import Image, UnidentifiedImageError
 from qdet.data import gtsdb
 from qdet.data.records import Box, DataError, ImageRecord, Report, clip_box
 
-IMAGE_SUFFIXES = {".ppm", ".png", ".jpg", ".jpeg", ".bmp"}
-
 
 def image_size(path: Path, report: Report) -> tuple[int, int] | None:
     """(width, height) of a readable image; a missing or corrupt file is skipped and counted."""

@@ -1,0 +1,46 @@
+"""The console every entry point writes to, the warnings it hides, and the error-to-exit guard.
+
+Shared by the DVC stages and ``qdet-predict``; imports nothing of the training code.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+from rich.console import Console
+
+from qdet.errors import QdetError
+
+console = Console(stderr=True, soft_wrap=True)  # no hard wraps: logs stay greppable
+
+
+def quiet_warnings() -> None:
+    """torch.ao.quantization and torch.jit warn on every call that they are deprecated; the
+    project pins the versions where they work, so these are noise in stage output."""
+    for category in (DeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category)
+    warnings.filterwarnings("ignore", message=".*RCNN always returns.*")
+    warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
+    warnings.filterwarnings("ignore", message=".*TypedStorage.*")
+
+
+def exit_on_error(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Expected failures print one clear line (file, line or key named) and exit 1; OSError is
+    expected too (unreadable input, unwritable output, disk full: its message names the path)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (QdetError, OSError) as exc:
+            console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted; rerun to resume from the last checkpoint[/yellow]")
+            sys.exit(130)
+
+    return wrapper

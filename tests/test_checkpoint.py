@@ -1,0 +1,44 @@
+"""Checkpoints: atomic writes, and the fingerprint that decides whether a rerun may resume."""
+
+import pytest
+import torch
+
+from qdet.checkpoint import fingerprint, load_checkpoint, save_checkpoint
+
+
+def test_fingerprint_follows_inputs_and_params_but_not_thread_counts(tmp_path):
+    data = tmp_path / "processed"
+    data.mkdir()
+    (data / "train.csv").write_text("a.ppm,10,10,sign,0,0,4,4\n")
+    model = tmp_path / "float.pt"
+    model.write_bytes(b"weights v1")
+    resolved = {"seed": 0, "train": {"lr": 0.001, "threads": 2, "workers": 0}}
+
+    first = fingerprint(resolved, "seed", "train", inputs=(data, model))
+    fewer_threads = {"seed": 0, "train": {"lr": 0.001, "threads": 1, "workers": 2}}
+    assert fingerprint(fewer_threads, "seed", "train", inputs=(data, model)) == first
+
+    model.write_bytes(b"weights v2")  # e.g. train reran: QAT must not resume the old run
+    assert fingerprint(resolved, "seed", "train", inputs=(data, model)) != first
+    model.write_bytes(b"weights v1")
+    (data / "train.csv").write_text("a.ppm,10,10,sign,0,0,5,5\n")
+    assert fingerprint(resolved, "seed", "train", inputs=(data, model)) != first
+    (data / "train.csv").write_text("a.ppm,10,10,sign,0,0,4,4\n")
+    assert fingerprint(resolved, "seed", "train", inputs=(data, model)) == first
+    other_lr = {"seed": 0, "train": {"lr": 0.01, "threads": 2, "workers": 0}}
+    assert fingerprint(other_lr, "seed", "train", inputs=(data, model)) != first
+
+
+def test_save_checkpoint_never_leaves_a_half_written_file(tmp_path, monkeypatch):
+    path = tmp_path / "ck.pt"
+    save_checkpoint({"epoch": 1}, path)
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        save_checkpoint({"epoch": 2}, path)
+    monkeypatch.undo()
+    assert load_checkpoint(path) == {"epoch": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]

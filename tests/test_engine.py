@@ -1,0 +1,29 @@
+"""The training step: a diverging loss stops with a message naming epoch and iteration."""
+
+import dataclasses
+
+import pytest
+import torch
+from torch import nn
+
+from qdet.engine import NonFiniteLoss, make_optimizer, make_scheduler, train_one_epoch
+from tests.helpers import config
+
+
+def test_non_finite_loss_stops_with_message():
+    class Diverged(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(1))
+
+        def forward(self, images, targets):
+            return {"loss_classifier": self.w * float("nan")}
+
+    model = Diverged()
+    schedule = dataclasses.replace(config().train, lr=0.1, epochs=1)
+    opt = make_optimizer(model.parameters(), schedule)
+    loader = [([torch.zeros(3, 4, 4)], [{}])]
+    with pytest.raises(
+        NonFiniteLoss, match="non-finite loss at epoch 1, iteration 0.*lower the learning rate"
+    ):
+        train_one_epoch(model, opt, make_scheduler(opt, schedule, 1), loader, 1)
