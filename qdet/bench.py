@@ -30,16 +30,19 @@ def time_interleaved(
     rounds: int,
     progress: Callable[[], None] | None = None,
 ) -> dict[str, list[float]]:
-    """Seconds per image for each variant; every round runs every variant on the same image."""
+    """Seconds per image for each variant; every round runs every variant on the same image, in
+    an order rotated by one each round."""
     for w in range(warmup):
         for fn in variants.values():
             fn([images[w % len(images)]])
-    times: dict[str, list[float]] = {name: [] for name in variants}
+    names = list(variants)
+    times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(rounds):
         image = images[r % len(images)]
-        for name, fn in variants.items():
+        shift = r % len(names)  # rotate: no variant always runs first (cold caches) or after another
+        for name in names[shift:] + names[:shift]:
             start = time.perf_counter()
-            fn([image])
+            variants[name]([image])
             times[name].append(time.perf_counter() - start)
         if progress:
             progress()
@@ -53,8 +56,14 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-def summarize(times: dict[str, list[float]], reference: str) -> dict[str, dict[str, float]]:
+def summarize(
+    times: dict[str, list[float]], reference: str, floats: tuple[str, ...] = ()
+) -> dict[str, dict[str, float]]:
+    """Latency p50/p90, images/s, speedup vs ``reference`` and, when any of ``floats`` was timed,
+    ``speedup_vs_best_float``: the ratio to the fastest of them in the same run."""
     ref = statistics.median(times[reference])
+    timed_floats = [statistics.median(times[f]) for f in floats if f in times]
+    best = min(timed_floats) if timed_floats else None
     out = {}
     for name, ts in times.items():
         p50 = statistics.median(ts)
@@ -64,6 +73,8 @@ def summarize(times: dict[str, list[float]], reference: str) -> dict[str, dict[s
             "fps": 1.0 / p50,
             "speedup": ref / p50,
         }
+        if best is not None:
+            out[name]["speedup_vs_best_float"] = best / p50
     return out
 
 
@@ -160,7 +171,8 @@ def peak_rss_mb(artifact: Path, image: Path, runs: int, threads: int) -> tuple[f
 
 
 def eval_name(variant: str) -> str:
-    """The evaluate stage's name for a benchmark variant (float_eager and float_ts are both float)."""
+    """The evaluate stage's name for a benchmark variant (float_eager, float_ts and
+    float_inductor are all the float model)."""
     return "float" if variant.startswith("float") else variant
 
 
@@ -170,13 +182,61 @@ def complete_rows(
     maps: dict[str, dict[str, float]],
     probe_image: Path,
     threads: int,
+    exported: Path,
 ) -> None:
     """Add each variant's file size, peak memory (fresh process) and mAP@.5, and the int8 size
-    ratios against the float artifact, in place."""
+    ratios against the float artifact of the same format, in place."""
+    from qdet.export import artifact_size, read_manifest
+
     for name, row in result.items():
-        row["size_mb"] = files[name].stat().st_size / 1e6
+        row["size_mb"] = artifact_size(files[name]) / 1e6
         peak, baseline = peak_rss_mb(files[name], probe_image, 3, threads)
         row["peak_rss_mb"], row["model_rss_mb"] = peak, peak - baseline
         row["map50"] = maps[eval_name(name)]["map50"]
+    reference = result[read_manifest(exported)["float"]]["size_mb"]
     for name in ("ptq", "qat"):
-        result[name]["size_ratio"] = result["float_ts"]["size_mb"] / result[name]["size_mb"]
+        result[name]["size_ratio"] = reference / result[name]["size_mb"]
+
+
+FLOATS = ("float_eager", "float_ts", "float_inductor", "ort_fp32")  # candidates for the best float
+
+
+def variant_files(float_model: Path, exported: Path, peers: Path) -> dict[str, Path]:
+    """Every timed variant and its file: eager float, convert's artifacts, the ORT peers."""
+    from qdet.export import read_manifest
+    from qdet.peers import PEERS
+
+    manifest = read_manifest(exported)
+    files = {"float_eager": float_model}
+    files |= {name: exported / rel for name, rel in manifest["variants"].items()}
+    return files | {name: peers / f"{name}.onnx" for name in PEERS}
+
+
+def load_variants(files: dict[str, Path], eager: nn.Module, threads: int) -> dict[str, Detector]:
+    from qdet.export import load_variant
+
+    return {
+        name: eager if name == "float_eager" else load_variant(path, threads) for name, path in files.items()
+    }
+
+
+def breakdowns(
+    eager: nn.Module, variants: dict[str, Detector], qat_state: Path, images: list[torch.Tensor], rounds: int
+) -> dict[str, dict[str, float]]:
+    """Per-component time of float eager, float compiled by Inductor, and int8 (QAT): compiled
+    parts are timed inside torchvision's detector; FX int8 (TorchScript, which hooks cannot
+    see into) is timed as the equivalent eager int8 model."""
+    out = {"float": breakdown(eager, images, rounds)}
+    if hasattr(variants.get("float_inductor"), "model"):
+        out["float_inductor"] = breakdown(variants["float_inductor"].model, images, rounds)
+    qat = variants["qat"]
+    if hasattr(qat, "model"):
+        out["int8"] = breakdown(qat.model, images, rounds)
+    else:
+        from qdet.checkpoint import load_checkpoint
+        from qdet.quant.engines import int8_from_state
+
+        out["int8"] = breakdown(
+            int8_from_state(eager, load_checkpoint(qat_state), "qat", qat=True), images, rounds
+        )
+    return out

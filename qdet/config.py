@@ -99,6 +99,7 @@ class TrainConfig(ScheduleConfig):
 
 @dataclass
 class QuantConfig:
+    engine: Literal["fx", "pt2e"]  # fx: torch.ao FX + TorchScript; pt2e: torchao PT2E + AOTInductor
     backend: Literal["x86", "fbgemm", "qnnpack"]
     parts: list[str]
     skip: list[str]  # module names kept in float
@@ -140,7 +141,7 @@ class RegisterConfig:
     model_name: str  # auto: qdet-<dataset>-<backbone>
     alias: str
     max_map_drop: float  # mAP@.5 drop vs float allowed for the alias
-    min_speedup: float  # speedup vs float eager required for the alias
+    min_speedup: float  # speedup vs the fastest float variant required for the alias
 
 
 @dataclass

@@ -18,11 +18,15 @@ from qdet.errors import QdetError
 console = Console(stderr=True, soft_wrap=True)  # no hard wraps: logs stay greppable
 
 
-def quiet_warnings() -> None:
-    """torch.ao.quantization and torch.jit warn on every call that they are deprecated; the
-    project pins the versions where they work, so these are noise in stage output."""
-    for category in (DeprecationWarning, FutureWarning):
-        warnings.filterwarnings("ignore", category=category)
+def quiet_warnings(deprecations: bool = True) -> None:
+    """Hide warnings that are noise in stage output.
+
+    ``deprecations``: the FX engine's torch.ao.quantization, quantized dtypes and torch.jit warn
+    on every call that they are deprecated (the pinned versions still work; the PT2E engine is
+    the way off them). The PT2E path passes False: a deprecation there is news and is shown."""
+    if deprecations:
+        for category in (DeprecationWarning, FutureWarning):
+            warnings.filterwarnings("ignore", category=category)
     warnings.filterwarnings("ignore", message=".*RCNN always returns.*")
     warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
     warnings.filterwarnings("ignore", message=".*TypedStorage.*")

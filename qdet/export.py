@@ -1,6 +1,7 @@
-"""Self-contained artifacts: the whole detector as TorchScript, loadable with torch + torchvision
-alone (no qdet), returning a list of {boxes, labels, scores} dicts like the float model.
-Class names and the resolved config travel inside the file as ``qdet.json``."""
+"""Self-contained artifacts: the whole detector as TorchScript (FX engine) or as an AOTInductor
+folder (PT2E engine, :mod:`qdet.aot`), loadable with torch + torchvision alone (no qdet),
+returning a list of {boxes, labels, scores} dicts like the float model. Class names and the
+model config travel inside (``qdet.json`` in the TorchScript file, ``detector.json``)."""
 
 from __future__ import annotations
 
@@ -57,7 +58,13 @@ def save_artifact(scripted: torch.jit.ScriptModule, path: Path, meta: dict[str, 
     return path.stat().st_size
 
 
-def load_artifact(path: Path) -> tuple[torch.jit.ScriptModule, dict[str, Any]]:
+def load_artifact(path: Path) -> tuple[Any, dict[str, Any]]:
+    """A TorchScript file or an AOTInductor folder, and its metadata (classes, variant, plan)."""
+    if path.is_dir():
+        from qdet.serving.aot_detector import load
+
+        detector = load(path)
+        return detector, detector.meta
     import torchvision  # noqa: F401  (registers torchvision::nms and roi_align for TorchScript)
 
     files = {META: ""}
@@ -66,6 +73,47 @@ def load_artifact(path: Path) -> tuple[torch.jit.ScriptModule, dict[str, Any]]:
 
 
 def size_summary(sizes: dict[str, int]) -> dict[str, float]:
-    """``{variant}_size_mb`` for each artifact and ``{variant}_size_ratio`` (float / variant)."""
+    """``{variant}_size_mb`` for each artifact and ``{variant}_size_ratio`` of the int8 ones
+    (the float artifact of the same format divided by it)."""
+    reference = sizes["float_ts"] if "float_ts" in sizes else sizes["float_inductor"]
     out = {f"{k}_size_mb": v / 1e6 for k, v in sizes.items()}
-    return out | {f"{k}_size_ratio": sizes["float"] / v for k, v in sizes.items() if k != "float"}
+    return out | {f"{k}_size_ratio": reference / sizes[k] for k in ("ptq", "qat")}
+
+
+MANIFEST = "variants.json"
+
+
+def artifact_size(path: Path) -> int:
+    """Bytes of an artifact file, or of every file of an artifact folder."""
+    return sum(p.stat().st_size for p in path.iterdir()) if path.is_dir() else path.stat().st_size
+
+
+def write_manifest(out_dir: Path, files: dict[str, Path], engine: str) -> None:
+    """``variants.json``: which artifact holds which variant, and which one stands for float in
+    evaluation (TorchScript for FX, the AOTInductor folder for PT2E)."""
+    float_name = "float_ts" if "float_ts" in files else "float_inductor"
+    data = {"engine": engine, "float": float_name, "variants": {k: v.name for k, v in files.items()}}
+    (out_dir / MANIFEST).write_text(json.dumps(data, indent=1))
+
+
+def read_manifest(out_dir: Path) -> dict[str, Any]:
+    return json.loads((out_dir / MANIFEST).read_text())
+
+
+def evaluated_variants(out_dir: Path, peers: Path | None) -> dict[str, Path]:
+    """What evaluate scores: float, PTQ and QAT from convert, then the ONNX Runtime peers."""
+    manifest = read_manifest(out_dir)
+    paths = {name: out_dir / rel for name, rel in manifest["variants"].items()}
+    out = {"float": paths[manifest["float"]], "ptq": paths["ptq"], "qat": paths["qat"]}
+    if peers is not None:
+        out |= {name: peers / f"{name}.onnx" for name in ("ort_fp32", "ort_int8")}
+    return out
+
+
+def load_variant(path: Path, threads: int):
+    """Any artifact as a detector callable: TorchScript file, AOTInductor folder, ONNX file."""
+    if path.suffix == ".onnx":
+        from qdet.peers import OrtDetector
+
+        return OrtDetector(path, threads)
+    return load_artifact(path)[0]

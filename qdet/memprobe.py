@@ -26,11 +26,11 @@ def main(argv: list[str]) -> None:
     torch.set_num_threads(threads)
     from qdet.data.dataset import load_image
 
-    if artifact.suffix == ".ts":
-        from qdet.export import load_artifact
+    if artifact.suffix != ".pt":  # TorchScript file, AOTInductor folder or ONNX file
+        from qdet.export import load_variant
 
         baseline = peak_rss_mb()
-        model, _ = load_artifact(artifact)
+        model = load_variant(artifact, threads)
     else:  # the eager float model from the train stage
         from qdet.models.detector import load_float_detector
 

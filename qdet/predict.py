@@ -36,7 +36,7 @@ class PredictReport:
 
 
 def resolve_model(model: str) -> Path:
-    """A local .ts path, or the TorchScript file inside a registered pyfunc model."""
+    """A local artifact (.ts file or AOTInductor folder), or the one inside a registered model."""
     if not model.startswith(("models:/", "runs:/")):
         path = Path(model)
         if not path.exists():
@@ -45,9 +45,9 @@ def resolve_model(model: str) -> Path:
     import mlflow
 
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model))
-    found = sorted(local.rglob("*.ts"))
+    found = sorted([*local.rglob("*.ts"), *(p.parent for p in local.rglob("detector.json"))])
     if not found:
-        raise FileNotFoundError(f"{model}: no TorchScript artifact inside the registered model")
+        raise FileNotFoundError(f"{model}: no qdet artifact inside the registered model")
     return found[0]
 
 

@@ -35,8 +35,8 @@ def seed_everything(seed: int) -> None:
 
 def load(params: Path) -> Config:
     """The validated config (one line naming the key on error), with every RNG seeded."""
-    quiet_warnings()
     cfg = load_config(params)
+    quiet_warnings(deprecations=cfg.quant.engine == "fx")
     seed_everything(cfg.seed)
     return cfg
 

@@ -1,5 +1,6 @@
-"""benchmark stage: latency p50/p90, images/s, size, peak RSS and speedup of every variant,
-timed interleaved in one process; plus a per-component breakdown for float and int8."""
+"""benchmark stage: latency p50/p90, images/s, size, peak RSS and both speedups (vs float eager,
+vs the fastest float variant) of every variant and peer, timed interleaved in one process in
+rotating order; plus a per-component breakdown of float and int8."""
 
 from pathlib import Path
 
@@ -7,15 +8,12 @@ import torch
 import typer
 
 from qdet import bench, stage
-from qdet.checkpoint import load_checkpoint
 from qdet.console import console, exit_on_error
 from qdet.data.dataset import load_split
-from qdet.export import load_artifact
 from qdet.files import read_json, write_json
 from qdet.models.detector import load_trained
 from qdet.plots import map_vs_latency
 from qdet.progress import progress_bar
-from qdet.quant.fx import int8_from_state
 
 app = typer.Typer(add_completion=False)
 
@@ -27,6 +25,7 @@ def main(
     float_model: Path = typer.Argument(...),
     qat_state: Path = typer.Argument(...),
     exported: Path = typer.Argument(...),
+    peers: Path = typer.Argument(...),
     eval_metrics: Path = typer.Option(...),
     metrics: Path = typer.Option(...),
     breakdown_out: Path = typer.Option(...),
@@ -40,23 +39,17 @@ def main(
     dataset = load_split(processed, "valid")
     images = [dataset[i][0] for i in range(min(b.images, len(dataset)))]
     eager = load_trained(float_model, cfg.backbone, cfg.model).model
-    files = {"float_eager": float_model, "float_ts": exported / "float.ts"}
-    files |= {k: exported / f"{k}.ts" for k in ("ptq", "qat")}
-    variants = {
-        "float_eager": eager,
-        **{k: load_artifact(v)[0] for k, v in files.items() if k != "float_eager"},
-    }
+    files = bench.variant_files(float_model, exported, peers)
+    variants = bench.load_variants(files, eager, b.threads)
     with progress_bar() as progress:
-        task = progress.add_task("benchmark rounds", total=b.rounds, info="interleaved")
+        task = progress.add_task("benchmark rounds", total=b.rounds, info="interleaved, rotating order")
         advance = lambda: progress.update(task, advance=1)  # noqa: E731
         times = bench.time_interleaved(variants, images, b.warmup, b.rounds, advance)
-    result = bench.summarize(times, "float_eager")
-    bench.complete_rows(result, files, read_json(eval_metrics), dataset.records[0].source, b.threads)
-    int8 = int8_from_state(eager, load_checkpoint(qat_state), "qat", qat=True)
-    parts = {
-        "float": bench.breakdown(eager, images, b.rounds),
-        "int8": bench.breakdown(int8, images, b.rounds),
-    }
+    result = bench.summarize(times, "float_eager", bench.FLOATS)
+    bench.complete_rows(
+        result, files, read_json(eval_metrics), dataset.records[0].source, b.threads, exported
+    )
+    parts = bench.breakdowns(eager, variants, qat_state, images, b.rounds)
     environment = bench.environment(b.threads)
     write_json(result, metrics)
     write_json({"environment": environment, "breakdown_ms": parts}, breakdown_out)
@@ -69,9 +62,9 @@ def main(
             run.log_artifact(path)
     for name, row in result.items():
         console.print(
-            f"{name:12s} p50 {row['latency_ms_p50']:7.1f} ms  p90 {row['latency_ms_p90']:7.1f} ms"
+            f"{name:14s} p50 {row['latency_ms_p50']:7.1f} ms  p90 {row['latency_ms_p90']:7.1f} ms"
             f"  {row['fps']:5.2f} img/s  {row['size_mb']:6.1f} MB  +{row['model_rss_mb']:.0f} MB RSS"
-            f"  x{row['speedup']:.2f}"
+            f"  x{row['speedup']:.2f} vs eager  x{row['speedup_vs_best_float']:.2f} vs best float"
         )
     for name, row in parts.items():
         console.print(f"{name} breakdown (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in row.items()))

@@ -14,7 +14,7 @@ from qdet.files import write_json
 from qdet.models.detector import load_trained
 from qdet.progress import progress_bar
 from qdet.quant.calibrate import calibrate_ptq, calibration_summary
-from qdet.quant.fx import describe
+from qdet.quant.engines import get_engine
 from qdet.quant.plan import make_plan, plan_dict
 from qdet.quant.sensitivity import plot_sensitivity, write_sensitivity
 
@@ -47,7 +47,7 @@ def main(
             "config": config_to_dict(cfg),
         }
         save_checkpoint({**state, "classes": trained.classes}, out)
-        described = describe(ptq.int8, plan)
+        described = get_engine(plan.engine).describe(ptq.int8, plan)
         write_json(described, report)
         write_sensitivity(ptq.sqnr, sensitivity_csv)
         plot_sensitivity(ptq.sqnr, sensitivity_png)

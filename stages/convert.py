@@ -1,17 +1,19 @@
-"""convert stage: PTQ and QAT models -> int8; all variants -> self-contained TorchScript files."""
+"""convert stage: PTQ and QAT models -> int8 artifacts that load without qdet: TorchScript for
+the FX engine, AOTInductor folders for PT2E; plus the float model compiled by Inductor (a peer)."""
 
-import dataclasses
 from pathlib import Path
 
 import typer
 
 from qdet import stage
+from qdet.aot import save_compiled
 from qdet.checkpoint import load_checkpoint
 from qdet.console import console, exit_on_error
-from qdet.export import save_artifact, script_detector, size_summary
+from qdet.export import save_artifact, script_detector, size_summary, write_manifest
 from qdet.files import write_json
 from qdet.models.detector import load_trained
-from qdet.quant.fx import int8_from_state
+from qdet.quant.engines import int8_from_state
+from qdet.quant.plan import QuantPlan
 
 app = typer.Typer(add_completion=False)
 
@@ -22,22 +24,40 @@ def main(
     float_model: Path = typer.Argument(...),
     ptq_state: Path = typer.Argument(...),
     qat_state: Path = typer.Argument(...),
-    out_dir: Path = typer.Option(..., help="float.ts, ptq.ts, qat.ts"),
+    out_dir: Path = typer.Option(..., help="one artifact per variant and variants.json"),
     metrics: Path = typer.Option(...),
     params: Path = typer.Option(Path("params.yaml")),
 ) -> None:
     cfg = stage.load(params)
     trained = load_trained(float_model, cfg.backbone, cfg.model)
-    model_config = {"backbone": trained.backbone, "model": dataclasses.asdict(trained.config)}
-    meta = {"classes": trained.classes, "config": model_config}  # what the weights were trained with
-    float_meta = {**meta, "variant": "float"}
-    sizes = {"float": save_artifact(script_detector(trained.model), out_dir / "float.ts", float_meta)}
+    meta = {"classes": trained.classes, "backbone": trained.backbone}
+    sizes, seconds, files = {}, {}, {}
+    with console.status("compiling the float model with AOTInductor"):
+        files["float_inductor"] = out_dir / "float_inductor"
+        sizes["float_inductor"], seconds["float_inductor"] = save_compiled(
+            trained.model, trained.config, {**meta, "variant": "float_inductor"}, files["float_inductor"]
+        )
     for variant, path, key, qat in (("ptq", ptq_state, "observed", False), ("qat", qat_state, "qat", True)):
         state = load_checkpoint(path)
+        plan = QuantPlan(**state["plan"])
         int8 = int8_from_state(trained.model, state, key, qat)
         artifact_meta = {**meta, "variant": variant, "plan": state["plan"]}
-        sizes[variant] = save_artifact(script_detector(int8), out_dir / f"{variant}.ts", artifact_meta)
-    result = size_summary(sizes)
+        if plan.engine == "fx":
+            files[variant] = out_dir / f"{variant}.ts"
+            sizes[variant] = save_artifact(script_detector(int8), files[variant], artifact_meta)
+        else:
+            files[variant] = out_dir / variant
+            with console.status(f"compiling {variant} with AOTInductor"):
+                sizes[variant], seconds[variant] = save_compiled(
+                    int8, trained.config, artifact_meta, files[variant]
+                )
+    if plan.engine == "fx":
+        files["float_ts"] = out_dir / "float.ts"
+        sizes["float_ts"] = save_artifact(
+            script_detector(trained.model), files["float_ts"], {**meta, "variant": "float"}
+        )
+    write_manifest(out_dir, files, plan.engine)
+    result = size_summary(sizes) | {f"{k}_compile_seconds": sum(v.values()) for k, v in seconds.items()}
     write_json(result, metrics)
     with stage.tracker(cfg, "convert", params, metrics.parent) as run:
         run.log_metrics(result)

@@ -1,4 +1,5 @@
-"""evaluate stage: COCO metrics for float, PTQ and QAT on the same valid images, same code."""
+"""evaluate stage: COCO metrics for float, PTQ, QAT and the ONNX Runtime peers on the same valid
+images, scored by the same code."""
 
 from pathlib import Path
 
@@ -7,21 +8,21 @@ import typer
 from qdet import stage
 from qdet.console import console, exit_on_error
 from qdet.data.dataset import load_split
-from qdet.export import load_artifact
+from qdet.export import evaluated_variants, load_variant
 from qdet.files import write_json
 from qdet.metrics import add_drops, evaluate_detector, per_class_csv
 from qdet.plots import detection_grid, pr_curves
 from qdet.progress import progress_bar
 
 app = typer.Typer(add_completion=False)
-VARIANTS = ("float", "ptq", "qat")
 
 
 @app.command()
 @exit_on_error
 def main(
     processed: Path = typer.Argument(...),
-    models: Path = typer.Argument(..., help="folder with float/ptq/qat .ts"),
+    models: Path = typer.Argument(..., help="convert's folder (variants.json)"),
+    peers: Path = typer.Argument(..., help="peers' folder (ort_fp32.onnx, ort_int8.onnx)"),
     out_dir: Path = typer.Option(..., help="COCO JSON files and per-class AP"),
     metrics: Path = typer.Option(...),
     plots: Path = typer.Option(..., help="PR curves and detection grids"),
@@ -30,11 +31,12 @@ def main(
     cfg = stage.load(params)
     stage.set_threads(cfg.train.threads)
     dataset = load_split(processed, "valid")
+    variants = evaluated_variants(models, peers)
     scores = {}
     plots.mkdir(parents=True, exist_ok=True)
     with progress_bar() as progress:
-        for variant in VARIANTS:
-            detector, _ = load_artifact(models / f"{variant}.ts")
+        for variant, path in variants.items():
+            detector = load_variant(path, cfg.train.threads)
             scores[variant] = s = evaluate_detector(detector, dataset, out_dir, variant, progress)
             e = cfg.evaluate
             grid_png = plots / f"detections_{variant}.png"
@@ -47,12 +49,12 @@ def main(
     with stage.tracker(cfg, "evaluate", params, metrics.parent) as run:
         for variant, stats in results.items():
             run.log_metrics({f"{variant}_{k}": v for k, v in stats.items()}, on_parent=True)
-        grids = [plots / f"detections_{v}.png" for v in VARIANTS]
+        grids = [plots / f"detections_{v}.png" for v in variants]
         for path in (metrics, out_dir / "per_class_ap.csv", plots / "pr_curves.png", *grids):
             run.log_artifact(path)
     for variant, stats in results.items():
         drop = f"  drop@.5 {stats['map50_drop']:+.3f}" if variant != "float" else ""
-        console.print(f"{variant:6s} mAP@.5 {stats['map50']:.3f}  mAP {stats['map']:.3f}{drop}")
+        console.print(f"{variant:8s} mAP@.5 {stats['map50']:.3f}  mAP {stats['map']:.3f}{drop}")
 
 
 if __name__ == "__main__":

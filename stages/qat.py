@@ -1,4 +1,4 @@
-"""qat stage: quantization-aware fine-tuning of the float model with fake-quant."""
+"""qat stage: quantization-aware fine-tuning of the float model with fake-quant (FX or PT2E)."""
 
 import copy
 import sys
@@ -13,7 +13,7 @@ from qdet.console import exit_on_error
 from qdet.data.dataset import DetectionDataset, training_datasets
 from qdet.distributed import distributed, finish_distributed
 from qdet.models.detector import load_trained
-from qdet.quant.fx import prepare
+from qdet.quant.engines import get_engine
 from qdet.quant.plan import make_plan, plan_dict
 from qdet.quant.qat import calibrate_ranges, epoch_controls, freeze_layers, observers_frozen_while
 from qdet.tracking import NoRun
@@ -47,13 +47,14 @@ def main(
     identity = fingerprint(resolved, *sections, inputs=(processed, float_model), stage=Path(__file__))
     q = cfg.qat
     with stage.tracker(cfg, "qat", params, metrics.parent) if ranks.main else NoRun() as run:
-        prepared = prepare(copy.deepcopy(trained.model).train(), plan, qat=True)
+        engine = get_engine(plan.engine)
+        prepared = engine.prepare(copy.deepcopy(trained.model).train(), plan, qat=True)
         freeze_layers(prepared, q.frozen_layers)
-        calibrate = lambda: calibrate_ranges(prepared, plain_train, cfg.calibrate.images)  # noqa: E731
+        calibrate = lambda: calibrate_ranges(prepared, engine, plain_train, cfg.calibrate.images)  # noqa: E731
         hooks = FitHooks(
             on_epoch=lambda epoch, row: run.log_metrics(row, step=epoch),
-            before_epoch=epoch_controls(prepared, q.freeze_bn_after, q.freeze_observer_after),
-            validate=observers_frozen_while(lambda m: validation_map(m, valid_set)),
+            before_epoch=epoch_controls(prepared, engine, q.freeze_bn_after, q.freeze_observer_after),
+            validate=observers_frozen_while(engine, lambda m: validation_map(m, valid_set)),
             on_fresh_start=calibrate if q.calibrate_first else None,
         )
         history = fit(

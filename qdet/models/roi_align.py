@@ -2,9 +2,9 @@
 
 torchvision's CPU ``roi_align`` kernel runs on one thread; after int8 conversion it is about half
 of the detector's time. Splitting each image's RoIs in ``tasks`` chunks and running them with
-``torch.jit.fork`` uses the other cores in TorchScript (eager mode runs the chunks one after the
-other). Every RoI is pooled by the same kernel with the same level and scale, so the output is
-identical to torchvision's MultiScaleRoIAlign.
+``torch.jit.fork`` uses the other cores in TorchScript (eager mode, where fork would run the
+chunks one after the other, takes torchvision's path). Every RoI is pooled by the same kernel
+with the same level and scale, so the output is identical to torchvision's MultiScaleRoIAlign.
 """
 
 # No "from __future__ import annotations": TorchScript compiles this module's annotations.
@@ -29,7 +29,9 @@ class ParallelMultiScaleRoIAlign(MultiScaleRoIAlign):
             self.scales, self.map_levels = _setup_scales(
                 x_filtered, image_shapes, self.canonical_scale, self.canonical_level
             )
-        if self.tasks <= 1:
+        # Eager mode runs forked chunks one after the other (and warns that torch.jit.fork is
+        # deprecated): only TorchScript gains from the split.
+        if self.tasks <= 1 or not torch.jit.is_scripting():
             return _multiscale_roi_align(
                 x_filtered, boxes, self.output_size, self.sampling_ratio, self.scales, self.map_levels
             )

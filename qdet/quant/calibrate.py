@@ -47,18 +47,18 @@ def calibrate_ptq(
 ) -> PtqResult:
     """Observe ``images`` calibration images, convert to int8, and measure each module's SQNR
     against float on the float inputs of a few images."""
-    from qdet.quant.fx import convert, prepare
-    from qdet.quant.sensitivity import InputRecorder, module_sqnr
+    from qdet.quant.engines import get_engine
+    from qdet.quant.sensitivity import InputRecorder
 
-    prepared = prepare(copy.deepcopy(model), plan, qat=False)
+    engine = get_engine(plan.engine)
+    prepared = engine.prepare(copy.deepcopy(model), plan, qat=False)
     recorder = InputRecorder(model, plan.parts)
     seconds = run_calibration(prepared, dataset, images, progress)
     run_calibration(model, dataset, 4)  # float inputs of each part, for sensitivity
     recorder.remove()
-    int8 = convert(prepared, plan)
-    return PtqResult(
-        prepared, int8, module_sqnr(model, int8, recorder.inputs), seconds, min(images, len(dataset))
-    )
+    int8 = engine.convert(prepared, plan)
+    sqnr = engine.module_sqnr(model, int8, recorder.inputs)
+    return PtqResult(prepared, int8, sqnr, seconds, min(images, len(dataset)))
 
 
 def calibration_summary(result: PtqResult, described: dict[str, list[str]]) -> dict[str, float]:

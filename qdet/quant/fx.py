@@ -1,4 +1,4 @@
-"""Prepare, convert and describe the quantizable parts of a detector with FX graph mode.
+"""The FX engine: prepare, convert and describe the quantizable parts of a detector with FX graph mode.
 
 Each part is traced on its own and replaced in place by its prepared (observed or fake-quant)
 GraphModule; the detector keeps running end to end, so calibration and QAT use the normal
@@ -11,26 +11,26 @@ import copy
 
 import torch
 from torch import nn
+from torch.ao.nn.intrinsic import qat as nniqat
+from torch.ao.ns._numeric_suite_fx import (
+    OutputLogger,
+    add_loggers,
+    extend_logger_results_with_comparison,
+    extract_logger_info,
+)
+from torch.ao.ns.fx.utils import compute_sqnr
+from torch.ao.quantization import disable_fake_quant, disable_observer, enable_fake_quant, enable_observer
 from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx, prepare_qat_fx
 
-from qdet.quant.parts import FLOAT_ONLY, PARTS, QuantError, check_parts, example_inputs, get_part, set_part
+from qdet.quant.parts import FLOAT_ONLY, PARTS, check_parts, check_skip, example_inputs, get_part, set_part
 from qdet.quant.plan import QuantPlan
 from qdet.quant.qconfig import make_mapping
-
-
-def _check_skip(model: nn.Module, plan: QuantPlan) -> None:
-    names = {n for n, _ in model.named_modules()}
-    for s in plan.skip:
-        if s not in names:
-            raise QuantError(f"quant.skip: no module named {s!r} in the model")
-        if not any(s.startswith(PARTS[p] + ".") for p in plan.parts):
-            raise QuantError(f"quant.skip: {s!r} is not inside a quantized part ({plan.parts})")
 
 
 def prepare(model: nn.Module, plan: QuantPlan, qat: bool) -> nn.Module:
     """Replace each planned part by its prepared GraphModule (in place; returns the model)."""
     check_parts(plan.parts)
-    _check_skip(model, plan)
+    check_skip(model, plan.parts, plan.skip)
     torch.backends.quantized.engine = plan.backend
     inputs_by_part = {part: example_inputs(model, part) for part in plan.parts}
     for part in plan.parts:
@@ -89,20 +89,54 @@ def describe(model: nn.Module, plan: QuantPlan) -> dict[str, object]:
     }
 
 
-def restore(float_model: nn.Module, plan: QuantPlan, state: dict[str, torch.Tensor], qat: bool) -> nn.Module:
-    """Rebuild a prepared model (observers or fake-quant) from its saved state_dict.
-
-    A prepared GraphModule does not survive ``torch.save``; its state_dict does, and preparing
-    the same float model with the same plan gives the same graph to load it into.
-    """
-    model = copy.deepcopy(float_model)
-    model.train(qat)
-    prepare(model, plan, qat)
-    model.load_state_dict(state)
-    return model.eval()
+def fake_quant(model: nn.Module, on: bool) -> None:
+    model.apply(enable_fake_quant if on else disable_fake_quant)
 
 
-def int8_from_state(float_model: nn.Module, state: dict, key: str, qat: bool) -> nn.Module:
-    """The int8 model from a calibrate (``key="observed"``) or qat (``"qat"``) checkpoint."""
-    plan = QuantPlan(**state["plan"])
-    return convert(restore(float_model, plan, state[key], qat), plan)
+def observers(model: nn.Module, on: bool) -> None:
+    model.apply(enable_observer if on else disable_observer)
+
+
+def freeze_bn(model: nn.Module) -> None:
+    """QAT: batch-norm statistics stop moving (the weights still train)."""
+    model.apply(nniqat.freeze_bn_stats)
+
+
+def _node_targets(graph_module: nn.Module) -> dict[str, str]:
+    """FX node name -> dotted module name (what ``quant.skip`` takes) for module calls."""
+    return {n.name: str(n.target) for n in graph_module.graph.nodes if n.op == "call_module"}
+
+
+@torch.inference_mode()
+def module_sqnr(
+    float_model: nn.Module, int8_model: nn.Module, inputs: dict[str, list[torch.Tensor]]
+) -> dict[str, float]:
+    """{module name: mean SQNR in dB over the recorded inputs}, worst first."""
+    out: dict[str, float] = {}
+    for part, xs in inputs.items():
+        if not xs:
+            continue
+        f_ns, q_ns = add_loggers(
+            "fp32",
+            copy.deepcopy(get_part(float_model, part)),
+            "int8",
+            copy.deepcopy(get_part(int8_model, part)),
+            OutputLogger,
+        )
+        for x in xs:
+            f_ns(x)
+            q_ns(x)
+        results = extract_logger_info(f_ns, q_ns, OutputLogger, "int8")
+        extend_logger_results_with_comparison(results, "fp32", "int8", compute_sqnr, "sqnr")
+        targets = _node_targets(get_part(int8_model, part))
+        for node_name, layer in results.items():
+            # a module call is named as quant.skip expects it; a functional op (add_relu) by node
+            name = (
+                f"{PARTS[part]}.{targets[node_name]}"
+                if node_name in targets
+                else f"{PARTS[part]}:{node_name}"
+            )
+            for kind in layer.values():
+                values = [float(s) for e in kind["int8"] for s in e["sqnr"]]
+                out[name] = sum(values) / len(values)
+    return dict(sorted(out.items(), key=lambda kv: kv[1]))

@@ -37,6 +37,16 @@ def check_parts(parts: list[str]) -> None:
         raise QuantError(f"quant.parts: unknown part {unknown[0]!r}; valid: {', '.join(PARTS)}")
 
 
+def check_skip(model: nn.Module, parts: list[str], skip: list[str]) -> None:
+    """Every ``quant.skip`` name must be a module inside a quantized part."""
+    names = {n for n, _ in model.named_modules()}
+    for s in skip:
+        if s not in names:
+            raise QuantError(f"quant.skip: no module named {s!r} in the model")
+        if not any(s.startswith(PARTS[p] + ".") for p in parts):
+            raise QuantError(f"quant.skip: {s!r} is not inside a quantized part ({parts})")
+
+
 def get_part(model: nn.Module, part: str) -> nn.Module:
     return model.get_submodule(PARTS[part])
 
@@ -46,14 +56,15 @@ def set_part(model: nn.Module, part: str, module: nn.Module) -> None:
     setattr(model.get_submodule(parent_path) if parent_path else model, name, module)
 
 
-def example_inputs(model: nn.Module, part: str) -> tuple[torch.Tensor, ...]:
-    """Small inputs of the right shape for tracing and for prepare_fx's shape propagation."""
+def example_inputs(model: nn.Module, part: str, batch: int = 1) -> tuple[torch.Tensor, ...]:
+    """Small inputs of the right shape for tracing (FX, ``torch.export``: ``batch`` 2 keeps the
+    batch dimension dynamic, export specialises sizes 0 and 1) and shape propagation."""
     channels = model.backbone.out_channels
     if part == "backbone":
-        return (torch.rand(1, 3, 128, 160),)
+        return (torch.rand(batch, 3, 128, 160),)
     if part == "rpn_head":
-        return (torch.rand(1, channels, 16, 20),)
+        return (torch.rand(batch, channels, 16, 20),)
     if part == "box_head":
         size = model.roi_heads.box_roi_pool.output_size[0]
-        return (torch.rand(4, channels, size, size),)
-    return (torch.rand(4, model.roi_heads.box_predictor.cls_score.in_features),)
+        return (torch.rand(4 * batch, channels, size, size),)
+    return (torch.rand(4 * batch, model.roi_heads.box_predictor.cls_score.in_features),)

@@ -16,6 +16,7 @@ class QuantPlan:
     """The quantized parts, backend, observer and skips; ``make_plan`` builds it from params."""
 
     parts: list[str]
+    engine: str = "fx"
     backend: str = "x86"
     observer: str = "histogram"
     per_channel: bool = True
@@ -31,7 +32,9 @@ class QuantPlan:
 def make_plan(quant: QuantConfig, calibrate: CalibrateConfig, qat: bool) -> QuantPlan:
     """PTQ observes with ``calibrate.observer``; QAT with moving averages."""
     observer = QAT_OBSERVER if qat else calibrate.observer
-    return QuantPlan(quant.parts, quant.backend, observer, quant.per_channel, quant.reduce_range, quant.skip)
+    return QuantPlan(
+        quant.parts, quant.engine, quant.backend, observer, quant.per_channel, quant.reduce_range, quant.skip
+    )
 
 
 def plan_dict(plan: QuantPlan) -> dict[str, object]:

@@ -1,4 +1,5 @@
-"""MLflow pyfunc model around a qdet TorchScript artifact, logged as "models from code".
+"""MLflow pyfunc model around a qdet artifact (TorchScript file or AOTInductor folder), logged as
+"models from code".
 
 MLflow copies this file into the model and runs it at load time, so it must not import qdet:
 only torch, torchvision, numpy, pandas, PIL and mlflow. No Python class is pickled.
@@ -9,8 +10,10 @@ detection (image index, class name, label, score, box in pixel edges).
 """
 
 import base64
+import importlib.util
 import io
 import json
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -44,13 +47,23 @@ def _images(model_input) -> list[torch.Tensor]:
     return out
 
 
+def _load(path: Path) -> tuple[object, list[str]]:
+    """A TorchScript file (FX engine) or an AOTInductor folder (PT2E engine, loaded by the
+    ``aot_detector.py`` inside it: torch + torchvision only)."""
+    if path.is_dir():
+        spec = importlib.util.spec_from_file_location("aot_detector", path / "aot_detector.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        detector = module.load(path)
+        return detector, detector.classes
+    files = {"qdet.json": ""}
+    model = torch.jit.load(str(path), map_location="cpu", _extra_files=files).eval()
+    return model, json.loads(files["qdet.json"] or "{}").get("classes", [])
+
+
 class TorchScriptDetector(PythonModel):
     def load_context(self, context) -> None:
-        files = {"qdet.json": ""}
-        self.model = torch.jit.load(
-            context.artifacts["detector"], map_location="cpu", _extra_files=files
-        ).eval()
-        self.classes = json.loads(files["qdet.json"] or "{}").get("classes", [])
+        self.model, self.classes = _load(Path(context.artifacts["detector"]))
         self.threshold = float((context.model_config or {}).get("score_threshold", 0.0))
 
     def predict(self, context, model_input, params=None) -> pd.DataFrame:

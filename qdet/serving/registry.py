@@ -19,7 +19,7 @@ class Candidate:
     latency_ms: float
 
 
-BENCH_NAME = {"float": "float_ts", "ptq": "ptq", "qat": "qat"}  # evaluate name -> benchmark row
+REGISTERED = ("float", "ptq", "qat")  # reference variants (ONNX Runtime peers) are never registered
 
 
 def model_name(configured: str, dataset: str, backbone: str) -> str:
@@ -28,17 +28,22 @@ def model_name(configured: str, dataset: str, backbone: str) -> str:
 
 
 def candidates(exported: Path, maps: dict, bench: dict) -> list[Candidate]:
-    """One candidate per exported variant, with its accuracy (evaluate) and speed (benchmark)."""
+    """One candidate per exported variant, with its accuracy (evaluate) and its speed
+    (benchmark): the speedup is against the fastest float variant of the run, peers included."""
+    from qdet.export import read_manifest
+
+    manifest = read_manifest(exported)
+    row = {"float": manifest["float"], "ptq": "ptq", "qat": "qat"}  # evaluate name -> artifact/bench row
     return [
         Candidate(
             v,
-            exported / f"{v}.ts",
+            exported / manifest["variants"][row[v]],
             maps[v]["map50"],
             maps[v].get("map50_drop", 0.0),
-            bench[BENCH_NAME[v]]["speedup"],
-            bench[BENCH_NAME[v]]["latency_ms_p50"],
+            bench[row[v]]["speedup_vs_best_float"],
+            bench[row[v]]["latency_ms_p50"],
         )
-        for v in BENCH_NAME
+        for v in REGISTERED
     ]
 
 
@@ -51,7 +56,7 @@ def choose_champion(
         if c.map50_drop > max_map_drop:
             reasons.append(f"{c.variant}: mAP@.5 drop {c.map50_drop:.3f} > {max_map_drop}")
         elif c.speedup < min_speedup:
-            reasons.append(f"{c.variant}: speedup {c.speedup:.2f} < {min_speedup}")
+            reasons.append(f"{c.variant}: speedup vs best float {c.speedup:.2f} < {min_speedup}")
         else:
             passing.append(c)
     best = min(passing, key=lambda c: c.latency_ms) if passing else None

@@ -7,10 +7,11 @@ import torch
 
 from qdet.export import load_artifact, save_artifact, script_detector
 from qdet.models.detector import build_detector
-from qdet.quant.fx import convert, describe, prepare, restore
+from qdet.quant.engines import restore
+from qdet.quant.fx import convert, describe, module_sqnr, prepare
 from qdet.quant.parts import PARTS
 from qdet.quant.plan import QuantPlan
-from qdet.quant.sensitivity import InputRecorder, module_sqnr
+from qdet.quant.sensitivity import InputRecorder
 from tests.helpers import model_config
 
 CFG = model_config(

@@ -1,0 +1,87 @@
+"""Compile a detector's parts ahead of time with AOTInductor into a self-contained folder.
+
+Each part (backbone, RPN head, box head, predictor), float or converted by the PT2E engine, is
+captured with ``torch.export`` (dynamic batch, image and RoI sizes) and compiled with freezing
+into a ``.pt2`` package; ``detector.json`` and the loader ``aot_detector.py`` (torch +
+torchvision only) travel with them. Loading the folder compiles nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from qdet.config import ModelConfig
+from qdet.errors import QdetError
+from qdet.quant.parts import PARTS, get_part
+from qdet.quant.pt2e import ExportedPart, capture_inputs, dynamic_shapes
+from qdet.serving import aot_detector
+
+COMPILERS = ("c++", "g++", "clang++")
+
+
+class CompilerMissing(QdetError):
+    """Inductor compiles C++ and found no compiler."""
+
+
+def check_compiler() -> None:
+    """One line saying what to install, instead of Inductor's traceback deep in a compile."""
+    wanted = os.environ.get("CXX")
+    found = shutil.which(wanted) if wanted else next((c for c in COMPILERS if shutil.which(c)), None)
+    if not found:
+        raise CompilerMissing(
+            "compiling the pt2e artifacts needs a C++ compiler (Inductor): none of "
+            f"{', '.join([wanted] if wanted else COMPILERS)} found; install one (Debian/Ubuntu: "
+            "apt-get install g++) or set CXX. Loading a compiled artifact needs none."
+        )
+
+
+def _graph(module: nn.Module) -> nn.Module:
+    return module.graph_module if isinstance(module, ExportedPart) else module.eval()
+
+
+def compile_part(model: nn.Module, part: str, path: Path) -> float:
+    """Compile one part to ``path``; returns the seconds it took."""
+    inputs = capture_inputs(model, part)
+    start = time.perf_counter()
+    exported = torch.export.export(
+        _graph(get_part(model, part)), inputs, dynamic_shapes=dynamic_shapes(inputs)
+    )
+    with torch.no_grad():
+        torch._inductor.aoti_compile_and_package(
+            exported, package_path=str(path), inductor_configs={"freezing": True}
+        )
+    return time.perf_counter() - start
+
+
+def save_compiled(
+    model: nn.Module, model_cfg: ModelConfig, meta: dict[str, Any], folder: Path
+) -> tuple[int, dict[str, float]]:
+    """Write the compiled detector folder (atomically: built aside, then renamed).
+
+    Returns its size in bytes and the compile seconds per part."""
+    check_compiler()
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    seconds = {part: compile_part(model, part, tmp / f"{part}.pt2") for part in PARTS}
+    full_meta = {
+        **meta,
+        "model": dataclasses.asdict(model_cfg),
+        "out_channels": model.backbone.out_channels,
+        "featmap_names": list(model.roi_heads.box_roi_pool.featmap_names),
+        "compile_seconds": seconds,
+    }
+    (tmp / aot_detector.META).write_text(json.dumps(full_meta, indent=1))
+    shutil.copy2(aot_detector.__file__, tmp / "aot_detector.py")
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    return sum(p.stat().st_size for p in folder.iterdir()), seconds

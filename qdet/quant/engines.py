@@ -1,0 +1,48 @@
+"""The two quantization engines behind one interface, chosen by ``quant.engine``.
+
+``fx``: torch.ao FX graph mode, quantized tensors, TorchScript artifacts (deprecated upstream).
+``pt2e``: torch.export + torchao's X86InductorQuantizer, AOTInductor artifacts (maintained).
+
+Both quantize the same parts and leave the same data-dependent parts in float; an engine is a
+module with ``prepare``, ``convert``, ``describe``, ``module_sqnr``, ``fake_quant``,
+``observers`` and ``freeze_bn``; restoring a saved state works the same way for both.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+from types import ModuleType
+
+import torch
+from torch import nn
+
+from qdet.quant.parts import QuantError
+from qdet.quant.plan import QuantPlan
+
+ENGINES = {"fx": "qdet.quant.fx", "pt2e": "qdet.quant.pt2e"}
+
+
+def get_engine(name: str) -> ModuleType:
+    if name not in ENGINES:
+        raise QuantError(f"quant.engine: unknown engine {name!r}; valid: {', '.join(ENGINES)}")
+    return importlib.import_module(ENGINES[name])
+
+
+def restore(float_model: nn.Module, plan: QuantPlan, state: dict[str, torch.Tensor], qat: bool) -> nn.Module:
+    """Rebuild a prepared model (observers or fake-quant) from its saved state_dict.
+
+    A prepared graph does not survive ``torch.save``; its state_dict does, and preparing the
+    same float model with the same plan gives the same graph to load it into.
+    """
+    model = copy.deepcopy(float_model)
+    model.train(qat)
+    get_engine(plan.engine).prepare(model, plan, qat)
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def int8_from_state(float_model: nn.Module, state: dict, key: str, qat: bool) -> nn.Module:
+    """The int8 model from a calibrate (``key="observed"``) or qat (``"qat"``) checkpoint."""
+    plan = QuantPlan(**state["plan"])
+    return get_engine(plan.engine).convert(restore(float_model, plan, state[key], qat), plan)

@@ -1,0 +1,112 @@
+"""The PT2E engine on a tiny detector: capture, PTQ, QAT controls, conversion, sensitivity."""
+
+import copy
+
+import pytest
+import torch
+
+from qdet.models.detector import build_detector
+from qdet.quant import pt2e
+from qdet.quant.engines import restore
+from qdet.quant.parts import PARTS, QuantError, get_part
+from qdet.quant.plan import QuantPlan
+from qdet.quant.sensitivity import InputRecorder
+from tests.helpers import TINY_MODEL
+
+ALL = list(PARTS)
+IMAGES = [torch.rand(3, 96, 128) for _ in range(3)]
+
+
+@pytest.fixture(scope="module")
+def float_model():
+    torch.manual_seed(0)
+    return build_detector("resnet18", TINY_MODEL, num_classes=3).eval()
+
+
+@pytest.fixture(scope="module")
+def calibrated(float_model):
+    plan = QuantPlan(ALL, engine="pt2e")
+    prepared = pt2e.prepare(copy.deepcopy(float_model), plan, qat=False)
+    recorder = InputRecorder(float_model, plan.parts, limit=2)
+    with torch.no_grad():
+        for image in IMAGES:
+            prepared([image])
+            float_model([image])
+    recorder.remove()
+    return plan, prepared, pt2e.convert(prepared, plan), recorder.inputs
+
+
+def test_shared_relu_of_resnet_blocks_is_split(float_model):
+    """torchvision's BasicBlock calls one ReLU twice: without the split the quantizer stops
+    with 'Input partition has more than one output node'."""
+    inputs = pt2e.capture_inputs(float_model, "backbone")
+    exported = torch.export.export(float_model.backbone, inputs, dynamic_shapes=pt2e.dynamic_shapes(inputs))
+    assert pt2e.split_shared_activations(exported.module()) >= 16  # 8 blocks x 2 calls
+
+
+def test_every_part_converts_and_agrees_with_float(float_model, calibrated):
+    plan, _, int8, inputs = calibrated
+    described = pt2e.describe(int8, plan)
+    assert len(described["int8_modules"]) >= 30 and not described["float_modules"]
+    with torch.no_grad():
+        for part in ALL:
+            x = inputs[part][0]
+            ref, out = get_part(float_model, part)(x), get_part(int8, part)(x)
+            ref = ref.values() if isinstance(ref, dict) else ref if isinstance(ref, tuple) else (ref,)
+            out = out.values() if isinstance(out, dict) else out if isinstance(out, tuple) else (out,)
+            for r, o in zip(ref, out, strict=True):
+                sqnr = 10 * torch.log10(r.pow(2).mean() / (r - o).pow(2).mean())
+                assert sqnr > 15, (part, float(sqnr))
+        (detections,) = int8([IMAGES[0]])
+    assert set(detections) == {"boxes", "labels", "scores"}
+
+
+def test_sensitivity_names_modules_as_quant_skip_takes_them(float_model, calibrated):
+    _, _, int8, inputs = calibrated
+    sqnr = pt2e.module_sqnr(float_model, int8, inputs)
+    assert "backbone.body.0.0.0" in sqnr and "roi_heads.box_head.fc6" in sqnr
+    values = list(sqnr.values())
+    assert values == sorted(values) and all(v > 10 for v in values)
+
+
+def test_skip_keeps_a_module_float(float_model):
+    plan = QuantPlan(["box_head"], engine="pt2e", skip=["roi_heads.box_head.fc7"])
+    prepared = pt2e.prepare(copy.deepcopy(float_model), plan, qat=False)
+    with torch.no_grad():
+        prepared([IMAGES[0]])
+    described = pt2e.describe(pt2e.convert(prepared, plan), plan)
+    assert described["int8_modules"] == ["roi_heads.box_head.fc6 (Linear)"]
+    assert described["float_modules"][0] == "roi_heads.box_head.fc7: listed in quant.skip"
+    with pytest.raises(QuantError, match="quant.skip: no module named"):
+        pt2e.prepare(copy.deepcopy(float_model), QuantPlan(["box_head"], engine="pt2e", skip=["nope"]), False)
+
+
+def test_restored_observer_state_converts_to_the_same_model(float_model, calibrated):
+    plan, prepared, int8, _ = calibrated
+    again = pt2e.convert(restore(float_model, plan, prepared.state_dict(), qat=False), plan)
+    with torch.no_grad():
+        a, b = int8([IMAGES[1]])[0], again([IMAGES[1]])[0]
+    assert torch.equal(a["boxes"], b["boxes"]) and torch.equal(a["scores"], b["scores"])
+
+
+def test_qat_trains_and_freezes_bn_and_observers(float_model):
+    plan = QuantPlan(ALL, engine="pt2e")
+    model = pt2e.prepare(copy.deepcopy(float_model).train(), plan, qat=True)
+    targets = [{"boxes": torch.tensor([[10.0, 10.0, 50.0, 60.0]]), "labels": torch.tensor([1])}]
+    losses = model([IMAGES[0]], targets)
+    sum(losses.values()).backward()
+    assert all(torch.isfinite(v) for v in losses.values())
+    bn_means = {k: v.clone() for k, v in model.state_dict().items() if k.endswith("running_mean")}
+    pt2e.freeze_bn(model)
+    pt2e.observers(model, False)
+    model.train()  # the detector goes back to training; frozen BN stays frozen
+    model([IMAGES[1]], targets)
+    after = {k: v for k, v in model.state_dict().items() if k.endswith("running_mean")}
+    assert bn_means and all(torch.equal(bn_means[k], after[k]) for k in bn_means)
+    enabled = [m.observer_enabled[0] for m in model.modules() if hasattr(m, "observer_enabled")]
+    assert enabled and not any(enabled)
+
+
+def test_per_tensor_weights_are_refused():
+    with pytest.raises(QuantError, match="per_channel"):
+        pt2e.quantization_config(QuantPlan(ALL, engine="pt2e", per_channel=False), qat=False)
