@@ -48,13 +48,26 @@ def _graph(module: nn.Module) -> nn.Module:
     return module.graph_module if isinstance(module, ExportedPart) else module.eval()
 
 
+PER_IMAGE = ("backbone", "rpn_head")  # compiled for one image; the loader loops over a batch
+
+
+def compile_inputs(model: nn.Module, part: str) -> tuple[tuple[torch.Tensor, ...], tuple[dict, ...]]:
+    """Example inputs and dynamic dimensions for AOTInductor: image-level parts for batch 1 with
+    any height and width (the detector runs one image at a time; a dynamic batch dimension
+    starts at 2, and padding a single image to 2 doubled the work), RoI-level parts for any
+    number of RoIs."""
+    inputs = capture_inputs(model, part)
+    if part not in PER_IMAGE:
+        return inputs, dynamic_shapes(inputs)
+    auto = torch.export.Dim.AUTO
+    return tuple(x[:1] for x in inputs), tuple({2: auto, 3: auto} for _ in inputs)
+
+
 def compile_part(model: nn.Module, part: str, path: Path) -> float:
     """Compile one part to ``path``; returns the seconds it took."""
-    inputs = capture_inputs(model, part)
+    inputs, dynamic = compile_inputs(model, part)
     start = time.perf_counter()
-    exported = torch.export.export(
-        _graph(get_part(model, part)), inputs, dynamic_shapes=dynamic_shapes(inputs)
-    )
+    exported = torch.export.export(_graph(get_part(model, part)), inputs, dynamic_shapes=dynamic)
     with torch.no_grad():
         torch._inductor.aoti_compile_and_package(
             exported, package_path=str(path), inductor_configs={"freezing": True}

@@ -16,6 +16,7 @@ box decoding, NMS and post-processing. Neither tracing nor compiling happens at 
 """
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -23,25 +24,34 @@ from torch import Tensor, nn
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.ops import MultiScaleRoIAlign
+from torchvision.ops.poolers import _filter_input, _multiscale_roi_align, _setup_scales
 
 META = "detector.json"
 PARTS = ("backbone", "rpn_head", "box_head", "box_predictor")
 
 
 class CompiledPart(nn.Module):
-    """One AOTInductor package. Inputs smaller than the compiled minimum (2 along the dynamic
-    dimensions: batch, RoI count, feature height and width) are zero-padded and the outputs
-    cropped back; for these parts (convolutions with zero padding, per-row linears) that gives
-    exactly the outputs of the unpadded input."""
+    """One AOTInductor package.
 
-    def __init__(self, path: Path, pad_dims: tuple[int, ...], out_channels: int | None = None) -> None:
+    Image-level parts (``per_image``) are compiled for one image: a batch is run image by
+    image. Inputs smaller than the compiled minimum (2 along the dynamic dimensions: RoI count,
+    feature height and width) are zero-padded and the outputs cropped back; for these parts
+    (convolutions with zero padding, per-row linears) that gives exactly the outputs of the
+    unpadded input."""
+
+    def __init__(
+        self, path: Path, pad_dims: tuple[int, ...], per_image: bool = False, out_channels: int | None = None
+    ) -> None:
         super().__init__()
         self.runner = torch._inductor.aoti_load_package(str(path))
         self.pad_dims = pad_dims
+        self.per_image = per_image
         if out_channels is not None:
             self.out_channels = out_channels
 
     def forward(self, x: Tensor):
+        if self.per_image and x.shape[0] > 1:
+            return _cat([self.forward(image) for image in x.split(1)])
         short = {d: x.shape[d] for d in self.pad_dims if x.shape[d] < 2}
         if not short:
             return self.runner(x)
@@ -52,6 +62,15 @@ class CompiledPart(nn.Module):
         return _crop(out, short)
 
 
+def _cat(outs: list):
+    first = outs[0]
+    if isinstance(first, Tensor):
+        return torch.cat(outs)
+    if isinstance(first, dict):
+        return type(first)((k, _cat([o[k] for o in outs])) for k in first)
+    return type(first)(_cat([o[i] for o in outs]) for i in range(len(first)))
+
+
 def _crop(out, short: dict[int, int]):
     if isinstance(out, Tensor):
         for d, size in short.items():
@@ -60,6 +79,39 @@ def _crop(out, short: dict[int, int]):
     if isinstance(out, dict):
         return type(out)((k, _crop(v, short)) for k, v in out.items())
     return type(out)(_crop(v, short) for v in out)
+
+
+class ThreadedRoIAlign(MultiScaleRoIAlign):
+    """torchvision's MultiScaleRoIAlign with each image's RoIs split over ``tasks`` threads.
+
+    The CPU ``roi_align`` kernel runs on one thread; ATen releases the GIL, so chunks pooled on
+    a thread pool use the other cores. Every RoI is pooled by the same kernel with the same
+    level and scale: the output is identical to torchvision's."""
+
+    def __init__(self, featmap_names: list[str], output_size: int, sampling_ratio: int, tasks: int) -> None:
+        super().__init__(featmap_names, output_size, sampling_ratio)
+        self.tasks = tasks
+        self.pool = ThreadPoolExecutor(tasks - 1) if tasks > 1 else None
+
+    def forward(
+        self, x: dict[str, Tensor], boxes: list[Tensor], image_shapes: list[tuple[int, int]]
+    ) -> Tensor:
+        features = _filter_input(x, self.featmap_names)
+        if self.scales is None or self.map_levels is None:
+            self.scales, self.map_levels = _setup_scales(
+                features, image_shapes, self.canonical_scale, self.canonical_level
+            )
+
+        def pool(chunk: list[Tensor]) -> Tensor:
+            return _multiscale_roi_align(
+                features, chunk, self.output_size, self.sampling_ratio, self.scales, self.map_levels
+            )
+
+        if self.pool is None or len(boxes) != 1 or boxes[0].shape[0] < 2 * self.tasks:
+            return pool(boxes)
+        chunks = torch.tensor_split(boxes[0], self.tasks)  # one image: the chunks keep its order
+        futures = [self.pool.submit(pool, [chunk]) for chunk in chunks[1:]]
+        return torch.cat([pool([chunks[0]]), *(f.result() for f in futures)])
 
 
 class LoopRPNHead(nn.Module):
@@ -80,7 +132,7 @@ class LoopRPNHead(nn.Module):
 
 def build(folder: Path, meta: dict) -> FasterRCNN:
     m = meta["model"]
-    backbone = CompiledPart(folder / "backbone.pt2", (0, 2, 3), meta["out_channels"])
+    backbone = CompiledPart(folder / "backbone.pt2", (2, 3), True, meta["out_channels"])
     if m["fpn"]:
         sizes = tuple((s,) for s in m["anchor_sizes"])
         ratios = (tuple(m["aspect_ratios"]),) * len(sizes)
@@ -92,10 +144,10 @@ def build(folder: Path, meta: dict) -> FasterRCNN:
         min_size=m["min_size"],
         max_size=m["max_size"],
         rpn_anchor_generator=AnchorGenerator(sizes, ratios),
-        rpn_head=LoopRPNHead(CompiledPart(folder / "rpn_head.pt2", (0, 2, 3))),
+        rpn_head=LoopRPNHead(CompiledPart(folder / "rpn_head.pt2", (2, 3), True)),
         rpn_pre_nms_top_n_test=m["rpn_pre_nms_top_n_test"],
         rpn_post_nms_top_n_test=m["rpn_post_nms_top_n_test"],
-        box_roi_pool=MultiScaleRoIAlign(meta["featmap_names"], m["roi_output_size"], 2),
+        box_roi_pool=ThreadedRoIAlign(meta["featmap_names"], m["roi_output_size"], 2, m["roi_align_tasks"]),
         box_head=CompiledPart(folder / "box_head.pt2", (0,)),
         box_predictor=CompiledPart(folder / "box_predictor.pt2", (0,)),
         box_score_thresh=m["box_score_thresh"],

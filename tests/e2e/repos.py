@@ -30,6 +30,7 @@ TINY = {
     },
     "model": {"min_size": 160, "max_size": 256, "rpn_post_nms_top_n_test": 50, "rpn_pre_nms_top_n_test": 100},
     "train": {"epochs": 1, "batch_size": 2},
+    "quant": {"engine": "fx"},  # TorchScript artifacts, quick; the PT2E pipeline has its own slow test
     "calibrate": {"images": 4},
     "qat": {"epochs": 1, "max_images": 4, "batch_size": 2},
     "benchmark": {"rounds": 2, "warmup": 1, "images": 2},

@@ -21,17 +21,13 @@ from tests.helpers import merge, stage_cmd
 def repo(tmp_path_factory):
     path = make_repo(tmp_path_factory.mktemp("pipeline"))
     done = run(["dvc", "repro"], path)
-    assert stages_run(done.stdout) == [
-        "download",
-        "preprocess",
-        "train",
-        "calibrate",
-        "qat",
-        "convert",
+    order = stages_run(done.stdout)
+    assert order[:3] == ["download", "preprocess", "train"] and order[-3:] == [
         "evaluate",
         "benchmark",
         "register",
     ]
+    assert set(order[3:-3]) == {"calibrate", "qat", "convert", "peers"}
     return path
 
 
@@ -41,18 +37,21 @@ def _metrics(repo, name):
 
 def test_metrics_cover_every_variant(repo):
     ev = _metrics(repo, "eval")
-    assert set(ev) == {"float", "ptq", "qat"}
-    for v in ("ptq", "qat"):
+    assert set(ev) == {"float", "ptq", "qat", "ort_fp32", "ort_int8"}
+    for v in ("ptq", "qat", "ort_fp32", "ort_int8"):
         assert ev[v]["map50_drop"] == pytest.approx(ev["float"]["map50"] - ev[v]["map50"])
     bench = _metrics(repo, "benchmark")
-    assert set(bench) == {"float_eager", "float_ts", "ptq", "qat"}
+    assert set(bench) == {"float_eager", "float_ts", "float_inductor", "ptq", "qat", "ort_fp32", "ort_int8"}
     for row in bench.values():
         assert row["latency_ms_p90"] >= row["latency_ms_p50"] > 0
     assert bench["float_eager"]["speedup"] == 1.0
+    best = min(bench[v]["latency_ms_p50"] for v in ("float_eager", "float_ts", "float_inductor", "ort_fp32"))
+    for row in bench.values():
+        assert row["speedup_vs_best_float"] == pytest.approx(best / row["latency_ms_p50"])
     assert bench["qat"]["size_ratio"] > 3.5
     assert _metrics(repo, "convert")["qat_size_ratio"] > 3.5
     breakdown = json.loads((repo / "reports" / "breakdown.json").read_text())
-    assert set(breakdown["breakdown_ms"]) == {"float", "int8"}
+    assert set(breakdown["breakdown_ms"]) == {"float", "float_inductor", "int8"}
     assert breakdown["environment"]["threads"] == 2
 
 

@@ -1,0 +1,69 @@
+"""The pipeline with quant.engine: pt2e, for real: dvc repro on tiny data, AOTInductor artifacts,
+no torch deprecation warning in the log, the champion served from the registry without qdet."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.e2e.repos import env, make_repo, run
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    path = make_repo(tmp_path_factory.mktemp("pt2e"), {"quant": {"engine": "pt2e"}})
+    done = run(["dvc", "repro"], path)
+    (path / "repro.log").write_text(done.stdout + done.stderr)
+    return path
+
+
+def test_artifacts_are_compiled_folders_not_torchscript(repo):
+    export = repo / "models" / "export"
+    manifest = json.loads((export / "variants.json").read_text())
+    assert manifest["engine"] == "pt2e" and manifest["float"] == "float_inductor"
+    assert not list(export.glob("*.ts"))
+    for variant in ("float_inductor", "ptq", "qat"):
+        assert (export / variant / "backbone.pt2").is_file() and (
+            export / variant / "aot_detector.py"
+        ).is_file()
+    convert = json.loads((repo / "metrics" / "convert.json").read_text())
+    assert convert["qat_compile_seconds"] > 0 and convert["ptq_size_mb"] < convert["float_inductor_size_mb"]
+
+
+def test_no_torch_deprecation_warning_in_the_log(repo):
+    log = (repo / "repro.log").read_text()
+    assert "DeprecationWarning" not in log and "FutureWarning" not in log
+
+
+def test_metrics_have_both_speedups_and_the_peers(repo):
+    bench = json.loads((repo / "metrics" / "benchmark.json").read_text())
+    assert set(bench) == {"float_eager", "float_inductor", "ptq", "qat", "ort_fp32", "ort_int8"}
+    assert all("speedup_vs_best_float" in row for row in bench.values())
+    ev = json.loads((repo / "metrics" / "eval.json").read_text())
+    assert {"ort_fp32", "ort_int8"} <= set(ev)
+    breakdown = json.loads((repo / "reports" / "breakdown.json").read_text())["breakdown_ms"]
+    assert set(breakdown) == {"float", "float_inductor", "int8"}
+
+
+def test_registered_pt2e_model_predicts_without_qdet(repo, tmp_path):
+    reg = json.loads((repo / "metrics" / "register.json").read_text())
+    assert len(reg["versions"]) == 3
+    image = next((repo / "data" / "processed" / "images").iterdir())
+    code = (
+        "import sys; sys.modules['qdet'] = None\n"
+        "import mlflow\n"
+        f"mlflow.set_tracking_uri('sqlite:///{repo / 'mlflow.db'}')\n"
+        f"m = mlflow.pyfunc.load_model('models:/{reg['model_name']}/{reg['versions']['qat']}')\n"
+        f"df = m.predict([{str(image)!r}])\n"
+        "print(list(df.columns))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "'class_name', 'label', 'score', 'x_min'" in done.stdout
