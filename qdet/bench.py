@@ -226,11 +226,13 @@ def breakdowns(
     """Per-component time of float eager, float compiled by Inductor, and int8 (QAT): compiled
     parts are timed inside torchvision's detector; FX int8 (TorchScript, which hooks cannot
     see into) is timed as the equivalent eager int8 model."""
+    from qdet.serving.aot_detector import Detector as Compiled
+
     out = {"float": breakdown(eager, images, rounds)}
-    if hasattr(variants.get("float_inductor"), "model"):
+    if isinstance(variants.get("float_inductor"), Compiled):
         out["float_inductor"] = breakdown(variants["float_inductor"].model, images, rounds)
     qat = variants["qat"]
-    if hasattr(qat, "model"):
+    if isinstance(qat, Compiled):
         out["int8"] = breakdown(qat.model, images, rounds)
     else:
         from qdet.checkpoint import load_checkpoint
