@@ -75,12 +75,17 @@ def load_artifact(path: Path) -> tuple[Any, dict[str, Any]]:
 def size_summary(sizes: dict[str, int]) -> dict[str, float]:
     """``{variant}_size_mb`` for each artifact and ``{variant}_size_ratio`` of the int8 ones
     (the float artifact of the same format divided by it)."""
-    reference = sizes["float_ts"] if "float_ts" in sizes else sizes["float_inductor"]
+    reference = sizes[float_artifact(sizes)]
     out = {f"{k}_size_mb": v / 1e6 for k, v in sizes.items()}
     return out | {f"{k}_size_ratio": reference / sizes[k] for k in ("ptq", "qat")}
 
 
 MANIFEST = "variants.json"
+
+
+def float_artifact(variants: dict) -> str:
+    """The float artifact of the int8 ones' format: TorchScript for FX, AOTInductor for PT2E."""
+    return "float_ts" if "float_ts" in variants else "float_inductor"
 
 
 def artifact_size(path: Path) -> int:
@@ -91,8 +96,11 @@ def artifact_size(path: Path) -> int:
 def write_manifest(out_dir: Path, files: dict[str, Path], engine: str) -> None:
     """``variants.json``: which artifact holds which variant, and which one stands for float in
     evaluation (TorchScript for FX, the AOTInductor folder for PT2E)."""
-    float_name = "float_ts" if "float_ts" in files else "float_inductor"
-    data = {"engine": engine, "float": float_name, "variants": {k: v.name for k, v in files.items()}}
+    data = {
+        "engine": engine,
+        "float": float_artifact(files),
+        "variants": {k: v.name for k, v in files.items()},
+    }
     (out_dir / MANIFEST).write_text(json.dumps(data, indent=1))
 
 
@@ -106,7 +114,9 @@ def evaluated_variants(out_dir: Path, peers: Path | None) -> dict[str, Path]:
     paths = {name: out_dir / rel for name, rel in manifest["variants"].items()}
     out = {"float": paths[manifest["float"]], "ptq": paths["ptq"], "qat": paths["qat"]}
     if peers is not None:
-        out |= {name: peers / f"{name}.onnx" for name in ("ort_fp32", "ort_int8")}
+        from qdet.peers import PEERS
+
+        out |= {name: peers / f"{name}.onnx" for name in PEERS}
     return out
 
 

@@ -22,7 +22,7 @@ from torch.ao.ns.fx.utils import compute_sqnr
 from torch.ao.quantization import disable_fake_quant, disable_observer, enable_fake_quant, enable_observer
 from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx, prepare_qat_fx
 
-from qdet.quant.parts import FLOAT_ONLY, PARTS, check_parts, check_skip, example_inputs, get_part, set_part
+from qdet.quant.parts import PARTS, check_parts, check_skip, example_inputs, get_part, quant_report, set_part
 from qdet.quant.plan import QuantPlan
 from qdet.quant.qconfig import make_mapping
 
@@ -80,13 +80,7 @@ def describe(model: nn.Module, plan: QuantPlan) -> dict[str, object]:
                 int8.append(f"{full} ({type(mod).__name__})")
             elif isinstance(mod, nn.Conv2d | nn.Linear):
                 float_.append(f"{full}: listed in quant.skip")
-    for part in set(PARTS) - set(plan.parts):
-        float_.append(f"{PARTS[part]}: part not in quant.parts")
-    return {
-        "int8_modules": int8,
-        "float_modules": float_,
-        "float_by_design": [f"{k}: {v}" for k, v in FLOAT_ONLY.items()],
-    }
+    return quant_report(int8, float_, plan.parts)
 
 
 def fake_quant(model: nn.Module, on: bool) -> None:

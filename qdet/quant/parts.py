@@ -31,6 +31,16 @@ FLOAT_ONLY = {
 }
 
 
+def quant_report(int8: list[str], float_: list[str], parts: list[str]) -> dict[str, list[str]]:
+    """The quantized-modules report of either engine: int8 modules, float ones and why."""
+    float_ += [f"{PARTS[p]}: part not in quant.parts" for p in PARTS if p not in parts]
+    return {
+        "int8_modules": int8,
+        "float_modules": float_,
+        "float_by_design": [f"{k}: {v}" for k, v in FLOAT_ONLY.items()],
+    }
+
+
 def check_parts(parts: list[str]) -> None:
     unknown = [p for p in parts if p not in PARTS]
     if unknown:

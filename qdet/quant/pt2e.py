@@ -35,7 +35,7 @@ from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
     get_default_x86_inductor_quantization_config,
 )
 
-from qdet.quant.parts import FLOAT_ONLY, PARTS, QuantError, check_skip, example_inputs, get_part, set_part
+from qdet.quant.parts import PARTS, QuantError, check_skip, example_inputs, get_part, quant_report, set_part
 from qdet.quant.plan import QuantPlan
 
 OBSERVERS = {
@@ -237,13 +237,7 @@ def describe(model: nn.Module, plan: QuantPlan) -> dict[str, object]:
                 int8.append(f"{name} ({kind})")
             else:
                 float_.append(f"{name}: listed in quant.skip")
-    for part in set(PARTS) - set(plan.parts):
-        float_.append(f"{PARTS[part]}: part not in quant.parts")
-    return {
-        "int8_modules": int8,
-        "float_modules": float_,
-        "float_by_design": [f"{k}: {v}" for k, v in FLOAT_ONLY.items()],
-    }
+    return quant_report(int8, float_, plan.parts)
 
 
 def _sqnr_db(ref: torch.Tensor, actual: torch.Tensor) -> float:
