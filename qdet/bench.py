@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -58,23 +59,33 @@ def percentile(values: list[float], q: float) -> float:
 
 def summarize(
     times: dict[str, list[float]], reference: str, floats: tuple[str, ...] = ()
-) -> dict[str, dict[str, float]]:
+) -> dict[str, dict[str, float | list[float]]]:
     """Latency p50/p90, images/s, speedup vs ``reference`` and, when any of ``floats`` was timed,
-    ``speedup_vs_best_float``: the ratio to the fastest of them in the same run."""
+    ``speedup_vs_best_float``: the ratio to the fastest of them in the same run. Each speedup and
+    the p50 come with a 95% interval (``*_ci95``) from resampling rounds, paired: a resample
+    takes the same rounds of every variant, and the best float is chosen again in each."""
+    from qdet import stats
+
+    rows = stats.resample(len(times[reference]))
+    boot = {name: stats.medians(ts, rows) for name, ts in times.items()}
     ref = statistics.median(times[reference])
-    timed_floats = [statistics.median(times[f]) for f in floats if f in times]
-    best = min(timed_floats) if timed_floats else None
+    timed = [f for f in floats if f in times]
+    best = min(statistics.median(times[f]) for f in timed) if timed else None
+    best_boot = np.min([boot[f] for f in timed], axis=0) if timed else None
     out = {}
     for name, ts in times.items():
         p50 = statistics.median(ts)
         out[name] = {
             "latency_ms_p50": p50 * 1e3,
+            "latency_ms_p50_ci95": stats.interval(boot[name] * 1e3, p50 * 1e3),
             "latency_ms_p90": percentile(ts, 0.9) * 1e3,
             "fps": 1.0 / p50,
             "speedup": ref / p50,
+            "speedup_ci95": stats.interval(boot[reference] / boot[name], ref / p50),
         }
         if best is not None:
             out[name]["speedup_vs_best_float"] = best / p50
+            out[name]["speedup_vs_best_float_ci95"] = stats.interval(best_boot / boot[name], best / p50)
     return out
 
 
@@ -193,6 +204,7 @@ def complete_rows(
         peak, baseline = peak_rss_mb(files[name], probe_image, 3, threads)
         row["peak_rss_mb"], row["model_rss_mb"] = peak, peak - baseline
         row["map50"] = maps[eval_name(name)]["map50"]
+        row["map50_ci95"] = maps[eval_name(name)]["map50_ci95"]
     reference = result[read_manifest(exported)["float"]]["size_mb"]
     for name in ("ptq", "qat"):
         result[name]["size_ratio"] = reference / result[name]["size_mb"]
@@ -240,5 +252,32 @@ def breakdowns(
 
         out["int8"] = breakdown(
             int8_from_state(eager, load_checkpoint(qat_state), "qat", qat=True), images, rounds
+        )
+    return out
+
+
+def table(result: dict[str, dict]):
+    """The console table: latency, size, memory and both speedups with their 95% intervals."""
+    from rich.table import Table
+
+    def ratio(row: dict, key: str) -> str:
+        if key not in row:
+            return "-"
+        lo, hi = row[f"{key}_ci95"]
+        return f"x{row[key]:.2f} [{lo:.2f}, {hi:.2f}]"
+
+    out = Table(title="benchmark (95% intervals over rounds)", title_justify="left")
+    for column in ("variant", "p50 ms", "p90 ms", "img/s", "MB", "+RSS MB", "vs eager", "vs best float"):
+        out.add_column(column, justify="left" if column == "variant" else "right")
+    for name, row in sorted(result.items(), key=lambda item: item[1]["latency_ms_p50"]):
+        out.add_row(
+            name,
+            f"{row['latency_ms_p50']:.1f}",
+            f"{row['latency_ms_p90']:.1f}",
+            f"{row['fps']:.2f}",
+            f"{row['size_mb']:.1f}",
+            f"{row['model_rss_mb']:.0f}",
+            ratio(row, "speedup"),
+            ratio(row, "speedup_vs_best_float"),
         )
     return out

@@ -120,6 +120,7 @@ class QatConfig(ScheduleConfig):
     freeze_bn_after: int  # epochs after which BN statistics are frozen
     freeze_observer_after: int  # epochs after which observer ranges are frozen
     frozen_layers: list[str]  # e.g. [body.0, body.1]: no grads
+    control: bool  # also fine-tune the float model the same way (float_ft), to separate QAT from training
 
 
 @dataclass

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from qdet.control import CONTROL_FILE
 from qdet.models.detector import DetectionsOnly
 
 META = "qdet.json"
@@ -93,13 +94,29 @@ def artifact_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.iterdir()) if path.is_dir() else path.stat().st_size
 
 
-def write_manifest(out_dir: Path, files: dict[str, Path], engine: str) -> None:
-    """``variants.json``: which artifact holds which variant, and which one stands for float in
-    evaluation (TorchScript for FX, the AOTInductor folder for PT2E)."""
+def graph_signature(model: nn.Module) -> str:
+    """A digest of what an int8 model computes, not of its numbers: every module's type and, in
+    captured graphs, each node's kind and operator. PTQ and QAT of one plan share it, so the
+    registry knows their speeds can differ by noise only."""
+    import hashlib
+
+    parts = []
+    for name, module in model.named_modules():
+        parts.append(f"{name}:{type(module).__name__}")
+        if isinstance(module, torch.fx.GraphModule):
+            parts += [f"{node.op}:{node.target}" for node in module.graph.nodes if node.op != "get_attr"]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def write_manifest(out_dir: Path, files: dict[str, Path], engine: str, graphs: dict[str, str]) -> None:
+    """``variants.json``: which artifact holds which variant, which one stands for float in
+    evaluation (TorchScript for FX, the AOTInductor folder for PT2E), and the int8 variants'
+    graph signatures."""
     data = {
         "engine": engine,
         "float": float_artifact(files),
         "variants": {k: v.name for k, v in files.items()},
+        "graphs": graphs,
     }
     (out_dir / MANIFEST).write_text(json.dumps(data, indent=1))
 
@@ -108,11 +125,14 @@ def read_manifest(out_dir: Path) -> dict[str, Any]:
     return json.loads((out_dir / MANIFEST).read_text())
 
 
-def evaluated_variants(out_dir: Path, peers: Path | None) -> dict[str, Path]:
-    """What evaluate scores: float, PTQ and QAT from convert, then the ONNX Runtime peers."""
+def evaluated_variants(out_dir: Path, peers: Path | None, control: Path | None = None) -> dict[str, Path]:
+    """What evaluate scores: float, PTQ and QAT from convert, the QAT control (``float_ft``)
+    when the control stage made one, then the ONNX Runtime peers."""
     manifest = read_manifest(out_dir)
     paths = {name: out_dir / rel for name, rel in manifest["variants"].items()}
     out = {"float": paths[manifest["float"]], "ptq": paths["ptq"], "qat": paths["qat"]}
+    if control is not None and (control / CONTROL_FILE).exists():
+        out["float_ft"] = control / CONTROL_FILE
     if peers is not None:
         from qdet.peers import PEERS
 
@@ -121,7 +141,12 @@ def evaluated_variants(out_dir: Path, peers: Path | None) -> dict[str, Path]:
 
 
 def load_variant(path: Path, threads: int):
-    """Any artifact as a detector callable: TorchScript file, AOTInductor folder, ONNX file."""
+    """Any artifact as a detector callable: TorchScript file, AOTInductor folder, ONNX file, or
+    a float checkpoint (eager)."""
+    if path.suffix == ".pt":
+        from qdet.models.detector import load_float_detector
+
+        return load_float_detector(path).model
     if path.suffix == ".onnx":
         from qdet.peers import OrtDetector
 

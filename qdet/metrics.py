@@ -6,6 +6,7 @@ Ground truth and detections are written as COCO JSON so any COCO tool can re-sco
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 from collections.abc import Callable
@@ -136,6 +137,7 @@ class VariantScore:
     curve: tuple[np.ndarray, np.ndarray]
     per_class: dict[str, dict[str, float]]
     predictions: list[dict[str, torch.Tensor]]
+    evaluation: COCOeval  # per-image matches, for resampling the images
 
 
 def evaluate_detector(
@@ -152,7 +154,7 @@ def evaluate_detector(
         out_dir / "coco_gt.json",
         out_dir / f"detections_{variant}.json",
     )
-    return VariantScore(stats, pr_curve(ev), per_class_ap(ev, dataset.classes), predictions)
+    return VariantScore(stats, pr_curve(ev), per_class_ap(ev, dataset.classes), predictions, ev)
 
 
 def add_drops(results: dict[str, dict[str, float]], baseline: str = "float") -> None:
@@ -161,6 +163,72 @@ def add_drops(results: dict[str, dict[str, float]], baseline: str = "float") -> 
         if variant != baseline:
             for key in ("map", "map50"):
                 stats[f"{key}_drop"] = results[baseline][key] - stats[key]
+
+
+def resampled_maps(ev: COCOeval, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """mAP and mAP@.5 of an evaluated COCOeval in each resample of its images (``rows`` of image
+    positions, from :func:`qdet.stats.resample`), by pycocotools' own accumulation: the per-image
+    matches of ``evaluate()`` are reused, only the set of images changes (all areas, 100 dets)."""
+    images, areas = len(ev._paramsEval.imgIds), len(ev._paramsEval.areaRng)
+    categories = len(ev._paramsEval.catIds)
+    boot = copy.copy(ev)
+    out = {"map": np.empty(len(rows)), "map50": np.empty(len(rows))}
+    for s, row in enumerate(rows):
+        params = copy.copy(ev.params)
+        params.imgIds = list(range(len(row)))
+        params.areaRng, params.areaRngLbl, params.maxDets = params.areaRng[:1], ["all"], params.maxDets[-1:]
+        boot.params, boot._paramsEval = params, copy.copy(params)
+        boot.evalImgs = [ev.evalImgs[k * areas * images + i] for k in range(categories) for i in row]
+        _quiet(boot.accumulate)
+        precision = boot.eval["precision"][:, :, :, 0, 0]  # [T, R, K]
+        for key, p in (("map", precision), ("map50", precision[0])):
+            out[key][s] = p[p > -1].mean() if (p > -1).any() else np.nan  # no ground truth drawn
+    return out
+
+
+def add_intervals(
+    results: dict[str, dict],
+    scores: dict[str, VariantScore],
+    baseline: str = "float",
+    control: str = "float_ft",
+) -> None:
+    """``map_ci95``/``map50_ci95`` on every variant and ``map_drop_ci95``/``map50_drop_ci95`` on
+    the others, in place: 95% bootstrap over the valid images, the drop paired (the same
+    resampled images for both variants). With the QAT control scored, QAT also gets
+    ``map50_vs_float_ft`` (QAT minus the control) and its interval. Needs :func:`add_drops` first."""
+    from qdet.stats import interval, resample
+
+    rows = resample(len(scores[baseline].evaluation._paramsEval.imgIds))
+    boot = {variant: resampled_maps(s.evaluation, rows) for variant, s in scores.items()}
+    for variant, stats in results.items():
+        for key in ("map", "map50"):
+            stats[f"{key}_ci95"] = interval(boot[variant][key], stats[key])
+            if variant != baseline:
+                drops = boot[baseline][key] - boot[variant][key]
+                stats[f"{key}_drop_ci95"] = interval(drops, stats[f"{key}_drop"])
+    if control in results and "qat" in results:
+        for key in ("map", "map50"):
+            gain = results["qat"][key] - results[control][key]
+            results["qat"][f"{key}_vs_{control}"] = gain
+            results["qat"][f"{key}_vs_{control}_ci95"] = interval(boot["qat"][key] - boot[control][key], gain)
+
+
+def map_summary(stats: dict) -> str:
+    """One console line: mAP@.5 and mAP with their intervals, and the drop when there is one."""
+
+    def ci(key: str) -> str:
+        lo, hi = stats[f"{key}_ci95"]
+        return f"[{lo:.3f}, {hi:.3f}]"
+
+    line = f"mAP@.5 {stats['map50']:.3f} {ci('map50')}  mAP {stats['map']:.3f} {ci('map')}"
+    if "map50_drop" in stats:
+        lo, hi = stats["map50_drop_ci95"]
+        verdict = "beyond noise" if lo > 0 or hi < 0 else "within noise"
+        line += f"  drop@.5 {stats['map50_drop']:+.3f} [{lo:+.3f}, {hi:+.3f}] {verdict}"
+    if "map50_vs_float_ft" in stats:
+        lo, hi = stats["map50_vs_float_ft_ci95"]
+        line += f"  vs control {stats['map50_vs_float_ft']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+    return line
 
 
 def per_class_csv(scores: dict[str, VariantScore], path: Path) -> None:

@@ -222,7 +222,7 @@ class StageRun(AbstractContextManager):
     ) -> None:
         import mlflow
 
-        numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
+        numeric = numeric_metrics(metrics)
         self._safe(mlflow.log_metrics, numeric, step=step)
         if on_parent and self.parent_id:
             client = mlflow.MlflowClient()
@@ -239,6 +239,18 @@ class StageRun(AbstractContextManager):
         import mlflow
 
         self._safe(mlflow.set_tags, tags)
+
+
+def numeric_metrics(metrics: dict[str, object]) -> dict[str, float]:
+    """What MLflow can plot: numbers as they are, a ``[lo, hi]`` interval as ``<key>_lo`` and
+    ``<key>_hi``; anything else (text, nested rows) is not a metric."""
+    out = {}
+    for key, value in metrics.items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out[key] = float(value)
+        elif isinstance(value, list) and len(value) == 2:
+            out[f"{key}_lo"], out[f"{key}_hi"] = float(value[0]), float(value[1])
+    return out
 
 
 class NoRun(AbstractContextManager):

@@ -53,19 +53,14 @@ def main(
     environment = bench.environment(b.threads)
     write_json(result, metrics)
     write_json({"environment": environment, "breakdown_ms": parts}, breakdown_out)
-    map_vs_latency({k: (v["latency_ms_p50"], v["map50"]) for k, v in result.items()}, plot)
+    map_vs_latency(result, plot)
     with stage.tracker(cfg, "benchmark", params, metrics.parent) as run:
         for name, row in result.items():
             run.log_metrics({f"{name}_{k}": v for k, v in row.items()}, on_parent=True)
         run.set_tags({f"env.{k}": str(v) for k, v in environment.items()})
         for path in (metrics, breakdown_out, plot):
             run.log_artifact(path)
-    for name, row in result.items():
-        console.print(
-            f"{name:14s} p50 {row['latency_ms_p50']:7.1f} ms  p90 {row['latency_ms_p90']:7.1f} ms"
-            f"  {row['fps']:5.2f} img/s  {row['size_mb']:6.1f} MB  +{row['model_rss_mb']:.0f} MB RSS"
-            f"  x{row['speedup']:.2f} vs eager  x{row['speedup_vs_best_float']:.2f} vs best float"
-        )
+    console.print(bench.table(result))
     for name, row in parts.items():
         console.print(f"{name} breakdown (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in row.items()))
 

@@ -9,7 +9,7 @@ from qdet import stage
 from qdet.aot import save_compiled
 from qdet.checkpoint import load_checkpoint
 from qdet.console import console, exit_on_error
-from qdet.export import save_artifact, script_detector, size_summary, write_manifest
+from qdet.export import graph_signature, save_artifact, script_detector, size_summary, write_manifest
 from qdet.files import write_json
 from qdet.models.detector import load_trained
 from qdet.quant.engines import int8_from_state
@@ -31,7 +31,7 @@ def main(
     cfg = stage.load(params)
     trained = load_trained(float_model, cfg.backbone, cfg.model)
     meta = {"classes": trained.classes, "backbone": trained.backbone}
-    sizes, seconds, files = {}, {}, {}
+    sizes, seconds, files, graphs = {}, {}, {}, {}
     with console.status("compiling the float model with AOTInductor"):
         files["float_inductor"] = out_dir / "float_inductor"
         sizes["float_inductor"], seconds["float_inductor"] = save_compiled(
@@ -41,6 +41,7 @@ def main(
         state = load_checkpoint(path)
         plan = QuantPlan(**state["plan"])
         int8 = int8_from_state(trained.model, state, key, qat)
+        graphs[variant] = graph_signature(int8)
         artifact_meta = {**meta, "variant": variant, "plan": state["plan"]}
         if plan.engine == "fx":
             files[variant] = out_dir / f"{variant}.ts"
@@ -56,7 +57,7 @@ def main(
         sizes["float_ts"] = save_artifact(
             script_detector(trained.model), files["float_ts"], {**meta, "variant": "float"}
         )
-    write_manifest(out_dir, files, plan.engine)
+    write_manifest(out_dir, files, plan.engine, graphs)
     result = size_summary(sizes) | {f"{k}_compile_seconds": sum(v.values()) for k, v in seconds.items()}
     write_json(result, metrics)
     with stage.tracker(cfg, "convert", params, metrics.parent) as run:

@@ -10,7 +10,7 @@ from qdet.console import console, exit_on_error
 from qdet.data.dataset import load_split
 from qdet.export import evaluated_variants, load_variant
 from qdet.files import write_json
-from qdet.metrics import add_drops, evaluate_detector, per_class_csv
+from qdet.metrics import add_drops, add_intervals, evaluate_detector, map_summary, per_class_csv
 from qdet.plots import detection_grid, pr_curves
 from qdet.progress import progress_bar
 
@@ -23,6 +23,7 @@ def main(
     processed: Path = typer.Argument(...),
     models: Path = typer.Argument(..., help="convert's folder (variants.json)"),
     peers: Path = typer.Argument(..., help="peers' folder (ort_fp32.onnx, ort_int8.onnx)"),
+    control: Path = typer.Option(..., help="control stage's folder (float_ft.pt when qat.control is on)"),
     out_dir: Path = typer.Option(..., help="COCO JSON files and per-class AP"),
     metrics: Path = typer.Option(...),
     plots: Path = typer.Option(..., help="PR curves and detection grids"),
@@ -31,7 +32,7 @@ def main(
     cfg = stage.load(params)
     stage.set_threads(cfg.train.threads)
     dataset = load_split(processed, "valid")
-    variants = evaluated_variants(models, peers)
+    variants = evaluated_variants(models, peers, control)
     scores = {}
     plots.mkdir(parents=True, exist_ok=True)
     with progress_bar() as progress:
@@ -43,6 +44,8 @@ def main(
             detection_grid(dataset, s.predictions, dataset.classes, e.grid_images, e.draw_threshold, grid_png)
     results = {variant: s.stats for variant, s in scores.items()}
     add_drops(results)
+    with console.status("bootstrap intervals over the valid images"):
+        add_intervals(results, scores)
     write_json(results, metrics)
     per_class_csv(scores, out_dir / "per_class_ap.csv")
     pr_curves({variant: s.curve for variant, s in scores.items()}, plots / "pr_curves.png")
@@ -53,8 +56,7 @@ def main(
         for path in (metrics, out_dir / "per_class_ap.csv", plots / "pr_curves.png", *grids):
             run.log_artifact(path)
     for variant, stats in results.items():
-        drop = f"  drop@.5 {stats['map50_drop']:+.3f}" if variant != "float" else ""
-        console.print(f"{variant:8s} mAP@.5 {stats['map50']:.3f}  mAP {stats['map']:.3f}{drop}")
+        console.print(f"{variant:8s} {map_summary(stats)}")
 
 
 if __name__ == "__main__":

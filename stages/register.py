@@ -30,7 +30,7 @@ def main(
     r = cfg.register
     name = model_name(r.model_name, cfg.dataset, cfg.backbone)
     variants = candidates(exported, read_json(eval_metrics), read_json(bench_metrics))
-    champion, reasons = choose_champion(variants, r.max_map_drop, r.min_speedup)
+    champion, why = choose_champion(variants, r.max_map_drop, r.min_speedup)
     with stage.tracker(cfg, "register", params, out.parent) as run:
         tags = {"dataset": cfg.dataset, "backbone": cfg.backbone, "run_id": str(run.run_id)}
         with store_lock(run.uri):  # parallel experiments may register the same model name
@@ -39,9 +39,9 @@ def main(
                 set_alias(name, r.alias, versions[champion.variant])
     champion_name = champion.variant if champion else None
     result = {"model_name": name, "versions": versions, "alias": r.alias, "champion": champion_name}
-    write_json({**result, "rejected": reasons}, out)
-    for line in reasons:
-        console.print(f"  not eligible: {line}")
+    write_json({**result, "why": why}, out)
+    for variant, reason in why.items():
+        console.print(f"  {variant}: {reason}")
     if champion:
         console.print(
             f"[green]{name}@{r.alias} -> version {versions[champion.variant]} "

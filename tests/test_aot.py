@@ -5,6 +5,7 @@ import copy
 import subprocess
 import sys
 import warnings
+import zipfile
 
 import pytest
 import torch
@@ -51,6 +52,10 @@ def test_pt2e_path_raises_no_torch_deprecation_and_loads_without_qdet(tmp_path):
         "detector.json",
         *(f"{part}.pt2" for part in PARTS),
     }
+    with zipfile.ZipFile(tmp_path / "int8" / "backbone.pt2") as package:
+        wrapper = next(n for n in package.namelist() if n.endswith(".wrapper.cpp"))
+        code = package.read(wrapper).decode()
+    assert "qconv" in code  # the compiled backbone runs oneDNN int8 convolutions
     done = subprocess.run(
         [sys.executable, "-c", LOAD_WITHOUT_QDET, str(tmp_path / "int8")], capture_output=True, text=True
     )

@@ -59,3 +59,50 @@ def test_written_files_rescore_identically(tmp_path):
     again, _ = coco_evaluate(tmp_path / "gt.json", tmp_path / "dt.json")
     assert again == stats
     assert json.loads((tmp_path / "gt.json").read_text())["categories"][0]["name"] == "sign"
+
+
+def _scored(tmp_path, preds, name):
+    from qdet.metrics import VariantScore
+
+    stats, ev = score(_records(), CLASSES, preds, tmp_path / "gt.json", tmp_path / f"{name}.json")
+    return stats, VariantScore(stats, None, {}, preds, ev)
+
+
+PERFECT = [
+    _pred([[10, 10, 40, 40], [50, 20, 70, 80]], [1, 2], [0.9, 0.8]),
+    _pred([[60, 60, 90, 95]], [1], [0.7]),
+    _pred([], [], []),
+]
+
+
+def test_resampling_every_image_once_reproduces_the_coco_stats(tmp_path):
+    import numpy as np
+
+    from qdet.metrics import resampled_maps
+
+    preds = [_pred([[11, 9, 41, 40]], [1], [0.9]), _pred([[60, 61, 90, 95]], [2], [0.7]), _pred([], [], [])]
+    stats, s = _scored(tmp_path, preds, "dt")
+    again = resampled_maps(s.evaluation, np.array([[0, 1, 2]]))
+    assert again["map"][0] == pytest.approx(stats["map"])
+    assert again["map50"][0] == pytest.approx(stats["map50"])
+    only_first = resampled_maps(s.evaluation, np.array([[0, 0, 0]]))
+    assert only_first["map50"][0] == pytest.approx(0.5)  # image a alone: sign found, person missed
+
+
+def test_intervals_hold_the_point_and_a_drop_on_one_image_is_not_beyond_noise(tmp_path):
+    from qdet.metrics import add_drops, add_intervals
+
+    worse = [PERFECT[0], _pred([], [], []), PERFECT[2]]  # misses image b's sign
+    results, scores = {}, {}
+    for name, preds in (("float", PERFECT), ("same", PERFECT), ("worse", worse)):
+        results[name], scores[name] = _scored(tmp_path, preds, name)
+    add_drops(results)
+    add_intervals(results, scores)
+    assert results["float"]["map50_ci95"] == pytest.approx([1.0, 1.0])
+    assert results["same"]["map50_drop_ci95"] == pytest.approx([0.0, 0.0])
+    lo, hi = results["worse"]["map50_drop_ci95"]
+    assert lo <= results["worse"]["map50_drop"] <= hi
+    assert lo == pytest.approx(0.0) and hi > 0.2  # resamples without image b lose nothing
+    for stats in results.values():
+        for key in ("map", "map50"):
+            assert stats[f"{key}_ci95"][0] <= stats[key] <= stats[f"{key}_ci95"][1]

@@ -15,8 +15,10 @@ class Candidate:
     artifact: Path
     map50: float
     map50_drop: float
-    speedup: float
+    speedup: float  # vs the fastest float variant of the benchmark run
+    speedup_ci95: list[float]
     latency_ms: float
+    graph: str  # int8 graph signature; equal graphs run at equal speed, whatever the noise says
 
 
 REGISTERED = ("float", "ptq", "qat")  # reference variants (ONNX Runtime peers) are never registered
@@ -34,6 +36,7 @@ def candidates(exported: Path, maps: dict, bench: dict) -> list[Candidate]:
 
     manifest = read_manifest(exported)
     row = {"float": manifest["float"], "ptq": "ptq", "qat": "qat"}  # evaluate name -> artifact/bench row
+    graphs = manifest.get("graphs", {})
     return [
         Candidate(
             v,
@@ -41,26 +44,70 @@ def candidates(exported: Path, maps: dict, bench: dict) -> list[Candidate]:
             maps[v]["map50"],
             maps[v].get("map50_drop", 0.0),
             bench[row[v]]["speedup_vs_best_float"],
+            bench[row[v]]["speedup_vs_best_float_ci95"],
             bench[row[v]]["latency_ms_p50"],
+            graphs.get(v, v),
         )
         for v in REGISTERED
     ]
 
 
+def faster_beyond_noise(a: Candidate, b: Candidate) -> bool:
+    """``a`` is faster than ``b`` and their speedup intervals do not overlap; never between two
+    variants with the same graph (PTQ and QAT of one plan), whose timings differ by noise only."""
+    from qdet.stats import disjoint
+
+    return a.graph != b.graph and a.speedup > b.speedup and disjoint(a.speedup_ci95, b.speedup_ci95)
+
+
+def _speed(c: Candidate) -> str:
+    lo, hi = c.speedup_ci95
+    return f"x{c.speedup:.2f} [{lo:.2f}, {hi:.2f}]"
+
+
 def choose_champion(
     candidates: list[Candidate], max_map_drop: float, min_speedup: float
-) -> tuple[Candidate | None, list[str]]:
-    """The fastest candidate whose mAP@.5 drop and speedup pass the gate, and why others fail."""
-    reasons, passing = [], []
+) -> tuple[Candidate | None, dict[str, str]]:
+    """The champion and, for every variant, why it won or lost.
+
+    Gate first (mAP@.5 drop and speedup vs the best float). Among the variants that pass, the
+    most accurate one wins unless another passing variant is faster beyond noise; so the winner
+    is the most accurate variant that no other passing variant beats on speed beyond noise (the
+    fastest always qualifies, so there is one whenever any variant passes)."""
+    why, passing = {}, []
     for c in candidates:
         if c.map50_drop > max_map_drop:
-            reasons.append(f"{c.variant}: mAP@.5 drop {c.map50_drop:.3f} > {max_map_drop}")
+            why[c.variant] = f"fails the gate: mAP@.5 drop {c.map50_drop:.3f} > {max_map_drop}"
         elif c.speedup < min_speedup:
-            reasons.append(f"{c.variant}: speedup vs best float {c.speedup:.2f} < {min_speedup}")
+            why[c.variant] = f"fails the gate: speedup vs best float {c.speedup:.2f} < {min_speedup}"
         else:
             passing.append(c)
-    best = min(passing, key=lambda c: c.latency_ms) if passing else None
-    return best, reasons
+    if not passing:
+        return None, why
+    beaten = {c.variant: next((o for o in passing if faster_beyond_noise(o, c)), None) for c in passing}
+    eligible = [c for c in passing if beaten[c.variant] is None]
+    champion = max(eligible, key=lambda c: (c.map50, -c.latency_ms))
+    for c in passing:
+        if c is champion:
+            why[c.variant] = (
+                f"champion: passes the gate, mAP@.5 {c.map50:.3f}, {_speed(c)} vs best float; "
+                "the most accurate variant that no other passing variant beats on speed beyond noise"
+            )
+        elif (faster := beaten[c.variant]) is not None:
+            why[c.variant] = (
+                f"passes the gate; {faster.variant} is faster beyond noise ({_speed(faster)} vs {_speed(c)})"
+            )
+        elif c.graph == champion.graph:
+            why[c.variant] = (
+                f"passes the gate; same int8 graph as {champion.variant}, so equal speed, and "
+                f"mAP@.5 {c.map50:.3f} vs {champion.map50:.3f}"
+            )
+        else:
+            why[c.variant] = (
+                f"passes the gate; mAP@.5 {c.map50:.3f} vs {champion.variant} {champion.map50:.3f}, "
+                f"and not faster beyond noise ({_speed(c)} vs {_speed(champion)})"
+            )
+    return champion, why
 
 
 def register_variant(name: str, candidate: Candidate, tags: dict[str, str]) -> str:
@@ -82,6 +129,7 @@ def register_variant(name: str, candidate: Candidate, tags: dict[str, str]) -> s
         "map50": f"{candidate.map50:.4f}",
         "map50_drop": f"{candidate.map50_drop:.4f}",
         "speedup": f"{candidate.speedup:.3f}",
+        "speedup_ci95": "[{:.3f}, {:.3f}]".format(*candidate.speedup_ci95),
         "latency_ms_p50": f"{candidate.latency_ms:.1f}",
     }.items():
         client.set_model_version_tag(name, version, key, value)

@@ -42,12 +42,12 @@ def test_kill_9_mid_training_resumes_from_last_checkpoint(prepared_repo):
     assert _metrics(repo)["epochs"] == 3
     resumed = _metrics(repo)
 
-    # an uninterrupted run from scratch ends at the same numbers
+    # an uninterrupted run from scratch ends at the same numbers, to the last bit
     checkpoint.unlink()
     run(TRAIN, repo)
     fresh = _metrics(repo)
     for key in ("loss", "val_map50", "val_map"):
-        assert resumed[key] == pytest.approx(fresh[key], abs=0.02), key
+        assert resumed[key] == fresh[key], key
 
 
 def test_corrupt_checkpoint_is_an_error_not_a_restart(prepared_repo):

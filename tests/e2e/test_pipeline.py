@@ -27,7 +27,7 @@ def repo(tmp_path_factory):
         "benchmark",
         "register",
     ]
-    assert set(order[3:-3]) == {"calibrate", "qat", "convert", "peers"}
+    assert set(order[3:-3]) == {"calibrate", "qat", "control", "convert", "peers"}
     return path
 
 
@@ -50,6 +50,15 @@ def test_metrics_cover_every_variant(repo):
         assert row["speedup_vs_best_float"] == pytest.approx(best / row["latency_ms_p50"])
     assert bench["qat"]["size_ratio"] > 3.5
     assert _metrics(repo, "convert")["qat_size_ratio"] > 3.5
+    for row in bench.values():
+        for key in ("speedup", "speedup_vs_best_float", "latency_ms_p50"):
+            lo, hi = row[f"{key}_ci95"]
+            assert lo <= row[key] <= hi, key
+    for variant, row in ev.items():
+        keys = ("map", "map50") if variant == "float" else ("map", "map50", "map_drop", "map50_drop")
+        for key in keys:
+            lo, hi = row[f"{key}_ci95"]
+            assert lo <= row[key] <= hi, (variant, key)
     breakdown = json.loads((repo / "reports" / "breakdown.json").read_text())
     assert set(breakdown["breakdown_ms"]) == {"float", "float_inductor", "int8"}
     assert breakdown["environment"]["threads"] == 2
@@ -106,6 +115,22 @@ def test_mlflow_has_one_finished_parent_with_stage_children(repo):
     train = next(r for r in runs if r.data.tags.get("qdet.stage") == "train")
     history = mlflow.MlflowClient().get_metric_history(train.info.run_id, "loss")
     assert [m.step for m in history] == [1]
+
+
+def test_champion_follows_the_rule_and_every_variant_has_its_reason(repo):
+    """register.json's champion is what the rule gives on the run's own metrics; PTQ and QAT
+    share one int8 graph, so speed noise cannot split them."""
+    from qdet.serving.registry import candidates, choose_champion
+
+    reg = _metrics(repo, "register")
+    assert set(reg["why"]) == {"float", "ptq", "qat"}
+    assert reg["why"][reg["champion"]].startswith("champion:")
+    params = yaml.safe_load((repo / "params.yaml").read_text())["register"]
+    found = candidates(repo / "models" / "export", _metrics(repo, "eval"), _metrics(repo, "benchmark"))
+    champion, _ = choose_champion(found, params["max_map_drop"], params["min_speedup"])
+    assert champion.variant == reg["champion"]
+    graphs = json.loads((repo / "models" / "export" / "variants.json").read_text())["graphs"]
+    assert graphs["ptq"] == graphs["qat"]
 
 
 def test_registered_champion_predicts_in_a_fresh_process(repo, tmp_path):
@@ -181,7 +206,7 @@ def test_qat_param_reruns_only_downstream(repo):
     params["qat"]["lr"] = 5e-5
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
     done = run(["dvc", "repro"], repo)
-    assert stages_run(done.stdout) == ["qat", "convert", "evaluate", "benchmark", "register"]
+    assert set(stages_run(done.stdout)) == {"qat", "control", "convert", "evaluate", "benchmark", "register"}
 
 
 def test_benchmark_param_reruns_only_benchmark_and_register(repo):
@@ -253,3 +278,30 @@ def test_dvc_remote_push_pull_gives_identical_files(repo, tmp_path):
     run(["dvc", "pull"], repo)
     assert {f: hashlib.md5(f.read_bytes()).hexdigest() for f in files} == before
     assert stages_run(run(["dvc", "repro"], repo).stdout) == []
+
+
+def test_a_strict_gate_moves_no_alias_and_says_why(repo, tmp_path):
+    before = _metrics(repo, "register")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    strict = tmp_path / "strict.yaml"
+    strict.write_text(yaml.safe_dump(merge(params, {"register": {"min_speedup": 1000.0}})))
+    out = tmp_path / "register.json"
+    done = run(stage_cmd("register", "--params", str(strict), "--out", str(out)), repo)
+    assert "no variant passes the gate; champion not moved" in done.stderr
+    result = json.loads(out.read_text())
+    assert result["champion"] is None
+    assert all(why.startswith("fails the gate: speedup vs best float") for why in result["why"].values())
+    client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    alias = client.get_model_version_by_alias(before["model_name"], "champion")
+    assert str(alias.version) == before["versions"][before["champion"]]
+
+
+@pytest.mark.slow
+def test_qat_control_adds_float_ft(repo):
+    run(["dvc", "exp", "run", "-S", "qat.control=true"], repo)
+    ev = _metrics(repo, "eval")
+    assert "float_ft" in ev and (repo / "models" / "control" / "float_ft.pt").exists()
+    lo, hi = ev["qat"]["map50_vs_float_ft_ci95"]
+    assert lo <= ev["qat"]["map50_vs_float_ft"] == pytest.approx(ev["qat"]["map50"] - ev["float_ft"]["map50"])
+    assert ev["qat"]["map50_vs_float_ft"] <= hi
+    assert _metrics(repo, "control")["epochs"] == 1

@@ -1,0 +1,73 @@
+"""Benchmark statistics: rotation, percentiles, medians, speedups and their paired intervals."""
+
+import numpy as np
+import pytest
+
+from qdet.bench import percentile, summarize, time_interleaved
+from qdet.stats import disjoint, interval, medians, resample
+
+
+def test_percentile_interpolates_between_ranks():
+    values = [5.0, 1.0, 3.0, 2.0, 4.0]
+    assert percentile(values, 0.0) == 1.0
+    assert percentile(values, 1.0) == 5.0
+    assert percentile(values, 0.5) == 3.0
+    assert percentile(values, 0.9) == pytest.approx(4.6)
+    assert percentile([7.0], 0.9) == 7.0
+
+
+def test_rounds_rotate_and_each_round_times_every_variant_on_one_image():
+    calls = []
+    variants = {name: (lambda images, name=name: calls.append((name, images[0]))) for name in "abc"}
+    time_interleaved(variants, [0, 1], warmup=0, rounds=3)
+    rounds = [calls[i : i + 3] for i in range(0, 9, 3)]
+    assert [[name for name, _ in r] for r in rounds] == [list("abc"), list("bca"), list("cab")]
+    assert [{image for _, image in r} for r in rounds] == [{0}, {1}, {0}]
+
+
+def test_summarize_medians_speedups_and_best_float():
+    times = {"eager": [0.10, 0.12, 0.11], "ort": [0.05, 0.06, 0.055], "int8": [0.02, 0.025, 0.03]}
+    out = summarize(times, "eager", floats=("eager", "ort"))
+    assert out["int8"]["latency_ms_p50"] == pytest.approx(25.0)
+    assert out["int8"]["latency_ms_p90"] == pytest.approx(29.0)
+    assert out["int8"]["fps"] == pytest.approx(40.0)
+    assert out["int8"]["speedup"] == pytest.approx(0.11 / 0.025)
+    assert out["int8"]["speedup_vs_best_float"] == pytest.approx(0.055 / 0.025)
+    assert out["ort"]["speedup_vs_best_float"] == pytest.approx(1.0)
+    assert "speedup_vs_best_float" not in summarize(times, "eager")["int8"]
+
+
+def test_speedup_intervals_are_paired_by_round():
+    """A slowdown that hits every variant in the same round (a busy neighbour) leaves the ratio
+    alone: the paired interval is exact, though each latency's interval is wide."""
+    load = np.linspace(1.0, 3.0, 15)
+    times = {"eager": list(0.1 * load), "int8": list(0.025 * load)}
+    row = summarize(times, "eager", floats=("eager",))["int8"]
+    assert row["speedup_ci95"] == pytest.approx([4.0, 4.0])
+    assert row["speedup_vs_best_float_ci95"] == pytest.approx([4.0, 4.0])
+    lo, hi = row["latency_ms_p50_ci95"]
+    assert hi - lo > 10
+
+
+def test_every_interval_holds_its_point_estimate():
+    rng = np.random.default_rng(1)
+    times = {name: list(rng.lognormal(np.log(scale), 0.2, 7)) for name, scale in (("a", 0.1), ("b", 0.04))}
+    out = summarize(times, "a", floats=("a",))
+    for row in out.values():
+        for key in ("speedup", "speedup_vs_best_float", "latency_ms_p50"):
+            lo, hi = row[f"{key}_ci95"]
+            assert lo <= row[key] <= hi
+    assert out["b"]["speedup_ci95"][1] > out["b"]["speedup_ci95"][0]
+
+
+def test_interval_widens_to_hold_the_point_and_disjoint():
+    assert interval(np.array([2.0, 2.0, 3.0]), 1.0)[0] == 1.0
+    assert interval(np.arange(101.0), 50.0) == pytest.approx([2.5, 97.5])
+    assert disjoint([1, 2], [2.5, 3]) and disjoint([2.5, 3], [1, 2])
+    assert not disjoint([1, 2.6], [2.5, 3])
+
+
+def test_resample_is_seeded_and_medians_per_row():
+    rows = resample(5, samples=4, seed=3)
+    assert rows.shape == (4, 5) and (resample(5, samples=4, seed=3) == rows).all()
+    assert medians([1.0, 2.0, 3.0], np.array([[0, 0, 2], [2, 2, 1]])).tolist() == [1.0, 3.0]
