@@ -23,8 +23,12 @@ class CheckpointError(QdetError):
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    """Write to a temp file in the same folder, fsync, then rename: never a half-written file."""
+    """Write to a temp file in the same folder, fsync, then rename: never a half-written file.
+    Temp files an earlier, killed save left behind are removed first (one stage writes a given
+    path at a time: :func:`qdet.stage.claim_stage`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -37,16 +41,15 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
         raise
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load with ``weights_only=True``; a corrupt or truncated file is an error naming it."""
+def load_checkpoint(path: Path, hint: str = "") -> dict[str, Any]:
+    """Load with ``weights_only=True``; a corrupt or truncated file is an error naming it (plus
+    ``hint``: what to do, which depends on whose file it is)."""
     if not path.exists():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError) as exc:
-        raise CheckpointError(
-            f"{path}: checkpoint is corrupt or unreadable ({exc}); delete it to start over"
-        ) from exc
+        raise CheckpointError(f"{path}: checkpoint is corrupt or unreadable ({exc}){hint}") from exc
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: expected a dict checkpoint, got {type(state).__name__}")
     return state
@@ -116,7 +119,11 @@ def resume_training(
     """Load ``path`` into the training objects when it was written for ``identity``.
 
     Returns (epochs done, history, a message for the user or None when there was nothing)."""
-    state = load_checkpoint(path) if path.exists() else {}
+    state = (
+        load_checkpoint(path, "; it is the stage's own resume file: delete it to start over")
+        if path.exists()
+        else {}
+    )
     if not state:
         return 0, [], None
     if state.get("fingerprint") != identity:

@@ -94,7 +94,10 @@ class TrainConfig(ScheduleConfig):
     color_jitter: float  # brightness/contrast jitter strength, 0 disables
     threads: int  # torch intra-op threads
     workers: int  # DataLoader worker processes
-    nproc: int  # processes (torchrun DDP) for training
+    nproc: int  # processes (torchrun DDP) for training, per node
+    nnodes: int  # machines training together (torchrun c10d rendezvous)
+    rdzv_endpoint: str  # host:port of the rendezvous when nnodes > 1 (a port on one of the nodes)
+    device: Literal["auto", "cpu", "cuda"]  # training and QAT only; the int8 stages stay on the CPU
 
 
 @dataclass
@@ -237,37 +240,93 @@ def section_from_dict(cls: type, data: dict[str, Any], prefix: str) -> Any:
     return _build(cls, data, prefix)
 
 
-def _check_ranges(cfg: Config) -> None:
-    def positive(key: str, value: float) -> None:
-        if value <= 0:
-            raise ConfigError(f"{key}: must be > 0, got {value}")
+POSITIVE, NON_NEGATIVE, FRACTION, UNIT = "> 0", ">= 0", "in (0, 1)", "in [0, 1]"
+_SCHEDULE = {
+    "epochs": POSITIVE,
+    "batch_size": POSITIVE,
+    "lr": POSITIVE,
+    "momentum": UNIT,
+    "weight_decay": NON_NEGATIVE,
+    "step_size": POSITIVE,
+    "gamma": POSITIVE,
+    "warmup_iters": NON_NEGATIVE,
+}
+RANGES: dict[str, str] = {
+    "seed": NON_NEGATIVE,
+    "data.valid_fraction": FRACTION,
+    "data.min_box_size": NON_NEGATIVE,
+    **{
+        f"data.synthetic.{k}": POSITIVE for k in ("num_images", "width", "height", "min_object", "max_object")
+    },
+    "data.synthetic.max_objects": POSITIVE,
+    "data.synthetic.empty_fraction": UNIT,
+    **{
+        f"model.{k}": POSITIVE
+        for k in (
+            "fpn_channels",
+            "fpn_levels",
+            "min_size",
+            "max_size",
+            "anchor_sizes",
+            "aspect_ratios",
+            "roi_output_size",
+            "roi_align_tasks",
+            "representation_size",
+            "rpn_pre_nms_top_n_train",
+            "rpn_post_nms_top_n_train",
+            "rpn_pre_nms_top_n_test",
+            "rpn_post_nms_top_n_test",
+            "box_batch_size_per_image",
+            "box_detections_per_img",
+        )
+    },
+    "model.box_score_thresh": UNIT,
+    **{f"train.{k}": v for k, v in _SCHEDULE.items()},
+    "train.color_jitter": UNIT,
+    "train.threads": POSITIVE,
+    "train.workers": NON_NEGATIVE,
+    "train.nproc": POSITIVE,
+    "train.nnodes": POSITIVE,
+    **{f"qat.{k}": v for k, v in _SCHEDULE.items()},
+    "qat.max_images": NON_NEGATIVE,
+    "qat.freeze_bn_after": NON_NEGATIVE,
+    "qat.freeze_observer_after": NON_NEGATIVE,
+    "calibrate.images": POSITIVE,
+    "evaluate.grid_images": NON_NEGATIVE,
+    "evaluate.draw_threshold": UNIT,
+    "benchmark.threads": POSITIVE,
+    "benchmark.warmup": NON_NEGATIVE,
+    "benchmark.rounds": POSITIVE,
+    "benchmark.images": POSITIVE,
+    "register.max_map_drop": UNIT,
+    "register.min_speedup": NON_NEGATIVE,
+}  # every number in params.yaml has its range here (a test checks that none is missing)
+_IN_RANGE = {
+    POSITIVE: lambda v: v > 0,
+    NON_NEGATIVE: lambda v: v >= 0,
+    FRACTION: lambda v: 0 < v < 1,
+    UNIT: lambda v: 0 <= v <= 1,
+}
 
-    positive("train.epochs", cfg.train.epochs)
-    positive("train.batch_size", cfg.train.batch_size)
-    positive("train.lr", cfg.train.lr)
-    positive("train.threads", cfg.train.threads)
-    positive("train.nproc", cfg.train.nproc)
-    positive("qat.lr", cfg.qat.lr)
-    positive("qat.batch_size", cfg.qat.batch_size)
-    positive("calibrate.images", cfg.calibrate.images)
-    positive("benchmark.threads", cfg.benchmark.threads)
-    positive("benchmark.rounds", cfg.benchmark.rounds)
-    positive("benchmark.images", cfg.benchmark.images)
-    positive("model.min_size", cfg.model.min_size)
-    positive("model.fpn_levels", cfg.model.fpn_levels)
-    positive("model.roi_align_tasks", cfg.model.roi_align_tasks)
+
+def _check_ranges(cfg: Config) -> None:
+    values = flatten(config_to_dict(cfg))
+    for key, allowed in RANGES.items():
+        value = values[key]
+        for item in value if isinstance(value, list) else [value]:
+            if not _IN_RANGE[allowed](item):
+                raise ConfigError(f"{key}: must be {allowed}, got {value}")
+    if cfg.train.nnodes > 1 and ":" not in cfg.train.rdzv_endpoint:
+        raise ConfigError("train.rdzv_endpoint: with train.nnodes > 1 give host:port of the rendezvous")
     if cfg.model.max_size < cfg.model.min_size:
         raise ConfigError("model.max_size: must be >= model.min_size")
-    if not 0.0 < cfg.data.valid_fraction < 1.0:
-        raise ConfigError(f"data.valid_fraction: must be in (0, 1), got {cfg.data.valid_fraction}")
-    if not 0.0 <= cfg.data.synthetic.empty_fraction < 1.0:
-        raise ConfigError("data.synthetic.empty_fraction: must be in [0, 1)")
+    if cfg.data.synthetic.empty_fraction == 1.0:
+        raise ConfigError("data.synthetic.empty_fraction: must be < 1 (some images need objects)")
     syn = cfg.data.synthetic
     if not 4 <= syn.min_object <= syn.max_object <= min(syn.width, syn.height):
         raise ConfigError(
             "data.synthetic.min_object/max_object: need 4 <= min_object <= max_object <= image side"
         )
-    positive("qat.epochs", cfg.qat.epochs)
     if not cfg.model.anchor_sizes or not cfg.model.aspect_ratios:
         raise ConfigError("model.anchor_sizes / model.aspect_ratios: must not be empty")
     if cfg.model.fpn and len(cfg.model.anchor_sizes) != cfg.model.fpn_levels + 1:

@@ -43,8 +43,9 @@ def exit_on_error(fn: Callable[..., Any]) -> Callable[..., Any]:
         except (QdetError, OSError) as exc:
             console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
             sys.exit(1)
-        except KeyboardInterrupt:
-            console.print("[yellow]interrupted; rerun to resume from the last checkpoint[/yellow]")
+        except KeyboardInterrupt as exc:
+            what = "terminated (SIGTERM)" if type(exc).__name__ == "Terminated" else "interrupted"
+            console.print(f"[yellow]{what}; rerun to resume from the last checkpoint[/yellow]")
             sys.exit(130)
 
     return wrapper

@@ -11,24 +11,36 @@ import signal
 import subprocess
 import sys
 from dataclasses import dataclass
-
-import torch
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from qdet.console import console
+
+if TYPE_CHECKING:
+    from qdet.config import TrainConfig
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass(frozen=True)
 class Ranks:
-    """Where this process stands in a DDP job (rank 0 of 1 when there is none)."""
+    """Where this process stands in a DDP job (rank 0 of 1 on the CPU when there is none)."""
 
     rank: int = 0
     world: int = 1
+    local_rank: int = 0
+    device: str = "cpu"
 
     @property
     def main(self) -> bool:
+        """Global rank 0: logs to MLflow and prints the job's progress."""
         return self.rank == 0
+
+    @property
+    def writer(self) -> bool:
+        """Local rank 0 of each node: validates and writes checkpoints and outputs, so every
+        node's ``dvc repro`` finds its outputs (DDP keeps the weights equal on all ranks)."""
+        return self.local_rank == 0
 
 
 def die_with_parent(sig: int) -> None:
@@ -47,22 +59,40 @@ def die_with_parent(sig: int) -> None:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
 
 
-def distributed(nproc: int, threads: int, argv: list[str]) -> Ranks:
-    """``nproc`` > 1: relaunch ``argv`` (this stage's command line) under torchrun and exit with
-    its code, or, inside torchrun, join the process group. Threads are shared out among the ranks."""
-    if nproc == 1:
-        torch.set_num_threads(threads)
-        return Ranks()
+def distributed(train: TrainConfig, argv: list[str]) -> Ranks:
+    """``train.nproc`` > 1 or ``train.nnodes`` > 1: relaunch ``argv`` (this stage's command line)
+    under torchrun and exit with its code, or, inside torchrun, join the process group. One node:
+    ``--standalone``; several: c10d rendezvous at ``train.rdzv_endpoint`` (run the same stage on
+    every node). Threads are shared out among a node's ranks; the device is chosen by
+    :mod:`qdet.device`."""
+    import torch  # here: every stage imports this module for die_with_parent, not all need torch
+
+    from qdet.device import backend, resolve
+
+    if train.nproc == 1 and train.nnodes == 1:
+        torch.set_num_threads(train.threads)
+        return Ranks(device=str(resolve(train.device)))
     if "LOCAL_RANK" not in os.environ:
+        if train.nnodes == 1:
+            where = ["--standalone"]
+        else:
+            where = [
+                f"--nnodes={train.nnodes}",
+                "--rdzv-backend=c10d",
+                f"--rdzv-endpoint={train.rdzv_endpoint}",
+            ]
+            where.append(f"--rdzv-id=qdet-{Path(argv[0]).stem}")
         command = [
             sys.executable,
             "-m",
             "torch.distributed.run",
-            "--standalone",
-            f"--nproc_per_node={nproc}",
+            *where,
+            f"--nproc-per-node={train.nproc}",
             *argv,
         ]
-        console.print(f"launching {nproc} processes: {' '.join(command[1:4])} ...")
+        console.print(
+            f"launching {train.nproc} processes on this node: {' '.join(command[1 : 4 + len(where)])} ..."
+        )
         # SIGTERM lets torchrun stop its ranks before it goes
         code = subprocess.call(command, preexec_fn=lambda: die_with_parent(signal.SIGTERM))
         if code != 0:
@@ -75,9 +105,13 @@ def distributed(nproc: int, threads: int, argv: list[str]) -> Ranks:
     die_with_parent(signal.SIGKILL)
     import torch.distributed as dist
 
-    torch.set_num_threads(max(1, threads // nproc))
-    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return Ranks(dist.get_rank(), dist.get_world_size())
+    local_rank = int(os.environ["LOCAL_RANK"])
+    device = resolve(train.device, local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    torch.set_num_threads(max(1, train.threads // train.nproc))
+    dist.init_process_group(backend(device))
+    return Ranks(dist.get_rank(), dist.get_world_size(), local_rank, str(device))
 
 
 def finish_distributed(ranks: Ranks) -> None:

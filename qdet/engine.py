@@ -13,6 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from qdet.config import ScheduleConfig
+from qdet.device import model_device, to_device
 from qdet.errors import QdetError
 
 EpochCallback = Callable[[int, dict[str, float]], None]
@@ -64,10 +65,11 @@ def train_one_epoch(
     total = len(loader) if max_batches is None else min(len(loader), max_batches)
     task = progress.add_task(f"epoch {epoch}", total=total, info="") if progress else None
     start = time.perf_counter()
+    device = model_device(model)
     for images, targets in loader:
         if batches >= total:
             break
-        losses = model(list(images), list(targets))
+        losses = model(*to_device(list(images), list(targets), device))
         loss = sum(losses.values())
         if not torch.isfinite(loss):
             values = {k: float(v) for k, v in losses.items()}
@@ -110,10 +112,11 @@ def predict_dataset(
     if isinstance(detector, nn.Module):
         detector.eval()
     out = []
+    device = model_device(detector) if isinstance(detector, nn.Module) else torch.device("cpu")
     task = progress.add_task(label, total=len(dataset), info="") if progress else None
     for i in range(len(dataset)):
         image, _ = dataset[i]
-        out.append({k: v.detach() for k, v in detector([image])[0].items()})
+        out.append({k: v.detach().cpu() for k, v in detector([image.to(device)])[0].items()})
         if progress is not None and task is not None:
             progress.update(task, advance=1)
     return out

@@ -1,11 +1,15 @@
-"""Run a detector artifact on images, folders or videos and write annotated copies.
+"""Run a detector artifact on images, folders or videos and write annotated copies, a CSV of the
+detections and a CSV of per-image latencies.
 
-Works with a TorchScript file or a ``models:/name@alias`` registry URI; needs no training code.
-Unreadable inputs are reported and skipped, never fatal.
+Works with a TorchScript file, an AOTInductor folder or a ``models:/name@alias`` registry URI;
+needs no training code. One bad input never stops the batch: it is reported, counted and the
+rest goes on.
 """
 
 from __future__ import annotations
 
+import csv
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,11 +19,17 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from qdet.data.dataset import load_image
+from qdet.errors import QdetError
 from qdet.export import load_artifact
 from qdet.plots import draw_detections
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
+DETECTION_COLUMNS = ["file", "class_name", "label", "score", "x_min", "y_min", "x_max", "y_max"]
+
+
+class ModelError(QdetError):
+    """The model argument does not name a loadable detector."""
 
 
 @dataclass
@@ -27,27 +37,61 @@ class PredictReport:
     images: int = 0
     frames: int = 0
     detections: int = 0
-    seconds: float = 0.0  # model time only
-    skipped: list[str] = field(default_factory=list)
+    seconds: float = 0.0  # model time only, after warm-up
+    failed: list[str] = field(default_factory=list)
+    latencies_ms: list[float] = field(default_factory=list)
 
     @property
     def images_per_s(self) -> float:
         return (self.images + self.frames) / self.seconds if self.seconds else 0.0
 
 
-def resolve_model(model: str) -> Path:
+def last_line(exc: BaseException) -> str:
+    """The telling line of an error: TorchScript puts its traceback first and the cause last."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
+def store_uri(explicit: str | None) -> str:
+    """The MLflow store for ``models:/`` URIs: ``--tracking-uri``, else MLFLOW_TRACKING_URI, else
+    the ``mlflow.db`` of the repository this runs in; outside one, one line saying what to set
+    (MLflow itself would create an empty ``mlflow.db`` in the current folder)."""
+    from qdet.tracking import default_uri, git
+
+    if explicit or os.environ.get("MLFLOW_TRACKING_URI"):
+        return explicit or os.environ["MLFLOW_TRACKING_URI"]
+    top = git(["rev-parse", "--show-toplevel"])
+    if top and (Path(top) / "mlflow.db").exists():
+        return default_uri(Path(top))
+    raise ModelError(
+        "models:/ needs the MLflow store: run inside the qdet repository, or pass --tracking-uri "
+        "(or set MLFLOW_TRACKING_URI) to e.g. sqlite:////path/to/qdet/mlflow.db or http://host:5000"
+    )
+
+
+def resolve_model(model: str, tracking_uri: str | None = None) -> Path:
     """A local artifact (.ts file or AOTInductor folder), or the one inside a registered model."""
     if not model.startswith(("models:/", "runs:/")):
         path = Path(model)
         if not path.exists():
-            raise FileNotFoundError(f"{path}: model file not found")
+            raise ModelError(f"{path}: model file not found")
+        if path.suffix == ".pt":
+            raise ModelError(
+                f"{path}: a training checkpoint, not an exported detector; use an artifact from "
+                "models/export/ (qat.ts, or the qat folder with the PT2E engine) or models:/<name>@<alias>"
+            )
         return path
     import mlflow
+    from mlflow.exceptions import MlflowException
 
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model))
+    uri = store_uri(tracking_uri)
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model, tracking_uri=uri))
+    except MlflowException as exc:
+        raise ModelError(f"{model} in {uri}: {str(exc).splitlines()[0]}") from None
     found = sorted([*local.rglob("*.ts"), *(p.parent for p in local.rglob("detector.json"))])
     if not found:
-        raise FileNotFoundError(f"{model}: no qdet artifact inside the registered model")
+        raise ModelError(f"{model}: no qdet artifact inside the registered model")
     return found[0]
 
 
@@ -55,72 +99,142 @@ def expand(sources: list[Path]) -> Iterator[Path]:
     for source in sources:
         if source.is_dir():
             yield from sorted(
-                p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES
+                p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES
             )
         else:
             yield source
 
 
+def output_name(path: Path, root: Path) -> Path:
+    """Where an input's annotated copy goes, relative to the output folder: its path below the
+    inputs' common folder, with the suffix kept in the name (``a/street.jpg`` ->
+    ``a/street.jpg.pred.png``), so no two inputs share an output."""
+    try:
+        relative = path.resolve().relative_to(root)
+    except ValueError:
+        relative = Path(path.name)
+    return relative.with_name(relative.name + ".pred")
+
+
 class Predictor:
-    def __init__(self, model: str, threshold: float) -> None:
-        self.module, meta = load_artifact(resolve_model(model))
+    def __init__(
+        self, model: str, threshold: float, max_pixels: int, tracking_uri: str | None = None
+    ) -> None:
+        path = resolve_model(model, tracking_uri)
+        try:
+            self.module, meta = load_artifact(path)
+        except RuntimeError as exc:  # torch.jit.load / AOTInductor on a truncated or foreign file
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelError(
+                f"{path}: not a loadable qdet artifact (truncated or corrupt?): {first}"
+            ) from None
         self.classes: list[str] = meta.get("classes", [])
         self.threshold = threshold
+        self.max_pixels = max_pixels
+        self.warm = False
+        self.rows: list[list] = []  # one per detection
+        self.timings: list[list] = []  # one per image or frame
 
     def names(self, labels: torch.Tensor) -> list[str]:
         return [self.classes[int(k) - 1] if 0 < int(k) <= len(self.classes) else str(int(k)) for k in labels]
 
     @torch.inference_mode()
-    def annotate(self, image: torch.Tensor, report: PredictReport) -> Image.Image:
+    def detect(self, image: torch.Tensor, source: str, report: PredictReport) -> Image.Image:
+        if not self.warm:  # the first call pays for lazy initialisation: not the model's speed
+            self.module([image])
+            self.warm = True
         start = time.perf_counter()
         det = self.module([image])[0]
-        report.seconds += time.perf_counter() - start
+        elapsed = time.perf_counter() - start
+        report.seconds += elapsed
+        report.latencies_ms.append(elapsed * 1e3)
         keep = det["scores"] >= self.threshold
         report.detections += int(keep.sum())
-        return draw_detections(
-            image, det["boxes"][keep], self.names(det["labels"][keep]), det["scores"][keep]
-        )
+        self.timings.append([source, round(elapsed * 1e3, 2), int(keep.sum())])
+        boxes, names, scores = det["boxes"][keep], self.names(det["labels"][keep]), det["scores"][keep]
+        for box, name, label, score in zip(
+            boxes.tolist(), names, det["labels"][keep].tolist(), scores.tolist(), strict=True
+        ):
+            self.rows.append([source, name, label, round(score, 4), *(round(v, 1) for v in box)])
+        return draw_detections(image, boxes, names, scores)
 
-    def image(self, path: Path, out_dir: Path, report: PredictReport) -> None:
+    def image(self, path: Path, target: Path, report: PredictReport) -> None:
         try:
+            with Image.open(path) as im:
+                pixels = im.width * im.height
+            if pixels > self.max_pixels:
+                report.failed.append(
+                    f"{path}: {pixels / 1e6:.0f} megapixels is above --max-pixels {self.max_pixels}"
+                )
+                return
             tensor = load_image(path)
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            report.skipped.append(f"{path}: cannot read image ({exc})")
+        except (
+            UnidentifiedImageError,
+            OSError,
+            SyntaxError,
+            ValueError,
+            Image.DecompressionBombError,
+        ) as exc:
+            report.failed.append(f"{path}: cannot read image ({exc})")
             return
-        self.annotate(tensor, report).save(out_dir / f"{path.stem}_pred.png")
+        try:
+            drawn = self.detect(tensor, str(path), report)
+        except RuntimeError as exc:  # e.g. a 1x4000 image the detector cannot resize
+            report.failed.append(f"{path}: the detector failed on this image ({last_line(exc)})")
+            return
+        target = target.with_name(target.name + ".png")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        drawn.save(target)
         report.images += 1
 
-    def video(self, path: Path, out_dir: Path, report: PredictReport) -> None:
+    def video(self, path: Path, target: Path, report: PredictReport) -> None:
         import av
         import numpy as np
 
         try:
             source = av.open(str(path))
         except (av.error.FFmpegError, OSError) as exc:
-            report.skipped.append(f"{path}: cannot open video ({exc})")
+            report.failed.append(f"{path}: cannot open video ({exc})")
             return
-        with source, av.open(str(out_dir / f"{path.stem}_pred.mp4"), "w") as sink:
+        target = target.with_name(target.name + ".mp4")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with source, av.open(str(target), "w") as sink:
             stream_in = source.streams.video[0]
             stream = sink.add_stream("mpeg4", rate=stream_in.average_rate or 25)
             stream.width, stream.height = stream_in.width, stream_in.height
+            frames = 0
             try:
                 for frame in source.decode(stream_in):
                     tensor = torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1) / 255.0
-                    drawn = self.annotate(tensor.contiguous(), report)
+                    drawn = self.detect(tensor.contiguous(), f"{path}#{frames}", report)
                     sink.mux(stream.encode(av.VideoFrame.from_ndarray(np.asarray(drawn), format="rgb24")))
+                    frames += 1
                     report.frames += 1
-            except av.error.FFmpegError as exc:
-                report.skipped.append(f"{path}: video stream broken after {report.frames} frames ({exc})")
+            except (av.error.FFmpegError, RuntimeError) as exc:
+                report.failed.append(f"{path}: video stopped after {frames} frames ({exc})")
             sink.mux(stream.encode(None))
 
     def run(self, sources: list[Path], out_dir: Path) -> PredictReport:
         out_dir.mkdir(parents=True, exist_ok=True)
         report = PredictReport()
-        for path in expand(sources):
-            if not path.exists():
-                report.skipped.append(f"{path}: no such file")
-            elif path.suffix.lower() in VIDEO_SUFFIXES:
-                self.video(path, out_dir, report)
-            else:
-                self.image(path, out_dir, report)
+        paths = list(expand(sources))
+        existing = [p.resolve().parent for p in paths if p.exists()]
+        root = Path(os.path.commonpath(existing)) if existing else Path.cwd()
+        for path in paths:
+            target = out_dir / output_name(path, root)
+            try:
+                if not path.exists():
+                    report.failed.append(f"{path}: no such file")
+                elif path.suffix.lower() in VIDEO_SUFFIXES:
+                    self.video(path, target, report)
+                else:
+                    self.image(path, target, report)
+            except OSError as exc:  # an output that cannot be written (disk full, permissions)
+                report.failed.append(f"{path}: {exc}")
+        for name, header, rows in (
+            ("detections.csv", DETECTION_COLUMNS, self.rows),
+            ("latency.csv", ["file", "latency_ms", "detections"], self.timings),
+        ):
+            with open(out_dir / name, "w", newline="") as f:
+                csv.writer(f).writerows([header, *rows])
         return report

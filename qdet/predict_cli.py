@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 import torch
@@ -17,24 +18,34 @@ app = typer.Typer(add_completion=False, help=__doc__)
 @exit_on_error
 def main(
     model: str = typer.Argument(
-        ..., help="TorchScript file (models/export/qat.ts) or models:/<name>@<alias>"
+        ..., help="artifact (models/export/qat.ts, a PT2E folder) or models:/<name>@<alias>"
     ),
-    sources: list[Path] = typer.Argument(..., help="images, folders of images, or video files"),
-    out: Path = typer.Option(Path("predictions"), help="folder for annotated outputs"),
-    threshold: float = typer.Option(0.5, help="score threshold for drawn detections"),
-    threads: int = typer.Option(2, help="torch threads"),
+    sources: list[Path] = typer.Argument(..., help="images, folders of images (recursive), or video files"),
+    out: Path = typer.Option(Path("predictions"), help="annotated copies, detections.csv, latency.csv"),
+    threshold: float = typer.Option(0.5, min=0.0, max=1.0, help="score threshold for kept detections"),
+    threads: int = typer.Option(2, min=1, help="torch threads"),
+    max_pixels: int = typer.Option(40_000_000, min=1, help="larger images are refused (memory)"),
+    tracking_uri: str = typer.Option(
+        None, help="MLflow store for models:/ (default: MLFLOW_TRACKING_URI, else this repository's)"
+    ),
 ) -> None:
     quiet_warnings()
     torch.set_num_threads(threads)
-    report = Predictor(model, threshold).run(sources, out)
-    for line in report.skipped:
-        console.print(f"[yellow]skipped[/yellow] {line}", highlight=False)
+    report = Predictor(model, threshold, max_pixels, tracking_uri).run(sources, out)
+    for line in report.failed:
+        console.print(f"[yellow]failed[/yellow] {line}", highlight=False)
+    latency = (
+        f"latency p50 {statistics.median(report.latencies_ms):.1f} ms per image after warm-up "
+        f"({report.images_per_s:.2f} images/s)"
+        if report.latencies_ms
+        else "no latency (nothing ran)"
+    )
     console.print(
         f"{report.images} images, {report.frames} video frames, {report.detections} detections "
-        f"≥ {threshold}; {report.images_per_s:.2f} images/s (model time); "
-        f"{len(report.skipped)} skipped; outputs in {out}"
+        f">= {threshold}; {latency}; {len(report.failed)} failed; outputs in {out}",
+        highlight=False,
     )
-    if report.images + report.frames == 0:
+    if report.failed or report.images + report.frames == 0:
         raise typer.Exit(1)
 
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 from pathlib import Path
-
-import numpy as np
-import torch
 
 from qdet.config import Config, config_to_dict, flatten, load_config
 from qdet.console import quiet_warnings
-from qdet.tracking import NoRun, StageRun, default_uri, git, git_commit, pipeline_key
+from qdet.errors import QdetError
+from qdet.tracking import NoRun, StageRun, check_reachable, default_uri, git, git_commit, pipeline_key
 
 
 def repo_root() -> Path:
@@ -27,22 +26,101 @@ def repo_root() -> Path:
     return Path(top) if top else Path.cwd()
 
 
-def seed_everything(seed: int) -> None:
+def workspace_root() -> Path:
+    """The workspace this process runs in (a queued experiment's temp copy, not DVC_ROOT)."""
+    top = git(["rev-parse", "--show-toplevel"])
+    return Path(top) if top else Path.cwd()
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that ``with`` blocks close: MLflow runs end as KILLED,
+    temp files are removed, and the stage exits with one line."""
+
+
+def _terminated(signum: int, _frame) -> None:
+    raise Terminated(f"signal {signum}")
+
+
+_claims: list = []  # open lock files: held for the life of the process
+
+
+def claim_stage(name: str) -> None:
+    """Make this stage process die with the ``dvc`` that started it and refuse to run while
+    another copy of the same stage runs in the same workspace.
+
+    DVC drops its own lock when it is killed; without this the orphaned stage would go on
+    (and a rerun would start a second copy next to it, both writing the same outputs and
+    timing each other). Ranks under torchrun skip it: their launching stage holds the claim.
+    """
+    if "LOCAL_RANK" in os.environ:
+        return
+    import fcntl
+
+    from qdet.distributed import die_with_parent
+
+    signal.signal(signal.SIGTERM, _terminated)
+    die_with_parent(signal.SIGTERM)
+    root = workspace_root()
+    if Path.cwd().resolve() != root.resolve() and (root / "dvc.yaml").exists():
+        raise StageBusy(  # its relative paths (data/, models/, params.yaml) would land elsewhere
+            f"run stages from the repository root, as dvc does: cd {root} (now in {Path.cwd()})"
+        )
+    lock = root / ".dvc" / "tmp" / "qdet" / f"{name}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(lock, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise StageBusy(
+            f"another '{name}' stage is running in this workspace (pid {holder}); "
+            "wait for it to finish or stop it, then rerun"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    _claims.append(handle)
+
+
+class StageBusy(QdetError):
+    """The stage cannot start here: it already runs in this workspace, or this is not the root."""
+
+
+def seed_everything(seed: int, uses_torch: bool = True) -> None:
+    import numpy as np
+
     random.seed(seed)
     np.random.seed(seed)
-    torch.manual_seed(seed)
+    if uses_torch:  # importing torch takes a second: the download stage's no-op run skips it
+        import torch
+
+        torch.manual_seed(seed)
 
 
-def load(params: Path) -> Config:
-    """The validated config (one line naming the key on error), with every RNG seeded."""
+def load(params: Path, stage: str, uses_torch: bool = True) -> Config:
+    """Claim the stage (:func:`claim_stage`), then the validated config (one line naming the key
+    on error), with every RNG seeded."""
+    claim_stage(stage)
     cfg = load_config(params)
+    if cfg.tracking.enabled:
+        check_reachable(tracking_uri())  # before any work, not after it
     quiet_warnings(deprecations=cfg.quant.engine == "fx")
-    seed_everything(cfg.seed)
+    seed_everything(cfg.seed, uses_torch)
     return cfg
 
 
 def set_threads(threads: int) -> None:
+    import torch
+
     torch.set_num_threads(threads)
+
+
+def tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI, else the repository's sqlite store."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or default_uri(repo_root())
 
 
 def tracker(cfg: Config, stage: str, params: Path, out_dir: Path) -> StageRun | NoRun:
@@ -50,7 +128,7 @@ def tracker(cfg: Config, stage: str, params: Path, out_dir: Path) -> StageRun | 
     if not cfg.tracking.enabled:
         return NoRun()
     root = repo_root()
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or default_uri(root)
+    uri = tracking_uri()
     commit = git_commit(root)
     exp_name = os.environ.get("DVC_EXP_NAME")
     tags = {

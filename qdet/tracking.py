@@ -13,6 +13,7 @@ import fcntl
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -67,9 +68,32 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
                 "start it, or unset MLFLOW_TRACKING_URI to use the local sqlite store"
             ) from exc
     elif uri.startswith("sqlite:///"):
-        folder = Path(uri.removeprefix("sqlite:///")).parent
-        if not folder.is_dir():
-            raise TrackingUnavailable(f"MLflow store {uri}: folder {folder} does not exist")
+        check_sqlite(Path(uri.removeprefix("sqlite:///")), timeout)
+
+
+def check_sqlite(db: Path, timeout: float) -> None:
+    """The sqlite store can be read and written: a locked, read-only or corrupt ``mlflow.db``
+    is one line naming it, before the stage does any work (not a long traceback at its end)."""
+    import sqlite3
+
+    if not db.parent.is_dir():
+        raise TrackingUnavailable(f"MLflow store {db}: folder {db.parent} does not exist")
+    if not db.exists():
+        if not os.access(db.parent, os.W_OK):
+            raise TrackingUnavailable(f"MLflow store {db}: folder {db.parent} is not writable")
+        return  # MLflow creates it
+    try:
+        with sqlite3.connect(db, timeout=timeout) as connection:
+            connection.execute("PRAGMA schema_version").fetchone()  # reads the header: corrupt?
+            connection.execute("BEGIN IMMEDIATE")  # takes the write lock: locked or read-only?
+            connection.rollback()
+    except sqlite3.Error as exc:
+        hint = {
+            "database is locked": "another process holds it; wait, or stop that process",
+            "attempt to write a readonly database": "make it writable, or set MLFLOW_TRACKING_URI",
+            "file is not a database": "it is not a sqlite file: move it away, or set MLFLOW_TRACKING_URI",
+        }.get(str(exc), "set MLFLOW_TRACKING_URI to another store")
+        raise TrackingUnavailable(f"MLflow store {db}: {exc}; {hint}") from None
 
 
 def _log_errors() -> tuple[type[BaseException], ...]:
@@ -138,14 +162,26 @@ class StageRun(AbstractContextManager):
         with store_lock(self.uri):
             exp_id = self._experiment_id(mlflow.MlflowClient())
             self._open_parent(mlflow, exp_id)
+        self._fail_orphans(mlflow.MlflowClient())
         child = mlflow.start_run(
             run_name=self.stage,
             nested=True,
             experiment_id=exp_id,
-            tags={**self.tags, "qdet.stage": self.stage},
+            tags={**self.tags, "qdet.stage": self.stage, **process_tags()},
         )
         self.run_id = child.info.run_id
         return self
+
+    def _fail_orphans(self, client) -> None:
+        """Stage runs of this pipeline left RUNNING by a process that is gone (kill -9, power
+        loss) end as FAILED: the UI never shows a dead stage as running."""
+        found = client.search_runs(
+            [client.get_run(self.parent_id).info.experiment_id],
+            f"tags.mlflow.parentRunId = '{self.parent_id}' and attributes.status = 'RUNNING'",
+        )
+        for run in found:
+            if not process_alive(run.data.tags):
+                self._safe(client.set_terminated, run.info.run_id, "FAILED")
 
     def _experiment_id(self, client) -> str:
         from mlflow.exceptions import MlflowException
@@ -181,12 +217,12 @@ class StageRun(AbstractContextManager):
     def __exit__(self, exc_type, exc, tb) -> None:
         import mlflow
 
-        status = "FINISHED" if exc_type is None else "FAILED"
-        try:
-            mlflow.end_run(status)  # the stage run
-            mlflow.end_run(status)  # the parent: never left RUNNING between stages
-        except _log_errors() as err:
-            self.failed.append(f"end_run: {err}")
+        if exc_type is None:
+            status = "FINISHED"
+        else:  # Ctrl-C and SIGTERM (qdet.stage.Terminated) are KeyboardInterrupts
+            status = "KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED"
+        self._safe(mlflow.end_run, status)  # the stage run
+        self._safe(mlflow.end_run, status)  # the parent: never left RUNNING between stages
         if self.failed:
             calls = Counter(entry.split(":", 1)[0] for entry in self.failed)
             which = ", ".join(f"{name} x{n}" for name, n in calls.items())
@@ -196,9 +232,15 @@ class StageRun(AbstractContextManager):
                 file=sys.stderr,
             )
 
-    def _safe(self, fn, *args, **kwargs) -> None:
+    def call(self, fn, *args, **kwargs) -> Any:
+        """``fn(*args, **kwargs)`` for any MLflow call that can reach the store (the registry's
+        too), through the same fallback: on failure it returns None, is counted, and goes to the
+        offline JSONL."""
+        return self._safe(fn, *args, **kwargs)
+
+    def _safe(self, fn, *args, **kwargs) -> Any:
         try:
-            fn(*args, **kwargs)
+            return fn(*args, **kwargs)
         except _log_errors() as err:
             self.failed.append(f"{fn.__name__}: {err}")
             self.offline_log.parent.mkdir(parents=True, exist_ok=True)
@@ -216,6 +258,7 @@ class StageRun(AbstractContextManager):
                     )
                     + "\n"
                 )
+            return None
 
     def log_metrics(
         self, metrics: dict[str, float], step: int | None = None, on_parent: bool = False
@@ -239,6 +282,25 @@ class StageRun(AbstractContextManager):
         import mlflow
 
         self._safe(mlflow.set_tags, tags)
+
+
+def process_tags() -> dict[str, str]:
+    """Which process a stage run belongs to, so a later stage can tell whether it still lives."""
+    return {"qdet.host": socket.gethostname(), "qdet.pid": str(os.getpid())}
+
+
+def process_alive(tags: dict[str, str]) -> bool:
+    """Whether the process named by :func:`process_tags` still runs; a run on another host, or
+    without the tags, counts as alive (it cannot be checked from here)."""
+    if tags.get("qdet.host") != socket.gethostname() or not tags.get("qdet.pid", "").isdigit():
+        return True
+    try:
+        os.kill(int(tags["qdet.pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def numeric_metrics(metrics: dict[str, object]) -> dict[str, float]:

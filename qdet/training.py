@@ -45,7 +45,9 @@ def _reduce(row: dict[str, float], ranks: Ranks) -> dict[str, float]:
     if ranks.world == 1:
         return row
     keys = sorted(row)
-    values = torch.tensor([row[k] for k in keys], dtype=torch.float64)
+    values = torch.tensor(
+        [row[k] for k in keys], dtype=torch.float64, device=ranks.device
+    )  # nccl: on the GPU
     dist.all_reduce(values)
     return {
         k: float(v) if k == "images_per_s" else float(v) / ranks.world
@@ -105,6 +107,7 @@ def fit(
     )
     max_batches = -(-max_images // batch_size) if max_images else None
     iters = min(len(loader), max_batches or len(loader))
+    model.to(ranks.device)
     optimizer = make_optimizer(model.parameters(), schedule)
     scheduler = make_scheduler(optimizer, schedule, iters)
     start, history, message = resume_training(checkpoint, identity, model, optimizer, scheduler)
@@ -112,7 +115,11 @@ def fit(
         console.print(message)
     if start == 0 and hooks.on_fresh_start is not None:
         hooks.on_fresh_start()
-    trained = DistributedDataParallel(model) if ranks.world > 1 else model
+    on_gpu = torch.device(ranks.device).type == "cuda"
+    if ranks.world > 1:
+        trained = DistributedDataParallel(model, device_ids=[ranks.local_rank] if on_gpu else None)
+    else:
+        trained = model
     epochs = schedule.epochs
     with progress_bar() as progress:
         for epoch in range(start, epochs):
@@ -126,7 +133,10 @@ def fit(
                     train_one_epoch(trained, optimizer, scheduler, loader, epoch + 1, bar, max_batches), ranks
                 ),
             }
-            if ranks.main:
+            if ranks.world > 1:  # BN statistics move locally after DDP's last broadcast: take rank 0's
+                for buffer in model.buffers():
+                    dist.broadcast(buffer, 0)
+            if ranks.writer:  # one per node: every node's dvc gets its checkpoint
                 row.update({f"val_{k}": v for k, v in validate(model).items()})
                 history.append(row)
                 save_training(checkpoint, model, optimizer, scheduler, epoch + 1, history, identity)
@@ -138,7 +148,7 @@ def fit(
                 if hooks.on_epoch is not None:
                     hooks.on_epoch(epoch + 1, row)
             if ranks.world > 1:
-                dist.barrier()  # the others wait while rank 0 validates and writes
+                dist.barrier()  # the others wait while each node's local rank 0 validates and writes
     return history
 
 

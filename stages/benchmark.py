@@ -32,7 +32,7 @@ def main(
     plot: Path = typer.Option(...),
     params: Path = typer.Option(Path("params.yaml")),
 ) -> None:
-    cfg = stage.load(params)
+    cfg = stage.load(params, "benchmark")
     b = cfg.benchmark
     stage.set_threads(b.threads)
     torch.backends.quantized.engine = cfg.quant.backend

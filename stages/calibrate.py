@@ -33,7 +33,7 @@ def main(
     sensitivity_png: Path = typer.Option(...),
     params: Path = typer.Option(Path("params.yaml")),
 ) -> None:
-    cfg = stage.load(params)
+    cfg = stage.load(params, "calibrate")
     stage.set_threads(cfg.train.threads)
     trained = load_trained(float_model, cfg.backbone, cfg.model)
     dataset = load_split(processed, "train")

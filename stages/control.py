@@ -33,7 +33,7 @@ def main(
     report_dir: Path = typer.Option(..., help="history CSV and curves when qat.control is on, else nothing"),
     params: Path = typer.Option(Path("params.yaml")),
 ) -> None:
-    cfg = stage.load(params)
+    cfg = stage.load(params, "control")
     history_csv, plot = report_dir / "control_history.csv", report_dir / "control_curves.png"
     folders = (out_dir, report_dir, checkpoint.parent)
     for folder in folders:
@@ -47,7 +47,7 @@ def main(
         write_json({"control": 0}, metrics)
         console.print("qat.control is off: no float fine-tuning control (set it to true to add float_ft)")
         return
-    ranks = distributed(cfg.train.nproc, cfg.train.threads, sys.argv)  # nproc > 1: under torchrun
+    ranks = distributed(cfg.train, sys.argv)  # nproc or nnodes > 1: under torchrun
     trained = load_trained(float_model, cfg.backbone, cfg.model)
     train_set, valid_set = training_datasets(
         processed, cfg.dataset, cfg.data.classes, cfg.train.hflip, cfg.train.color_jitter
@@ -75,7 +75,7 @@ def main(
             q.max_images,
             ranks,
         )
-        if ranks.main:
+        if ranks.writer:
             stored = load_checkpoint(float_model)  # same backbone and model config as the float model
             state = {"model": model.state_dict(), "config": stored["config"], "classes": trained.classes}
             save_checkpoint(state, out_dir / CONTROL_FILE)

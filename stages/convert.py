@@ -28,7 +28,7 @@ def main(
     metrics: Path = typer.Option(...),
     params: Path = typer.Option(Path("params.yaml")),
 ) -> None:
-    cfg = stage.load(params)
+    cfg = stage.load(params, "convert")
     trained = load_trained(float_model, cfg.backbone, cfg.model)
     meta = {"classes": trained.classes, "backbone": trained.backbone}
     sizes, seconds, files, graphs = {}, {}, {}, {}

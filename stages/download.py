@@ -21,11 +21,12 @@ def main(
     summary: Path = typer.Option(..., help="summary JSON"),
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
-    cfg = stage.load(params)
+    cfg = stage.load(params, "download", uses_torch=False)
     with download_progress() as progress:
-        result = acquire(cfg, raw, downloads, progress)
+        result, fresh = acquire(cfg, raw, downloads, progress)
     write_json({"dataset": cfg.dataset, **result}, summary)
-    console.print(f"[green]raw {cfg.dataset} ready in {raw / cfg.dataset}[/green] ({result})")
+    state = "ready" if fresh else "unchanged (same source content)"
+    console.print(f"[green]raw {cfg.dataset} {state} in {raw / cfg.dataset}[/green] ({result})")
 
 
 if __name__ == "__main__":

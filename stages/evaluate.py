@@ -29,7 +29,7 @@ def main(
     plots: Path = typer.Option(..., help="PR curves and detection grids"),
     params: Path = typer.Option(Path("params.yaml")),
 ) -> None:
-    cfg = stage.load(params)
+    cfg = stage.load(params, "evaluate")
     stage.set_threads(cfg.train.threads)
     dataset = load_split(processed, "valid")
     variants = evaluated_variants(models, peers, control)

@@ -24,7 +24,7 @@ def main(
     metrics: Path = typer.Option(...),
     params: Path = typer.Option(Path("params.yaml")),
 ) -> None:
-    cfg = stage.load(params)
+    cfg = stage.load(params, "peers")
     stage.set_threads(cfg.train.threads)
     trained = load_trained(float_model, cfg.backbone, cfg.model)
     calibration = load_split(processed, "train")

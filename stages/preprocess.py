@@ -20,7 +20,7 @@ def main(
     summary: Path = typer.Option(..., help="summary JSON"),
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
-    cfg = stage.load(params)
+    cfg = stage.load(params, "preprocess")
     d = cfg.data
     result = preprocess(
         cfg.dataset, raw / cfg.dataset, out, d.classes, d.min_box_size, d.valid_fraction, cfg.seed, d.strict

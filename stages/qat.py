@@ -34,8 +34,8 @@ def main(
     plot: Path = typer.Option(...),
     params: Path = typer.Option(Path("params.yaml")),
 ) -> None:
-    cfg = stage.load(params)
-    ranks = distributed(cfg.train.nproc, cfg.train.threads, sys.argv)  # nproc > 1: under torchrun
+    cfg = stage.load(params, "qat")
+    ranks = distributed(cfg.train, sys.argv)  # nproc or nnodes > 1: under torchrun
     trained = load_trained(float_model, cfg.backbone, cfg.model)
     train_set, valid_set = training_datasets(
         processed, cfg.dataset, cfg.data.classes, cfg.train.hflip, cfg.train.color_jitter
@@ -69,7 +69,7 @@ def main(
             q.max_images,
             ranks,
         )
-        if ranks.main:
+        if ranks.writer:
             state = {"qat": prepared.state_dict(), "plan": plan_dict(plan), "config": resolved}
             save_checkpoint({**state, "classes": trained.classes}, out)
             title = f"QAT {trained.backbone} on {cfg.dataset}"

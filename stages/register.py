@@ -9,7 +9,14 @@ from qdet import stage
 from qdet.config import ConfigError
 from qdet.console import console, exit_on_error
 from qdet.files import read_json, write_json
-from qdet.serving.registry import candidates, choose_champion, model_name, register_variant, set_alias
+from qdet.serving.registry import (
+    RegistryUnreachable,
+    candidates,
+    choose_champion,
+    model_name,
+    register_variant,
+    set_alias,
+)
 from qdet.tracking import store_lock
 
 app = typer.Typer(add_completion=False)
@@ -24,7 +31,7 @@ def main(
     out: Path = typer.Option(...),
     params: Path = typer.Option(Path("params.yaml")),
 ) -> None:
-    cfg = stage.load(params)
+    cfg = stage.load(params, "register")
     if not cfg.tracking.enabled:
         raise ConfigError("tracking.enabled: register needs MLflow; set it to true")
     r = cfg.register
@@ -34,14 +41,20 @@ def main(
     with stage.tracker(cfg, "register", params, out.parent) as run:
         tags = {"dataset": cfg.dataset, "backbone": cfg.backbone, "run_id": str(run.run_id)}
         with store_lock(run.uri):  # parallel experiments may register the same model name
-            versions = {c.variant: register_variant(name, c, tags) for c in variants}
-            if champion is not None:
-                set_alias(name, r.alias, versions[champion.variant])
+            versions = {c.variant: register_variant(name, c, tags, run) for c in variants}
+            moved = champion is not None and versions[champion.variant] is not None
+            moved = moved and set_alias(name, r.alias, versions[champion.variant], run)
+        failed = list(run.failed)
     champion_name = champion.variant if champion else None
     result = {"model_name": name, "versions": versions, "alias": r.alias, "champion": champion_name}
-    write_json({**result, "why": why}, out)
+    write_json({**result, "alias_moved": moved, "why": why}, out)
     for variant, reason in why.items():
         console.print(f"  {variant}: {reason}")
+    if failed:
+        raise RegistryUnreachable(
+            f"the model registry at {run.uri} could not be reached ({len(failed)} call(s) failed; "
+            f"registered: {sorted(v for v, n in versions.items() if n)}); rerun `dvc repro` when it is back"
+        )
     if champion:
         console.print(
             f"[green]{name}@{r.alias} -> version {versions[champion.variant]} "

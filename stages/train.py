@@ -30,8 +30,8 @@ def main(
     plot: Path = typer.Option(...),
     params: Path = typer.Option(Path("params.yaml")),
 ) -> None:
-    cfg = stage.load(params)
-    ranks = distributed(cfg.train.nproc, cfg.train.threads, sys.argv)  # nproc > 1: under torchrun
+    cfg = stage.load(params, "train")
+    ranks = distributed(cfg.train, sys.argv)  # nproc or nnodes > 1: under torchrun
     train_set, valid_set = training_datasets(
         processed, cfg.dataset, cfg.data.classes, cfg.train.hflip, cfg.train.color_jitter
     )
@@ -63,7 +63,7 @@ def main(
             cfg.train.workers,
             ranks=ranks,
         )
-        if ranks.main:
+        if ranks.writer:
             save_checkpoint({"model": model.state_dict(), "config": resolved, "classes": classes}, model_out)
             summary = {"processes": ranks.world, "train_seconds_this_run": time.perf_counter() - start}
             title = f"float {cfg.backbone} on {cfg.dataset}"

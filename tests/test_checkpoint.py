@@ -42,3 +42,14 @@ def test_save_checkpoint_never_leaves_a_half_written_file(tmp_path, monkeypatch)
     monkeypatch.undo()
     assert load_checkpoint(path) == {"epoch": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]
+
+
+def test_temp_files_of_a_killed_save_are_removed_by_the_next_save(tmp_path):
+    stale = tmp_path / ".train.pt.abc123.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    other = tmp_path / ".qat.pt.abc123.tmp"  # another file's temp: not ours to remove
+    other.write_bytes(b"x")
+    save_checkpoint({"epoch": 1}, tmp_path / "train.pt")
+    assert not stale.exists() and other.exists()
+    assert load_checkpoint(tmp_path / "train.pt") == {"epoch": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".qat.pt.abc123.tmp", "train.pt"]

@@ -77,3 +77,35 @@ def test_params_file_is_the_only_source_of_defaults():
                 f.name for f in dataclasses.fields(cls) if f.default_factory is not dataclasses.MISSING
             ]
             assert not defaults and not factories, (cls.__name__, defaults, factories)
+
+
+def test_every_number_in_params_has_a_range():
+    from qdet.config import RANGES, flatten
+
+    numbers = {
+        k
+        for k, v in flatten(DEFAULTS).items()
+        if isinstance(v, int | float)
+        and not isinstance(v, bool)
+        or (isinstance(v, list) and v and isinstance(v[0], int | float))
+    }
+    assert numbers == set(RANGES)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("qat.max_images", -1, "qat.max_images: must be >= 0, got -1"),
+        ("model.fpn_channels", 0, "model.fpn_channels: must be > 0, got 0"),
+        ("train.workers", -1, "train.workers: must be >= 0, got -1"),
+        ("data.valid_fraction", 1.0, "data.valid_fraction: must be in (0, 1), got 1.0"),
+        ("model.box_score_thresh", 1.5, "model.box_score_thresh: must be in [0, 1], got 1.5"),
+        ("model.anchor_sizes", [16, 0, 64, 128], "model.anchor_sizes: must be > 0, got [16, 0, 64, 128]"),
+    ],
+)
+def test_out_of_range_values_name_the_key(key, value, message):
+    section, name = key.split(".")
+    with pytest.raises(
+        ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")
+    ):
+        config_from_dict(merge(DEFAULTS, {section: {name: value}}))

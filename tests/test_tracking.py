@@ -72,3 +72,46 @@ def test_logging_failures_are_kept_locally(tmp_path, monkeypatch):
         monkeypatch.undo()
     assert len(run.failed) == 1 and "server went away" in run.failed[0]
     assert "server went away" in (tmp_path / "offline_train.jsonl").read_text()
+
+
+def test_interrupted_stage_ends_killed_and_a_dead_stage_run_is_failed_by_the_next(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        with _stage(tmp_path, "train"):
+            raise KeyboardInterrupt
+    statuses = {r.data.tags.get("qdet.stage", "parent"): r.info.status for r in _runs(tmp_path)}
+    assert statuses == {"train": "KILLED", "parent": "KILLED"}
+    # a stage run whose process is gone (kill -9 leaves it RUNNING) ...
+    stage = _stage(tmp_path, "qat")
+    stage.__enter__()
+    client = mlflow.MlflowClient(default_uri(tmp_path))
+    client.set_tag(stage.run_id, "qdet.pid", "999999999")
+    mlflow.end_run("RUNNING")
+    mlflow.end_run("RUNNING")
+    # ... is marked FAILED when the next stage of the pipeline starts
+    with _stage(tmp_path, "convert"):
+        pass
+    assert client.get_run(stage.run_id).info.status == "FAILED"
+
+
+def test_a_corrupt_or_locked_store_is_one_line_before_any_work(tmp_path):
+    import sqlite3
+
+    db = tmp_path / "mlflow.db"
+    db.write_bytes(b"this is not sqlite at all" * 100)
+    with pytest.raises(
+        TrackingUnavailable, match=r"mlflow\.db: file is not a database; it is not a sqlite file"
+    ):
+        check_reachable(default_uri(tmp_path))
+    db.unlink()
+    holder = sqlite3.connect(db)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN IMMEDIATE")  # another process writing
+    try:
+        with pytest.raises(
+            TrackingUnavailable, match=r"mlflow\.db: database is locked; another process holds it"
+        ):
+            check_reachable(default_uri(tmp_path), timeout=0.2)
+    finally:
+        holder.rollback()
+        holder.close()
+    check_reachable(default_uri(tmp_path))  # free again

@@ -85,11 +85,48 @@ def http_download(url: str, dest: Path, progress: Progress | None = None, timeou
     return dest
 
 
+MAX_EXTRACTED_BYTES = 50 * 10**9  # GTSDB's full archive unpacks to ~1.7 GB
+MAX_RATIO = 200  # unpacked / packed: images compress a few times, zip bombs a million
+
+
+def check_bounds(archive: Path, infos: list[zipfile.ZipInfo]) -> None:
+    """Refuse an archive that would unpack to more than MAX_EXTRACTED_BYTES, or expand
+    implausibly (a zip bomb), before reading a single entry."""
+    unpacked = sum(i.file_size for i in infos)
+    packed = sum(i.compress_size for i in infos)
+    if unpacked > MAX_EXTRACTED_BYTES:
+        raise SourceError(
+            f"{archive}: would unpack to {unpacked / 1e9:.1f} GB, over the "
+            f"{MAX_EXTRACTED_BYTES / 1e9:.0f} GB limit; extract it yourself and set data.source to the folder"
+        )
+    if unpacked > 10**8 and unpacked > MAX_RATIO * max(packed, 1):
+        raise SourceError(
+            f"{archive}: {packed / 1e6:.1f} MB would unpack to {unpacked / 1e9:.1f} GB "
+            f"(over {MAX_RATIO}x: a zip bomb?); refusing to extract"
+        )
+
+
+def not_a_zip(archive: Path) -> str:
+    """What the file is instead, for the error message."""
+    import tarfile
+
+    if tarfile.is_tarfile(archive):
+        return (
+            "a tar archive; qdet reads zip archives (the format GTSDB and PennFudan are published in) "
+            "or folders: unpack it and set data.source to the folder"
+        )
+    return "not a readable zip archive (truncated or another format?); qdet reads .zip files and folders"
+
+
 def safe_extract(archive: Path, target: Path) -> list[str]:
-    """Extract a zip into ``target``; refuse entries escaping it; return the top-level names."""
+    """Extract a zip into ``target``; refuse entries escaping it and archives that would unpack
+    too much; return the top-level names."""
     target = target.resolve()
+    if archive.is_file() and not zipfile.is_zipfile(archive):
+        raise SourceError(f"{archive}: {not_a_zip(archive)}")
     try:
         with zipfile.ZipFile(archive) as zf:
+            check_bounds(archive, zf.infolist())
             bad = zf.testzip()
             if bad is not None:
                 raise SourceError(f"{archive}: corrupt archive, entry {bad} fails its CRC check")
@@ -103,7 +140,7 @@ def safe_extract(archive: Path, target: Path) -> list[str]:
             zf.extractall(target)
             return sorted({Path(n).parts[0] for n in zf.namelist() if Path(n).parts})
     except zipfile.BadZipFile as exc:
-        raise SourceError(f"{archive}: not a readable zip archive (truncated?): {exc}") from exc
+        raise SourceError(f"{archive}: {not_a_zip(archive)}: {exc}") from exc
     except EOFError as exc:
         raise SourceError(f"{archive}: archive ends early (truncated): {exc}") from exc
 

@@ -42,6 +42,12 @@ def preprocess(
     if not records:
         raise DataError(f"{raw}: no usable images found for dataset {dataset}")
     train, valid = split_by_image(records, valid_fraction, seed)
+    for name, split in (("train", train), ("valid", valid)):
+        if not any(r.boxes for r in split):
+            raise DataError(
+                f"{raw}: the {name} split has no image with a box ({len(records)} usable images, "
+                f"data.valid_fraction {valid_fraction}); use more images or another data.valid_fraction"
+            )
     write_processed(out, train, valid, class_names)
 
     def count(rs: list[ImageRecord]) -> dict[str, int]:

@@ -116,7 +116,9 @@ def load_weights(model: nn.Module, path: Path) -> None:
     """Load detector weights from a qdet checkpoint or a plain state_dict (weights_only)."""
     from qdet.checkpoint import load_checkpoint
 
-    state = load_checkpoint(path)
+    state = load_checkpoint(
+        path, " (model.weights takes a torch.save'd state_dict or a qdet checkpoint, not TorchScript or ONNX)"
+    )
     state = state.get("model", state)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:

@@ -11,6 +11,7 @@ from rich.progress import Progress
 from torch import nn
 
 from qdet.data.dataset import DetectionDataset
+from qdet.device import model_device
 from qdet.quant.plan import QuantPlan
 
 
@@ -23,9 +24,10 @@ def run_calibration(
     count = min(images, len(dataset))
     task = progress.add_task("calibrate", total=count, info="") if progress else None
     start = time.perf_counter()
+    device = model_device(prepared)
     for i in range(count):
         image, _ = dataset[i]
-        prepared([image])
+        prepared([image.to(device)])
         if progress is not None and task is not None:
             progress.update(task, advance=1)
     return time.perf_counter() - start

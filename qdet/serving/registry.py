@@ -5,8 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from qdet.errors import QdetError
+
 PYFUNC_FILE = Path(__file__).with_name("detector_pyfunc.py")
 REQUIREMENTS = ["torch==2.14.1", "torchvision==0.29.1", "pillow", "pandas", "numpy"]
+
+
+class RegistryUnreachable(QdetError):
+    """Register could not reach the store: what it did is in its offline log, rerun later."""
 
 
 @dataclass
@@ -110,20 +116,23 @@ def choose_champion(
     return champion, why
 
 
-def register_variant(name: str, candidate: Candidate, tags: dict[str, str]) -> str:
-    """Log ``candidate`` as a pyfunc model in the active run and register it; returns the version."""
+def register_variant(name: str, candidate: Candidate, tags: dict[str, str], run) -> str | None:
+    """Log ``candidate`` as a pyfunc model in ``run`` (a :class:`qdet.tracking.StageRun`) and
+    register it with its tags in the same call (an interrupted register leaves no untagged
+    version); returns the version, or None when the store could not be reached (the run's
+    offline log has the call)."""
     import mlflow
 
-    info = mlflow.pyfunc.log_model(
+    info = run.call(
+        mlflow.pyfunc.log_model,
         name=f"model_{candidate.variant}",
         python_model=str(PYFUNC_FILE),
         artifacts={"detector": str(candidate.artifact)},
         pip_requirements=REQUIREMENTS,
-        registered_model_name=name,
     )
-    version = str(info.registered_model_version)
-    client = mlflow.MlflowClient()
-    for key, value in {
+    if info is None:
+        return None
+    version_tags = {
         **tags,
         "variant": candidate.variant,
         "map50": f"{candidate.map50:.4f}",
@@ -131,12 +140,15 @@ def register_variant(name: str, candidate: Candidate, tags: dict[str, str]) -> s
         "speedup": f"{candidate.speedup:.3f}",
         "speedup_ci95": "[{:.3f}, {:.3f}]".format(*candidate.speedup_ci95),
         "latency_ms_p50": f"{candidate.latency_ms:.1f}",
-    }.items():
-        client.set_model_version_tag(name, version, key, value)
-    return version
+    }
+    version = run.call(mlflow.register_model, info.model_uri, name, tags=version_tags)
+    return None if version is None else str(version.version)
 
 
-def set_alias(name: str, alias: str, version: str) -> None:
+def set_alias(name: str, alias: str, version: str, run) -> bool:
+    """Move ``alias`` to ``version``; False when the store could not be reached."""
     import mlflow
 
-    mlflow.MlflowClient().set_registered_model_alias(name, alias, version)
+    failed_before = len(run.failed)
+    run.call(mlflow.MlflowClient().set_registered_model_alias, name, alias, version)
+    return len(run.failed) == failed_before

@@ -89,3 +89,24 @@ def test_download_resumes_partial_file(tmp_path):
         assert hashlib.md5(dest.read_bytes()).hexdigest() == hashlib.md5(_RangeHandler.payload).hexdigest()
     finally:
         server.shutdown()
+
+
+def test_a_tar_archive_is_named_as_such(tmp_path):
+    import tarfile
+
+    (tmp_path / "gt.txt").write_text("x")
+    with tarfile.open(tmp_path / "data.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "gt.txt", arcname="gt.txt")
+    with pytest.raises(SourceError, match=r"data\.tar\.gz: a tar archive; qdet reads zip archives"):
+        safe_extract(tmp_path / "data.tar.gz", tmp_path / "out")
+
+
+def test_a_zip_bomb_is_refused_before_extracting(tmp_path):
+    archive = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("zeros.bin", bytes(300 * 10**6))  # 300 MB of zeros packs to ~0.3 MB
+    with pytest.raises(
+        SourceError, match=r"bomb\.zip: .* would unpack to 0\.3 GB \(over 200x: a zip bomb\?\)"
+    ):
+        safe_extract(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -167,3 +167,13 @@ def test_voc_folder_roundtrip(gtsdb_raw, tmp_path):
         (voc / "JPEGImages" / r.file_name).write_bytes(r.source.read_bytes())
     back = {r.file_name: r.boxes for r in parse_voc(voc, 2.0, Report())}
     assert back == {r.file_name: r.boxes for r in records}
+
+
+def test_a_split_left_without_boxes_is_refused_with_the_key(gtsdb_raw, tmp_path):
+    from qdet.data.records import DataError
+
+    with pytest.raises(
+        DataError, match=r"the train split has no image with a box .*data\.valid_fraction 0\.99"
+    ):
+        preprocess("gtsdb", gtsdb_raw, tmp_path / "out", "super", 2.0, 0.99, 0, False)
+    assert not (tmp_path / "out").exists()

@@ -128,3 +128,38 @@ def test_kill_9_of_the_stage_leaves_no_rank_training(ddp_repo):
     proc.wait()
     assert _all_gone(ranks), "ranks kept running after the stage was killed"
     _resumes(ddp_repo)
+
+
+def test_two_nodes_by_c10d_rendezvous_train_as_one_job_and_log_one_parent(tmp_path):
+    """Two 'machines' on localhost: two clones, one train stage each, torchrun --nnodes 2 with a
+    c10d rendezvous; a shared MLflow store (what a tracking server is for two machines)."""
+    import socket
+
+    import mlflow
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    nodes = {
+        "train": {"epochs": 1, "nnodes": 2, "rdzv_endpoint": f"127.0.0.1:{port}"},
+        "tracking": {"enabled": True},
+    }
+    repos = [make_prepared_repo(tmp_path / f"node{i}", merge(TINY, nodes)) for i in range(2)]
+    store = f"sqlite:///{tmp_path / 'shared.db'}"
+    e = env() | {"MLFLOW_TRACKING_URI": store, "GLOO_SOCKET_IFNAME": "lo"}
+    procs = [
+        subprocess.Popen(
+            stage_cmd("train"), cwd=repo, env=e, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for repo in repos
+    ]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    first, second = (load_checkpoint(repo / "models" / "float.pt")["model"] for repo in repos)
+    assert all(torch.equal(first[k], second[k]) for k in first)  # one job: the same weights on both nodes
+    assert all(json.loads((r / "metrics" / "train.json").read_text())["processes"] == 2 for r in repos)
+    mlflow.set_tracking_uri(store)
+    runs = mlflow.search_runs([mlflow.get_experiment_by_name("qdet").experiment_id], output_format="list")
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1 and {r.data.tags.get("qdet.stage") for r in runs} == {None, "train"}
+    assert all(r.info.status == "FINISHED" for r in runs)

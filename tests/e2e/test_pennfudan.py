@@ -1,6 +1,7 @@
 """dvc repro preprocess on the PennFudan look-alike: boxes agree with the raw text, rerun is a no-op."""
 
 import csv
+from pathlib import Path
 
 from qdet.data.raw import parse_pennfudan_text
 from tests.e2e.repos import make_repo, run, stages_run
@@ -25,4 +26,27 @@ def test_pennfudan_preprocess_through_dvc(tmp_path):
     )
     assert got == expected and {r["class_name"] for r in rows} == {"person"}
     assert (repo / "data" / "processed" / "classes.txt").read_text() == "person\n"
-    assert stages_run(run(["dvc", "repro", "preprocess"], repo).stdout) == []
+    assert stages_run(run(["dvc", "repro", "preprocess"], repo).stdout) == ["download"]
+
+
+def test_a_local_archive_replaced_at_the_same_path_reruns_download_and_after(tmp_path):
+    import json
+    import shutil
+
+    from qdet.config import SyntheticConfig
+    from qdet.data.synthetic import write_pennfudan
+
+    def archive(images: int) -> Path:
+        folder = tmp_path / f"made{images}"
+        write_pennfudan(folder, SyntheticConfig(images, 256, 200, 16, 48, 2, 0.0), seed=images)
+        return Path(shutil.make_archive(str(tmp_path / "mydata"), "zip", folder))
+
+    source = archive(6)
+    repo = make_repo(tmp_path / "repo", {"dataset": "pennfudan", "data": {"source": str(source)}})
+    assert stages_run(run(["dvc", "repro", "preprocess"], repo).stdout) == ["download", "preprocess"]
+    source.unlink()
+    archive(9)  # the user's new version of the data, at the same path
+    assert "download" in run(["dvc", "status"], repo).stdout
+    assert stages_run(run(["dvc", "repro", "preprocess"], repo).stdout) == ["download", "preprocess"]
+    summary = json.loads((repo / "metrics" / "preprocess.json").read_text())
+    assert summary["train"]["images"] + summary["valid"]["images"] == 9

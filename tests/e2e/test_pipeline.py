@@ -90,7 +90,8 @@ def test_same_params_and_seed_give_identical_models_and_metrics(repo, tmp_path):
 
 def test_second_repro_is_a_noop(repo):
     done = run(["dvc", "repro"], repo)
-    assert stages_run(done.stdout) == []
+    assert stages_run(done.stdout) == ["download"]  # always checks its source; finds it unchanged
+    assert "unchanged (same source content)" in done.stderr
 
 
 def test_quantized_modules_and_sensitivity_are_reported(repo):
@@ -152,27 +153,75 @@ def test_registered_champion_predicts_in_a_fresh_process(repo, tmp_path):
     assert "'class_name', 'label', 'score', 'x_min'" in done.stdout
 
 
-def test_predict_folder_skips_corrupt_file(repo, tmp_path):
-    images = tmp_path / "in"
-    images.mkdir()
-    for p in sorted((repo / "data" / "processed" / "images").iterdir())[:2]:
-        (images / p.name).write_bytes(p.read_bytes())
-    (images / "broken.png").write_bytes(b"\x89PNG not really")
-    done = run(
-        [
-            "qdet-predict",
-            str(repo / "models" / "export" / "qat.ts"),
-            str(images),
-            "--out",
-            str(tmp_path / "out"),
-            "--threshold",
-            "0.0",
-        ],
-        repo,
+def _predict(repo, *args, cwd=None, env_extra=None):
+    e = env() | (env_extra or {})
+    return subprocess.run(
+        ["qdet-predict", *map(str, args)], cwd=cwd or repo, env=e, capture_output=True, text=True, timeout=600
     )
+
+
+def test_predict_goes_on_past_bad_inputs_and_keeps_every_output(repo, tmp_path):
+    from PIL import Image
+
+    images = tmp_path / "in"
+    (images / "a").mkdir(parents=True)
+    (images / "b").mkdir()
+    source = sorted((repo / "data" / "processed" / "images").iterdir())[0]
+    picture = Image.open(source).convert("RGB")
+    picture.save(images / "a" / "street.jpg")
+    picture.save(images / "a" / "street.png")
+    picture.save(images / "b" / "street.png")
+    Image.new("RGB", (4000, 1)).save(images / "a" / "thin.png")
+    Image.new("L", (9000, 9000)).save(images / "b" / "huge.png")
+    (images / "b" / "broken.png").write_bytes(b"\x89PNG not really")
+    out = tmp_path / "out"
+    done = _predict(
+        repo,
+        repo / "models" / "export" / "qat.ts",
+        images,
+        "--out",
+        out,
+        "--threshold",
+        "0.0",
+        "--max-pixels",
+        "50000000",
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "broken.png: cannot read image" in done.stderr
-    assert "2 images" in done.stderr
-    assert len(list((tmp_path / "out").glob("*_pred.png"))) == 2
+    assert "huge.png: 81 megapixels is above --max-pixels 50000000" in done.stderr
+    assert "3 images" in done.stderr and "3 failed" in done.stderr
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
+    assert written == ["a/street.jpg.pred.png", "a/street.png.pred.png", "b/street.png.pred.png"]
+    assert (out / "detections.csv").read_text().startswith("file,class_name,label,score,x_min")
+    latency = (out / "latency.csv").read_text().splitlines()
+    assert latency[0] == "file,latency_ms,detections" and len(latency) == 4
+
+
+def test_predict_model_errors_are_one_line(repo, tmp_path):
+    image = next((repo / "data" / "processed" / "images").iterdir())
+    truncated = tmp_path / "cut.ts"
+    truncated.write_bytes((repo / "models" / "export" / "qat.ts").read_bytes()[:5000])
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    name = _metrics(repo, "register")["model_name"]
+    cases = [
+        ((truncated, image), None, None, "cut.ts: not a loadable qdet artifact"),
+        ((repo / "models" / "float.pt", image), None, None, "float.pt: a training checkpoint"),
+        (
+            (f"models:/{name}@nonexistent", image),
+            None,
+            None,
+            "models:/" + name + "@nonexistent in sqlite:///",
+        ),
+        ((f"models:/{name}@champion", image), outside, None, "models:/ needs the MLflow store"),
+    ]
+    for args, cwd, extra, message in cases:
+        done = _predict(repo, *args, "--out", tmp_path / "out", cwd=cwd, env_extra=extra)
+        assert done.returncode == 1, (args, done.stderr[-2000:])
+        assert message in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert not (outside / "mlflow.db").exists()
+    done = _predict(repo, repo / "models" / "export" / "qat.ts", image, "--threads", "0")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
 
 
 def test_qat_restarted_over_a_stale_checkpoint_equals_a_fresh_run(repo, tmp_path):
@@ -206,7 +255,8 @@ def test_qat_param_reruns_only_downstream(repo):
     params["qat"]["lr"] = 5e-5
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
     done = run(["dvc", "repro"], repo)
-    assert set(stages_run(done.stdout)) == {"qat", "control", "convert", "evaluate", "benchmark", "register"}
+    ran = set(stages_run(done.stdout))
+    assert ran == {"download", "qat", "control", "convert", "evaluate", "benchmark", "register"}
 
 
 def test_benchmark_param_reruns_only_benchmark_and_register(repo):
@@ -214,7 +264,7 @@ def test_benchmark_param_reruns_only_benchmark_and_register(repo):
     params["benchmark"]["rounds"] = 3
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
     done = run(["dvc", "repro"], repo)
-    assert stages_run(done.stdout) == ["benchmark", "register"]
+    assert stages_run(done.stdout) == ["download", "benchmark", "register"]
 
 
 def test_unknown_param_fails_with_key_and_no_traceback(repo):
@@ -256,7 +306,7 @@ def test_predict_on_a_video(repo, tmp_path):
         repo,
     )
     assert "4 video frames" in done.stderr
-    with av.open(str(tmp_path / "out" / "clip_pred.mp4")) as out:
+    with av.open(str(tmp_path / "out" / "clip.mp4.pred.mp4")) as out:
         assert sum(1 for _ in out.decode(video=0)) == 4
 
 
@@ -277,7 +327,7 @@ def test_dvc_remote_push_pull_gives_identical_files(repo, tmp_path):
         shutil.rmtree(repo / folder)
     run(["dvc", "pull"], repo)
     assert {f: hashlib.md5(f.read_bytes()).hexdigest() for f in files} == before
-    assert stages_run(run(["dvc", "repro"], repo).stdout) == []
+    assert stages_run(run(["dvc", "repro"], repo).stdout) == ["download"]
 
 
 def test_a_strict_gate_moves_no_alias_and_says_why(repo, tmp_path):

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import mlflow
 import pytest
 import requests
 
@@ -145,3 +146,31 @@ def test_server_lost_mid_training_training_finishes_and_reports(server, tmp_path
     records = [json.loads(line) for line in local.read_text().splitlines()]
     steps = {r["kwargs"].get("step") for r in records if r["call"] == "log_metrics"}
     assert {2, 3} <= steps, records
+
+
+def test_two_queued_experiments_share_a_server_with_proxied_artifacts(server, tmp_path):
+    """Two `dvc exp` workers at once against one `mlflow server` that serves the artifacts
+    itself (no shared disk needed): every run, artifact and registry version arrives."""
+    e = env() | {"MLFLOW_TRACKING_URI": server.url}
+    repo = make_repo(tmp_path / "repo", {"data": {"synthetic": {"num_images": 12}}})
+    for seed in (1, 2):
+        run(["dvc", "exp", "run", "--queue", "-n", f"seed{seed}", "-S", f"seed={seed}"], repo, env=e)
+    run(["dvc", "queue", "start", "-j", "2"], repo, env=e)
+    deadline = time.time() + 1500
+    while time.time() < deadline:
+        status = run(["dvc", "queue", "status"], repo, env=e).stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(10)
+    assert status.count("Success") == 2, status
+    client = mlflow.MlflowClient(server.url)
+    runs = client.search_runs([client.get_experiment_by_name("qdet").experiment_id])
+    parents = {r.data.tags.get("dvc_exp_name") for r in runs if "mlflow.parentRunId" not in r.data.tags}
+    assert parents == {"seed1", "seed2"} and all(r.info.status == "FINISHED" for r in runs)
+    for r in runs:
+        if r.data.tags.get("qdet.stage") == "benchmark":
+            assert r.info.artifact_uri.startswith("mlflow-artifacts:")  # through the server
+            assert "benchmark.json" in {a.path for a in client.list_artifacts(r.info.run_id)}
+    versions = client.search_model_versions("name='qdet-gtsdb-resnet18'")
+    assert len(versions) == 6 and all("variant" in v.tags for v in versions)
+    assert not (repo / "mlflow.db").exists() and not (repo / "mlartifacts").exists()
