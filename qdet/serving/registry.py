@@ -116,6 +116,39 @@ def choose_champion(
     return champion, why
 
 
+def signature():
+    """What the model takes and returns, shown on its registry page and checked by MLflow: a
+    ``path`` or an ``image`` (base64-encoded file) column in, one row per detection out, and the
+    predict-time params ``score_threshold`` and ``max_detections`` (0 = all)."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
+
+    outputs = [("image", "long"), ("class_name", "string"), ("label", "long"), ("score", "double")]
+    outputs += [(name, "double") for name in ("x_min", "y_min", "x_max", "y_max")]
+    return ModelSignature(
+        inputs=Schema(
+            [ColSpec("string", "path", required=False), ColSpec("string", "image", required=False)]
+        ),
+        outputs=Schema([ColSpec(dtype, name) for name, dtype in outputs]),
+        params=ParamSchema(
+            [ParamSpec("score_threshold", "double", 0.0), ParamSpec("max_detections", "long", 0)]
+        ),
+    )
+
+
+def input_example():
+    """One small image, base64-encoded: what a request to ``mlflow models serve`` carries."""
+    import base64
+    import io
+
+    import pandas as pd
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (120, 120, 120)).save(buffer, format="PNG")
+    return pd.DataFrame({"image": [base64.b64encode(buffer.getvalue()).decode()]})
+
+
 def register_variant(name: str, candidate: Candidate, tags: dict[str, str], run) -> str | None:
     """Log ``candidate`` as a pyfunc model in ``run`` (a :class:`qdet.tracking.StageRun`) and
     register it with its tags in the same call (an interrupted register leaves no untagged
@@ -129,6 +162,8 @@ def register_variant(name: str, candidate: Candidate, tags: dict[str, str], run)
         python_model=str(PYFUNC_FILE),
         artifacts={"detector": str(candidate.artifact)},
         pip_requirements=REQUIREMENTS,
+        signature=signature(),
+        input_example=input_example(),
     )
     if info is None:
         return None
