@@ -176,8 +176,23 @@ def register_variant(name: str, candidate: Candidate, tags: dict[str, str], run)
         "speedup_ci95": "[{:.3f}, {:.3f}]".format(*candidate.speedup_ci95),
         "latency_ms_p50": f"{candidate.latency_ms:.1f}",
     }
-    version = run.call(mlflow.register_model, info.model_uri, name, tags=version_tags)
+    version = run.call(create_version, name, info.model_uri, run.parent_id or run.run_id, version_tags)
     return None if version is None else str(version.version)
+
+
+def create_version(name: str, source: str, run_id: str, tags: dict[str, str]):
+    """A registry version of the model logged at ``source``, with its tags in the same call, and
+    linked to ``run_id``: the pipeline's parent run, where the metrics that chose it are."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient()
+    try:
+        client.create_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    return client.create_model_version(name, source, run_id=run_id, tags=tags)
 
 
 def set_alias(name: str, alias: str, version: str, run) -> bool:

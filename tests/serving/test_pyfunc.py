@@ -27,6 +27,10 @@ class DirectRun:
     """The part of a StageRun that register_variant uses, without the offline fallback."""
 
     failed: list[str] = []
+    parent_id = None
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
 
     def call(self, fn, *args, **kwargs):
         return fn(*args, **kwargs)
@@ -50,9 +54,10 @@ def registered(tmp_path_factory):
     save_artifact(script_detector(model), artifact, {"classes": ["a", "b", "c"], "variant": "float"})
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     mlflow.set_experiment("pyfunc-test")
-    with mlflow.start_run():
+    with mlflow.start_run() as run:
         candidate = Candidate("float", artifact, 0.5, 0.0, 1.0, [0.9, 1.1], 100.0, "g")
-        version = register_variant("tiny", candidate, {"dataset": "x"}, DirectRun())
+        version = register_variant("tiny", candidate, {"dataset": "x"}, DirectRun(run.info.run_id))
+    assert mlflow.MlflowClient().get_model_version("tiny", version).run_id == run.info.run_id
     return f"sqlite:///{tmp_path / 'mlflow.db'}", version
 
 
