@@ -51,7 +51,8 @@ def main(
     pr_curves({variant: s.curve for variant, s in scores.items()}, plots / "pr_curves.png")
     with stage.tracker(cfg, "evaluate", params, metrics.parent) as run:
         for variant, stats in results.items():
-            run.log_metrics({f"{variant}_{k}": v for k, v in stats.items()}, on_parent=True)
+            scored = {f"{variant}_{k}": v for k, v in stats.items() if v != -1.0}  # -1: no such objects
+            run.log_metrics(scored, on_parent=True)
         grids = [plots / f"detections_{v}.png" for v in variants]
         for path in (metrics, out_dir / "per_class_ap.csv", plots / "pr_curves.png", *grids):
             run.log_artifact(path)

@@ -6,7 +6,8 @@ only torch, torchvision, numpy, pandas, PIL and mlflow. No Python class is pickl
 
 Input: a DataFrame with a ``path`` column (image files) or an ``image`` column (encoded image
 bytes or base64 strings), a list of paths, or one HxWx3 uint8 array. Output: one row per
-detection (image index, class name, label, score, box in pixel edges).
+detection (image index, class name, label, score, box in pixel edges). Params at predict time:
+``score_threshold`` (drop detections below it) and ``max_detections`` (per image, best first).
 """
 
 import base64
@@ -14,6 +15,7 @@ import importlib.util
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -66,17 +68,25 @@ class TorchScriptDetector(PythonModel):
         self.model, self.classes = _load(Path(context.artifacts["detector"]))
         self.threshold = float((context.model_config or {}).get("score_threshold", 0.0))
 
-    def predict(self, context, model_input, params=None) -> pd.DataFrame:
-        threshold = float((params or {}).get("score_threshold", self.threshold))
+    def predict(
+        self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        params = params or {}
+        threshold = float(params.get("score_threshold", self.threshold))
+        keep = int(params.get("max_detections", 0) or 0)  # 0: all the detector returns
         rows = []
         with torch.inference_mode():
             for i, image in enumerate(_images(model_input)):
                 det = self.model([image])[0]
-                for box, label, score in zip(
-                    det["boxes"].tolist(), det["labels"].tolist(), det["scores"].tolist(), strict=True
-                ):
-                    if score < threshold:
-                        continue
+                found = [
+                    (score, box, label)
+                    for box, label, score in zip(
+                        det["boxes"].tolist(), det["labels"].tolist(), det["scores"].tolist(), strict=True
+                    )
+                    if score >= threshold
+                ]
+                found.sort(key=lambda d: -d[0])
+                for score, box, label in found[:keep] if keep else found:
                     name = self.classes[label - 1] if 0 < label <= len(self.classes) else str(label)
                     rows.append([i, name, label, score, *box])
         return pd.DataFrame(rows, columns=COLUMNS)

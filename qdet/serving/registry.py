@@ -116,6 +116,39 @@ def choose_champion(
     return champion, why
 
 
+def signature():
+    """What the model takes and returns, shown on its registry page and checked by MLflow: a
+    ``path`` or an ``image`` (base64-encoded file) column in, one row per detection out, and the
+    predict-time params ``score_threshold`` and ``max_detections`` (0 = all)."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
+
+    outputs = [("image", "long"), ("class_name", "string"), ("label", "long"), ("score", "double")]
+    outputs += [(name, "double") for name in ("x_min", "y_min", "x_max", "y_max")]
+    return ModelSignature(
+        inputs=Schema(
+            [ColSpec("string", "path", required=False), ColSpec("string", "image", required=False)]
+        ),
+        outputs=Schema([ColSpec(dtype, name) for name, dtype in outputs]),
+        params=ParamSchema(
+            [ParamSpec("score_threshold", "double", 0.0), ParamSpec("max_detections", "long", 0)]
+        ),
+    )
+
+
+def input_example():
+    """One small image, base64-encoded: what a request to ``mlflow models serve`` carries."""
+    import base64
+    import io
+
+    import pandas as pd
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (120, 120, 120)).save(buffer, format="PNG")
+    return pd.DataFrame({"image": [base64.b64encode(buffer.getvalue()).decode()]})
+
+
 def register_variant(name: str, candidate: Candidate, tags: dict[str, str], run) -> str | None:
     """Log ``candidate`` as a pyfunc model in ``run`` (a :class:`qdet.tracking.StageRun`) and
     register it with its tags in the same call (an interrupted register leaves no untagged
@@ -129,6 +162,8 @@ def register_variant(name: str, candidate: Candidate, tags: dict[str, str], run)
         python_model=str(PYFUNC_FILE),
         artifacts={"detector": str(candidate.artifact)},
         pip_requirements=REQUIREMENTS,
+        signature=signature(),
+        input_example=input_example(),
     )
     if info is None:
         return None
@@ -141,8 +176,23 @@ def register_variant(name: str, candidate: Candidate, tags: dict[str, str], run)
         "speedup_ci95": "[{:.3f}, {:.3f}]".format(*candidate.speedup_ci95),
         "latency_ms_p50": f"{candidate.latency_ms:.1f}",
     }
-    version = run.call(mlflow.register_model, info.model_uri, name, tags=version_tags)
+    version = run.call(create_version, name, info.model_uri, run.parent_id or run.run_id, version_tags)
     return None if version is None else str(version.version)
+
+
+def create_version(name: str, source: str, run_id: str, tags: dict[str, str]):
+    """A registry version of the model logged at ``source``, with its tags in the same call, and
+    linked to ``run_id``: the pipeline's parent run, where the metrics that chose it are."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient()
+    try:
+        client.create_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    return client.create_model_version(name, source, run_id=run_id, tags=tags)
 
 
 def set_alias(name: str, alias: str, version: str, run) -> bool:

@@ -1,0 +1,121 @@
+"""The registered pyfunc model: signature, input example, predict-time params honoured."""
+
+import base64
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+import requests
+import torch
+from PIL import Image
+
+from qdet.export import save_artifact, script_detector
+from qdet.models.detector import build_detector
+from qdet.serving.registry import Candidate, register_variant
+from tests.helpers import TINY_MODEL
+
+
+class DirectRun:
+    """The part of a StageRun that register_variant uses, without the offline fallback."""
+
+    failed: list[str] = []
+    parent_id = None
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+
+    def call(self, fn, *args, **kwargs):
+        return fn(*args, **kwargs)
+
+
+def _image_b64() -> str:
+    torch.manual_seed(3)
+    array = (torch.rand(96, 128, 3) * 255).byte().numpy()
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+@pytest.fixture(scope="module")
+def registered(tmp_path_factory):
+    """A tiny float detector registered as version 1 of ``tiny`` in a fresh sqlite store."""
+    tmp_path = tmp_path_factory.mktemp("registry")
+    torch.manual_seed(0)
+    model = build_detector("resnet18", TINY_MODEL, num_classes=3).eval()
+    artifact = tmp_path / "float.ts"
+    save_artifact(script_detector(model), artifact, {"classes": ["a", "b", "c"], "variant": "float"})
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_experiment("pyfunc-test")
+    with mlflow.start_run() as run:
+        candidate = Candidate("float", artifact, 0.5, 0.0, 1.0, [0.9, 1.1], 100.0, "g")
+        version = register_variant("tiny", candidate, {"dataset": "x"}, DirectRun(run.info.run_id))
+    assert mlflow.MlflowClient().get_model_version("tiny", version).run_id == run.info.run_id
+    return f"sqlite:///{tmp_path / 'mlflow.db'}", version
+
+
+def test_registered_model_has_a_signature_and_honours_its_params(registered):
+    uri, version = registered
+    mlflow.set_tracking_uri(uri)
+    info = mlflow.models.get_model_info(f"models:/tiny/{version}")
+    assert {p.name for p in info.signature.params} == {"score_threshold", "max_detections"}
+    assert [c.name for c in info.signature.inputs.inputs] == ["path", "image"]
+    assert mlflow.MlflowClient().get_model_version("tiny", version).tags["variant"] == "float"
+
+    loaded = mlflow.pyfunc.load_model(f"models:/tiny/{version}")
+    frame = pd.DataFrame({"image": [_image_b64()]})
+    everything = loaded.predict(frame, params={"score_threshold": 0.0})
+    assert (everything["score"] < 0.5).any()  # so the threshold below has something to drop
+    kept = loaded.predict(frame, params={"score_threshold": 0.5})
+    assert (kept["score"] >= 0.5).all() and len(kept) < len(everything)
+    top = loaded.predict(frame, params={"score_threshold": 0.0, "max_detections": 2})
+    assert len(top) == 2 and top["score"].tolist() == sorted(everything["score"], reverse=True)[:2]
+
+
+def test_mlflow_models_serve_answers_the_readme_request(registered, tmp_path):
+    """The README's curl request, sent to a real ``mlflow models serve`` on localhost."""
+    uri, version = registered
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mlflow_bin = Path(sys.executable).parent / "mlflow"
+    command = [str(mlflow_bin), "models", "serve", "--env-manager", "local", "-m", f"models:/tiny/{version}"]
+    server = subprocess.Popen(
+        [*command, "--host", "127.0.0.1", "--port", str(port)],
+        env={
+            **os.environ,
+            "MLFLOW_TRACKING_URI": uri,
+            "PATH": f"{mlflow_bin.parent}{os.pathsep}{os.environ['PATH']}",
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if requests.get(f"{url}/ping", timeout=2).ok:
+                    break
+            except requests.RequestException:
+                time.sleep(1)
+        frame = {"dataframe_split": {"columns": ["image"], "data": [[_image_b64()]]}}
+        answer = requests.post(f"{url}/invocations", json=frame, timeout=60)
+        assert answer.ok, answer.text[-2000:]
+        scores = sorted(r["score"] for r in answer.json()["predictions"])
+        middle = scores[len(scores) // 2]
+        request = frame | {"params": {"score_threshold": middle, "max_detections": 3}}
+        rows = requests.post(f"{url}/invocations", json=request, timeout=60).json()["predictions"]
+        assert rows and all(r["score"] >= middle for r in rows) and len(rows) <= 3
+        assert set(rows[0]) == {"image", "class_name", "label", "score", "x_min", "y_min", "x_max", "y_max"}
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
