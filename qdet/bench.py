@@ -256,9 +256,9 @@ def breakdowns(
     return out
 
 
-def table(result: dict[str, dict]):
-    """The console table: latency, size, memory and both speedups with their 95% intervals."""
-    from rich.table import Table
+def table(result: dict[str, dict]) -> str:
+    """The console table, fastest first: latency, size, memory and both speedups with their 95%
+    intervals; plain fixed-width lines, so a log (no terminal width) keeps one row per variant."""
 
     def ratio(row: dict, key: str) -> str:
         if key not in row:
@@ -266,18 +266,15 @@ def table(result: dict[str, dict]):
         lo, hi = row[f"{key}_ci95"]
         return f"x{row[key]:.2f} [{lo:.2f}, {hi:.2f}]"
 
-    out = Table(title="benchmark (95% intervals over rounds)", title_justify="left")
-    for column in ("variant", "p50 ms", "p90 ms", "img/s", "MB", "+RSS MB", "vs eager", "vs best float"):
-        out.add_column(column, justify="left" if column == "variant" else "right")
+    lines = [
+        "benchmark, fastest first (95% intervals over rounds):",
+        f"{'variant':15s} {'p50 ms':>7s} {'p90 ms':>7s} {'img/s':>6s} {'MB':>6s} {'+RSS MB':>7s}"
+        f"  {'vs float eager':20s}  {'vs best float':20s}",
+    ]
     for name, row in sorted(result.items(), key=lambda item: item[1]["latency_ms_p50"]):
-        out.add_row(
-            name,
-            f"{row['latency_ms_p50']:.1f}",
-            f"{row['latency_ms_p90']:.1f}",
-            f"{row['fps']:.2f}",
-            f"{row['size_mb']:.1f}",
-            f"{row['model_rss_mb']:.0f}",
-            ratio(row, "speedup"),
-            ratio(row, "speedup_vs_best_float"),
+        lines.append(
+            f"{name:15s} {row['latency_ms_p50']:7.1f} {row['latency_ms_p90']:7.1f} {row['fps']:6.2f}"
+            f" {row['size_mb']:6.1f} {row['model_rss_mb']:7.0f}  {ratio(row, 'speedup'):20s}"
+            f"  {ratio(row, 'speedup_vs_best_float')}"
         )
-    return out
+    return "\n".join(lines)

@@ -60,7 +60,7 @@ def main(
         run.set_tags({f"env.{k}": str(v) for k, v in environment.items()})
         for path in (metrics, breakdown_out, plot):
             run.log_artifact(path)
-    console.print(bench.table(result))
+    console.print(bench.table(result), highlight=False)
     for name, row in parts.items():
         console.print(f"{name} breakdown (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in row.items()))
 
