@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from qdet.console import console
+from qdet.lifeline import die_with_parent
 
 if TYPE_CHECKING:
     from qdet.config import TrainConfig
-
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass(frozen=True)
@@ -43,29 +42,13 @@ class Ranks:
         return self.local_rank == 0
 
 
-def die_with_parent(sig: int) -> None:
-    """Linux: ask the kernel to send ``sig`` to this process when its parent dies.
-
-    torchrun starts its ranks in new sessions and does not watch for its own parent, so a
-    kill -9 of the stage (or of torchrun) would leave ranks training on and writing checkpoints
-    under the rerun that is meant to resume from them.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_PDEATHSIG, sig) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-
-
 def distributed(train: TrainConfig, argv: list[str]) -> Ranks:
     """``train.nproc`` > 1 or ``train.nnodes`` > 1: relaunch ``argv`` (this stage's command line)
     under torchrun and exit with its code, or, inside torchrun, join the process group. One node:
     ``--standalone``; several: c10d rendezvous at ``train.rdzv_endpoint`` (run the same stage on
     every node). Threads are shared out among a node's ranks; the device is chosen by
     :mod:`qdet.device`."""
-    import torch  # here: every stage imports this module for die_with_parent, not all need torch
+    import torch  # here: importing this module (for Ranks) must stay cheap
 
     from qdet.device import backend, resolve
 

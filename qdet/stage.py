@@ -56,10 +56,10 @@ def claim_stage(name: str) -> None:
         return
     import fcntl
 
-    from qdet.distributed import die_with_parent
+    from qdet.lifeline import die_with_dvc
 
     signal.signal(signal.SIGTERM, _terminated)
-    die_with_parent(signal.SIGTERM)
+    die_with_dvc(signal.SIGTERM)
     root = workspace_root()
     if Path.cwd().resolve() != root.resolve() and (root / "dvc.yaml").exists():
         raise StageBusy(  # its relative paths (data/, models/, params.yaml) would land elsewhere

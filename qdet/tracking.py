@@ -13,6 +13,7 @@ import fcntl
 import hashlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from typing import Any
 import requests
 
 from qdet.errors import QdetError
+from qdet.lifeline import deferred_signal
 
 
 class TrackingUnavailable(QdetError):
@@ -157,6 +159,15 @@ class StageRun(AbstractContextManager):
         import mlflow
 
         mlflow.set_tracking_uri(self.uri)
+        try:
+            with deferred_signal(signal.SIGTERM):
+                self._open_runs(mlflow)
+        except KeyboardInterrupt as exc:  # held back until the runs exist: end them, then stop
+            self.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        return self
+
+    def _open_runs(self, mlflow) -> None:
         # Parallel `dvc exp` workers share one store: the first use creates the sqlite schema,
         # the experiment and the parent run, and two workers doing that at once collide.
         with store_lock(self.uri):
@@ -170,7 +181,6 @@ class StageRun(AbstractContextManager):
             tags={**self.tags, "qdet.stage": self.stage, **process_tags()},
         )
         self.run_id = child.info.run_id
-        return self
 
     def _fail_orphans(self, client) -> None:
         """Stage runs of this pipeline left RUNNING by a process that is gone (kill -9, power

@@ -91,3 +91,14 @@ def test_walker_sees_local_imports_and_module_strings(tmp_path: Path) -> None:
     script.write_text('def f():\n    from qdet.files import write_json\n\ncmd = ["-m", "qdet.memprobe"]\n')
     found = {p.relative_to(REPO).as_posix() for p in imported_files(script)}
     assert found == {"qdet/__init__.py", "qdet/files.py", "qdet/memprobe.py"}
+
+
+def test_qat_depends_on_its_schedule_but_not_on_the_control_switch() -> None:
+    """``qat.control`` adds the float_ft control; switching it on must not retrain QAT."""
+    import dataclasses
+
+    from qdet.config import QatConfig
+
+    params = {p for p in stages()["qat"]["params"] if isinstance(p, str) and p.startswith("qat.")}
+    fields = {f"qat.{f.name}" for f in dataclasses.fields(QatConfig)}
+    assert params == fields - {"qat.control"}

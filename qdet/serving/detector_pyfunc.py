@@ -41,7 +41,15 @@ def _images(model_input) -> list[torch.Tensor]:
     if isinstance(model_input, list):
         model_input = pd.DataFrame({"path": model_input})
     if "path" in model_input.columns:
-        return [_to_tensor(Image.open(p)) for p in model_input["path"]]
+        cells = model_input["path"]  # {"path": [a, b]} arrives as one cell holding the list
+        paths = [p for cell in cells for p in (cell if isinstance(cell, (list, np.ndarray)) else [cell])]
+        return [_to_tensor(Image.open(p)) for p in paths]
+    if "image" not in model_input.columns:  # e.g. a bare list, whose column MLflow drops
+        raise ValueError(
+            "expected a 'path' column (image files) or an 'image' column (base64-encoded image "
+            f"bytes), got columns {list(model_input.columns)}: "
+            "predict({'path': ['street.jpg']}) or predict(pd.DataFrame({'image': [b64]}))"
+        )
     out = []
     for value in model_input["image"]:
         raw = base64.b64decode(value) if isinstance(value, str) else bytes(value)

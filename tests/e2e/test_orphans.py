@@ -52,21 +52,46 @@ def _runs(repo: Path):
     return mlflow.search_runs([exp.experiment_id], output_format="list") if exp else []
 
 
+def _state(repo: Path, log: Path) -> str:
+    """What a stage that outlived dvc is doing: its signal masks and kernel wait, and its output."""
+    lines = []
+    for pid in stage_pids(repo, "train.py"):
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+        lines += [f"pid {pid}:"] + [s for s in status if s.startswith(("State", "PPid", "Sig", "Threads"))]
+        lines.append("wchan " + Path(f"/proc/{pid}/wchan").read_text())
+    return "\n".join(lines) + "\n" + log.read_text()[-3000:]
+
+
 def _running(repo: Path, stage: str) -> list:
     return [r for r in _runs(repo) if r.info.status == "RUNNING" and r.data.tags.get("qdet.stage") == stage]
 
 
-def test_a_stage_dies_with_the_dvc_that_started_it(repo):
+@pytest.mark.parametrize("shell", ["/bin/sh", "/bin/bash"])  # dash keeps a shell between dvc and the stage
+def test_a_stage_dies_with_the_dvc_that_started_it(repo, shell, tmp_path):
+    log = tmp_path / "dvc.log"
+    if not Path(shell).exists():
+        pytest.skip(f"{shell} is not installed")
     dvc = subprocess.Popen(
-        ["dvc", "repro", "train"], cwd=repo, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        ["dvc", "repro", "train"],
+        cwd=repo,
+        env={**env(), "SHELL": shell},
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
     )
     assert wait_for(lambda: stage_pids(repo, "train.py"), 120), "train never started"
     assert wait_for(lambda: _running(repo, "train"), 120), "train's MLflow run never started"
     os.kill(dvc.pid, signal.SIGKILL)
     dvc.wait()
-    assert wait_for(lambda: not stage_pids(repo, "train.py"), 15), "train outlived dvc"
+    assert wait_for(lambda: not stage_pids(repo, "train.py"), 60), f"train outlived dvc:\n{_state(repo, log)}"
     killed = [r for r in _runs(repo) if r.data.tags.get("qdet.stage") == "train"]
-    assert killed and all(r.info.status == "KILLED" for r in killed)  # SIGTERM closed its run
+    statuses = [r.info.status for r in killed]
+    everything = [
+        (r.info.run_name, r.info.status, r.data.tags.get("qdet.stage"), r.data.tags.get("mlflow.parentRunId"))
+        for r in _runs(repo)
+    ]
+    assert statuses and set(statuses) == {"KILLED"}, (
+        f"{everything}\n{log.read_text()[-3000:]}"
+    )  # SIGTERM ends it
 
 
 def test_a_second_copy_of_a_stage_refuses_to_start(repo):

@@ -143,7 +143,7 @@ def test_registered_champion_predicts_in_a_fresh_process(repo, tmp_path):
         "import mlflow\n"
         f"mlflow.set_tracking_uri('sqlite:///{repo / 'mlflow.db'}')\n"
         f"m = mlflow.pyfunc.load_model('models:/{reg['model_name']}@champion')\n"
-        f"df = m.predict([{str(image)!r}])\n"
+        f"df = m.predict({{'path': [{str(image)!r}]}})\n"
         "print(list(df.columns)); print(len(df))\n"
     )
     done = subprocess.run(

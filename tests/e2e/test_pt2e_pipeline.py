@@ -59,7 +59,7 @@ def test_registered_pt2e_model_predicts_without_qdet(repo, tmp_path):
         "import mlflow\n"
         f"mlflow.set_tracking_uri('sqlite:///{repo / 'mlflow.db'}')\n"
         f"m = mlflow.pyfunc.load_model('models:/{reg['model_name']}/{reg['versions']['qat']}')\n"
-        f"df = m.predict([{str(image)!r}])\n"
+        f"df = m.predict({{'path': [{str(image)!r}]}})\n"
         "print(list(df.columns))\n"
     )
     done = subprocess.run(

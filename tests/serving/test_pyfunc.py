@@ -79,6 +79,19 @@ def test_registered_model_has_a_signature_and_honours_its_params(registered):
     assert len(top) == 2 and top["score"].tolist() == sorted(everything["score"], reverse=True)[:2]
 
 
+def test_registered_model_takes_paths_and_says_what_it_expects(registered, tmp_path):
+    uri, version = registered
+    mlflow.set_tracking_uri(uri)
+    image = tmp_path / "street.png"
+    image.write_bytes(base64.b64decode(_image_b64()))
+    loaded = mlflow.pyfunc.load_model(f"models:/tiny/{version}")
+    by_path = loaded.predict({"path": [str(image)]}, params={"score_threshold": 0.0})
+    by_bytes = loaded.predict(pd.DataFrame({"image": [_image_b64()]}), params={"score_threshold": 0.0})
+    assert len(by_path) > 0 and by_path["score"].tolist() == by_bytes["score"].tolist()
+    with pytest.raises(Exception, match="expected a 'path' column"):
+        loaded.predict([str(image)])
+
+
 def test_mlflow_models_serve_answers_the_readme_request(registered, tmp_path):
     """The README's curl request, sent to a real ``mlflow models serve`` on localhost."""
     uri, version = registered
