@@ -57,8 +57,10 @@ def train_one_epoch(
     epoch: int,
     progress: Progress | None = None,
     max_batches: int | None = None,
+    trace: list[float] | None = None,
 ) -> dict[str, float]:
-    """One pass over ``loader``; returns mean losses and images/s. Stops on a non-finite loss."""
+    """One pass over ``loader``; returns mean losses and images/s, and appends each iteration's
+    total loss to ``trace`` (the curve within an epoch). Stops on a non-finite loss."""
     model.train()
     sums: dict[str, float] = {}
     images_seen, batches = 0, 0
@@ -86,12 +88,14 @@ def train_one_epoch(
         for k, v in losses.items():
             sums[k] = sums.get(k, 0.0) + float(v.detach())
         sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
+        if trace is not None:
+            trace.append(float(loss.detach()))
         if progress is not None and task is not None:
             rate = images_seen / (time.perf_counter() - start)
             progress.update(
                 task,
                 advance=1,
-                info=f"loss {float(loss.detach()):.3f}  {rate:.2f} img/s  "
+                info=f"mean loss {sums['loss'] / batches:.3f}  {rate:.2f} img/s  "
                 f"lr {optimizer.param_groups[0]['lr']:.2e}",
             )
     elapsed = time.perf_counter() - start

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -12,28 +13,54 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from PIL import Image, ImageDraw  # noqa: E402
+from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
 
 def write_history_csv(history: list[dict[str, float]], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    keys = list(dict.fromkeys(k for row in history for k in row))
+    keys = list(dict.fromkeys(k for row in history for k, v in row.items() if not isinstance(v, list)))
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, keys)
+        writer = csv.DictWriter(f, keys, extrasaction="ignore")  # per-iteration lists: MLflow, plot
         writer.writeheader()
         writer.writerows(history)
 
 
-def training_curves(history: list[dict[str, float]], path: Path, title: str) -> None:
+def training_curves(history: list[dict[str, Any]], path: Path, title: str) -> None:
+    """Loss per iteration (thin) and per epoch (mean, dots) on a fractional-epoch axis, and the
+    validation mAP per epoch: reads the same with 1 epoch as with 100."""
+    from matplotlib.ticker import MaxNLocator
+
     epochs = [r["epoch"] for r in history]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
-    for key in ("loss", "loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg"):
+    marker = "o" if len(epochs) <= 30 else None
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8))
+    start = 0.0
+    for row in history:
+        losses = row.get("loss_iter") or []
+        if losses:
+            x = start + (np.arange(len(losses)) + 1) / len(losses)
+            a.plot(x, losses, color="tab:blue", alpha=0.35, linewidth=0.8)
+        start = row["epoch"]
+    a.plot([], [], color="tab:blue", alpha=0.35, label="loss per iteration")
+    middles = [e - 0.5 for e in epochs]  # a mean belongs to the middle of the epoch it averages
+    parts = ("loss", "loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg")
+    colours = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")
+    for key, colour in zip(parts, colours, strict=True):
         if key in history[0]:
-            a.plot(epochs, [r[key] for r in history], marker="o", label=key)
-    a.set_xlabel("epoch"), a.set_title("training loss"), a.legend(fontsize=7)
-    for key in ("val_map50", "val_map"):
-        b.plot(epochs, [r[key] for r in history], marker="o", label=key)
-    b.set_xlabel("epoch"), b.set_ylim(0, 1), b.set_title("validation mAP"), b.legend()
+            width = 2 if key == "loss" else 1
+            label = "loss, epoch mean" if key == "loss" else f"{key}, epoch mean"
+            values = [r[key] for r in history]
+            a.plot(middles, values, marker=marker, label=label, color=colour, linewidth=width)
+    a.set_xlabel("epoch"), a.set_ylabel("loss"), a.set_title("training loss")
+    a.set_xlim(0, max(epochs)), a.set_ylim(bottom=0)
+    a.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    for key, label in (("val_map50", "mAP@.5"), ("val_map", "mAP@[.5:.95]")):
+        b.plot(epochs, [r[key] for r in history], marker=marker, label=label)
+    b.set_xlabel("epoch"), b.set_ylim(0, 1), b.set_xlim(0, max(epochs) + 0.5)
+    b.set_title("validation mAP (after each epoch)")
+    b.legend(fontsize=8, loc="lower right")
+    for axis in (a, b):
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -51,6 +78,17 @@ def pr_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> N
     plt.close(fig)
 
 
+PREDICTED = (255, 140, 0)
+TRUTH = (0, 200, 0)
+
+
+def _label(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, colour, font) -> None:
+    """Text on a filled box of the box's colour: readable on sky, road or another label."""
+    left, top, right, bottom = draw.textbbox(xy, text, font=font)
+    draw.rectangle((left - 2, top - 1, right + 2, bottom + 1), fill=colour)
+    draw.text(xy, text, fill=(0, 0, 0), font=font)
+
+
 def draw_detections(
     image: torch.Tensor,
     boxes: torch.Tensor,
@@ -58,16 +96,28 @@ def draw_detections(
     scores: torch.Tensor | None,
     truth: torch.Tensor | None = None,
 ) -> Image.Image:
-    """Predictions in orange with 'class score', ground truth (if given) in green."""
+    """Predictions in orange with 'class score' on a filled tag, ground truth (if given) in
+    green, and a legend strip on top; text scales with the image (min 12 px)."""
     img = Image.fromarray((image.permute(1, 2, 0).clamp(0, 1) * 255).byte().numpy())
+    size = max(12, round(min(img.size) / 40))
+    font = ImageFont.load_default(size=size)
     draw = ImageDraw.Draw(img)
+    width = max(2, size // 6)
     if truth is not None:
         for box in truth.tolist():
-            draw.rectangle(box, outline=(0, 230, 0), width=2)
-    for i, box in enumerate(boxes.tolist()):
-        draw.rectangle(box, outline=(255, 140, 0), width=2)
+            draw.rectangle(box, outline=TRUTH, width=width)
+    order = sorted(range(len(labels)), key=lambda i: float(scores[i]) if scores is not None else 0.0)
+    for i in order:  # the most confident last, so its tag is on top where tags overlap
+        box = boxes[i].tolist()
+        draw.rectangle(box, outline=PREDICTED, width=width)
         text = labels[i] + (f" {float(scores[i]):.2f}" if scores is not None else "")
-        draw.text((box[0] + 2, max(box[1] - 11, 0)), text, fill=(255, 140, 0))
+        _label(draw, (box[0] + 1, max(box[1] - size - 3, 0)), text, PREDICTED, font)
+    x = 4
+    for text, colour in (("prediction (class score)", PREDICTED), ("ground truth", TRUTH)):
+        if colour == TRUTH and truth is None:
+            break
+        _label(draw, (x, 3), text, colour, font)
+        x = draw.textbbox((x, 3), text, font=font)[2] + 12
     return img
 
 

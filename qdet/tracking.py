@@ -282,6 +282,16 @@ class StageRun(AbstractContextManager):
             for k, v in numeric.items():
                 self._safe(client.log_metric, self.parent_id, k, v, step=step or 0)
 
+    def log_series(self, key: str, values: list[float], steps) -> None:
+        """One metric at many steps, in one request (per-iteration loss)."""
+        import mlflow
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(key, float(v), now, int(s)) for v, s in zip(values, steps, strict=True)]
+        for first in range(0, len(batch), 1000):  # the store's limit per request
+            self._safe(mlflow.MlflowClient().log_batch, self.run_id, metrics=batch[first : first + 1000])
+
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         import mlflow
 
@@ -320,7 +330,7 @@ def numeric_metrics(metrics: dict[str, object]) -> dict[str, float]:
     for key, value in metrics.items():
         if isinstance(value, int | float) and not isinstance(value, bool):
             out[key] = float(value)
-        elif isinstance(value, list) and len(value) == 2:
+        elif key.endswith("_ci95") and isinstance(value, list) and len(value) == 2:
             out[f"{key}_lo"], out[f"{key}_hi"] = float(value[0]), float(value[1])
     return out
 
@@ -341,6 +351,9 @@ class NoRun(AbstractContextManager):
     def log_metrics(
         self, metrics: dict[str, float], step: int | None = None, on_parent: bool = False
     ) -> None:
+        return None
+
+    def log_series(self, key: str, values: list[float], steps) -> None:
         return None
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:

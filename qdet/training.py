@@ -127,12 +127,10 @@ def fit(
             if hooks.before_epoch is not None:
                 hooks.before_epoch(epoch)
             bar = progress if ranks.main else None
-            row = {
-                "epoch": epoch + 1,
-                **_reduce(
-                    train_one_epoch(trained, optimizer, scheduler, loader, epoch + 1, bar, max_batches), ranks
-                ),
-            }
+            trace: list[float] = []  # this rank's per-iteration loss (rank 0's is the one kept)
+            means = train_one_epoch(trained, optimizer, scheduler, loader, epoch + 1, bar, max_batches, trace)
+            row = {"epoch": epoch + 1, **_reduce(means, ranks)}
+            row[ITERATION_LOSS] = trace
             if ranks.world > 1:  # BN statistics move locally after DDP's last broadcast: take rank 0's
                 for buffer in model.buffers():
                     dist.broadcast(buffer, 0)
@@ -152,6 +150,23 @@ def fit(
     return history
 
 
+ITERATION_LOSS = "loss_iter"  # per-iteration losses of an epoch, in its history row
+
+
+def epoch_logger(run) -> EpochCallback:
+    """The stages' ``on_epoch``: the epoch's results at step ``epoch``, and its per-iteration
+    loss as ``loss_iter`` at the global iteration (every epoch has the same number of them, so
+    a resumed run continues the same axis)."""
+
+    def log(epoch: int, row: dict[str, Any]) -> None:
+        run.log_metrics(row, step=epoch)
+        losses = row.get(ITERATION_LOSS, [])
+        first = (epoch - 1) * len(losses)
+        run.log_series(ITERATION_LOSS, losses, range(first + 1, first + 1 + len(losses)))
+
+    return log
+
+
 def write_history(
     history: list[dict[str, float]],
     summary: dict[str, Any],
@@ -162,7 +177,7 @@ def write_history(
 ) -> list[Path]:
     """The end of every training stage: last epoch's results (+ ``summary``) as metrics JSON,
     every epoch as CSV, the curves as PNG; returns the files written (for MLflow)."""
-    final = {k: v for k, v in history[-1].items() if k != "epoch"}
+    final = {k: v for k, v in history[-1].items() if k not in ("epoch", ITERATION_LOSS)}
     write_json({"epochs": len(history), **summary, **final}, metrics)
     write_history_csv(history, history_csv)
     plot.parent.mkdir(parents=True, exist_ok=True)

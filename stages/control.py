@@ -17,7 +17,7 @@ from qdet.files import write_json
 from qdet.models.detector import load_trained
 from qdet.quant.qat import freeze_layers
 from qdet.tracking import NoRun
-from qdet.training import FitHooks, fit, write_history
+from qdet.training import FitHooks, epoch_logger, fit, write_history
 
 app = typer.Typer(add_completion=False)
 
@@ -60,7 +60,7 @@ def main(
     freeze_layers(model, q.frozen_layers)  # as QAT does
     with stage.tracker(cfg, "control", params, metrics.parent) if ranks.main else NoRun() as run:
         hooks = FitHooks(
-            on_epoch=lambda epoch, row: run.log_metrics(row, step=epoch),
+            on_epoch=epoch_logger(run),
             before_epoch=bn_freezing(model, q.freeze_bn_after),
         )
         history = fit(

@@ -17,7 +17,7 @@ from qdet.quant.engines import get_engine
 from qdet.quant.plan import make_plan, plan_dict
 from qdet.quant.qat import calibrate_ranges, epoch_controls, freeze_layers, observers_frozen_while
 from qdet.tracking import NoRun
-from qdet.training import FitHooks, fit, validation_map, write_history
+from qdet.training import FitHooks, epoch_logger, fit, validation_map, write_history
 
 app = typer.Typer(add_completion=False)
 
@@ -52,7 +52,7 @@ def main(
         freeze_layers(prepared, q.frozen_layers)
         calibrate = lambda: calibrate_ranges(prepared, engine, plain_train, cfg.calibrate.images)  # noqa: E731
         hooks = FitHooks(
-            on_epoch=lambda epoch, row: run.log_metrics(row, step=epoch),
+            on_epoch=epoch_logger(run),
             before_epoch=epoch_controls(prepared, engine, q.freeze_bn_after, q.freeze_observer_after),
             validate=observers_frozen_while(engine, lambda m: validation_map(m, valid_set)),
             on_fresh_start=calibrate if q.calibrate_first else None,

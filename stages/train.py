@@ -14,7 +14,7 @@ from qdet.data.dataset import training_datasets
 from qdet.distributed import distributed, finish_distributed
 from qdet.models.detector import build_detector
 from qdet.tracking import NoRun
-from qdet.training import FitHooks, fit, write_history
+from qdet.training import FitHooks, epoch_logger, fit, write_history
 
 app = typer.Typer(add_completion=False)
 
@@ -51,7 +51,7 @@ def main(
     )
     with stage.tracker(cfg, "train", params, metrics.parent) if ranks.main else NoRun() as run:
         start = time.perf_counter()
-        hooks = FitHooks(on_epoch=lambda epoch, row: run.log_metrics(row, step=epoch))
+        hooks = FitHooks(on_epoch=epoch_logger(run))
         history = fit(
             model,
             train_set,

@@ -40,7 +40,8 @@ def plot_sensitivity(sqnr: dict[str, float], path: Path, most: int = 40) -> None
         dict(list(sqnr.items())[:most]),
         path,
         "SQNR (dB), higher is better",
-        "int8 vs float per module (worst first)",
+        f"int8 vs float, per quantized module: the {min(most, len(sqnr))} worst of {len(sqnr)}"
+        + ("" if len(sqnr) <= most else " (all in metrics/sensitivity.csv)"),
     )
 
 

@@ -1,0 +1,66 @@
+"""Training curves and detection drawings: per-iteration loss kept out of the CSV, logged at
+global steps; readable tags and a legend on detection images."""
+
+import csv
+
+import torch
+
+from qdet.plots import PREDICTED, TRUTH, draw_detections, training_curves, write_history_csv
+from qdet.tracking import numeric_metrics
+from qdet.training import epoch_logger
+
+
+def _history(epochs: int, iterations: int) -> list[dict]:
+    return [
+        {"epoch": e, "loss": 1.0 / e, "val_map50": 0.5, "val_map": 0.3, "loss_iter": [1.0 / e] * iterations}
+        for e in range(1, epochs + 1)
+    ]
+
+
+def test_history_csv_has_one_row_per_epoch_and_no_iteration_lists(tmp_path):
+    write_history_csv(_history(3, 2), tmp_path / "h.csv")
+    rows = list(csv.DictReader(open(tmp_path / "h.csv")))
+    assert len(rows) == 3 and "loss_iter" not in rows[0]
+
+
+def test_curves_draw_with_one_epoch_and_with_many(tmp_path):
+    for epochs in (1, 60):
+        training_curves(_history(epochs, 5), tmp_path / f"{epochs}.png", "t")
+        assert (tmp_path / f"{epochs}.png").stat().st_size > 10_000
+
+
+class Recorder:
+    def __init__(self):
+        self.metrics, self.series = [], []
+
+    def log_metrics(self, metrics, step=None, on_parent=False):
+        self.metrics.append((numeric_metrics(metrics), step))
+
+    def log_series(self, key, values, steps):
+        self.series.append((key, list(values), list(steps)))
+
+
+def test_iteration_loss_goes_to_global_steps_and_is_no_interval():
+    run = Recorder()
+    log = epoch_logger(run)
+    for row in _history(2, 2):
+        log(row["epoch"], row)
+    assert [s[2] for s in run.series] == [[1, 2], [3, 4]]
+    assert all("loss_iter_lo" not in m for m, _ in run.metrics)  # a 2-element list is not a [lo, hi]
+    assert numeric_metrics({"map_ci95": [0.1, 0.2]}) == {"map_ci95_lo": 0.1, "map_ci95_hi": 0.2}
+
+
+def test_detections_have_filled_tags_and_a_legend():
+    image = torch.full((3, 200, 300), 0.9)
+    drawn = draw_detections(
+        image,
+        torch.tensor([[100.0, 80, 160, 140]]),
+        ["danger"],
+        torch.tensor([0.8]),
+        torch.tensor([[10.0, 150, 40, 190]]),
+    )
+    pixels = drawn.load()
+    assert pixels[6, 5] == PREDICTED  # the legend's first tag, top left
+    assert TRUTH in {pixels[x, 5] for x in range(drawn.width)}  # and its ground-truth tag
+    tag = [pixels[x, y] for x in range(100, 140) for y in range(68, 80)]
+    assert tag.count(PREDICTED) > len(tag) * 0.4  # the prediction's tag, filled, above its box
