@@ -41,7 +41,7 @@ def plot_sensitivity(sqnr: dict[str, float], path: Path, most: int = 40) -> None
         path,
         "SQNR (dB), higher is better",
         f"int8 vs float, per quantized module: the {min(most, len(sqnr))} worst of {len(sqnr)}"
-        + ("" if len(sqnr) <= most else " (all in metrics/sensitivity.csv)"),
+        + ("" if len(sqnr) <= most else "\n(every module in metrics/sensitivity.csv)"),
     )
 
 
