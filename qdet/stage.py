@@ -38,6 +38,9 @@ class Terminated(KeyboardInterrupt):
 
 
 def _terminated(signum: int, _frame) -> None:
+    # Once: a second SIGTERM (the parent-death signal and the dvc watcher can both fire) must
+    # not interrupt the shutdown the first one started (ending the MLflow runs as KILLED).
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise Terminated(f"signal {signum}")
 
 

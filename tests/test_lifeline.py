@@ -50,3 +50,17 @@ def test_the_chain_up_to_dvc_goes_through_the_shell(tmp_path):
     done = subprocess.run([sys.executable, str(fake)], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "2", done.stderr  # sh, then dvc
     assert dvc_ancestors() == []  # pytest was not started by dvc
+
+
+def test_a_second_sigterm_does_not_interrupt_the_shutdown_the_first_started():
+    from qdet.stage import Terminated, _terminated
+
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        with pytest.raises(Terminated):
+            os.kill(os.getpid(), signal.SIGTERM)
+            signal.sigtimedwait([], 0.1)  # let the handler run here
+        os.kill(os.getpid(), signal.SIGTERM)  # e.g. the parent-death signal after the watcher's
+        signal.sigtimedwait([], 0.1)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
