@@ -176,13 +176,17 @@ def register_variant(name: str, candidate: Candidate, tags: dict[str, str], run)
         "speedup_ci95": "[{:.3f}, {:.3f}]".format(*candidate.speedup_ci95),
         "latency_ms_p50": f"{candidate.latency_ms:.1f}",
     }
-    version = run.call(create_version, name, info.model_uri, run.parent_id or run.run_id, version_tags)
+    version = run.call(
+        create_version, name, info.model_uri, run.parent_id or run.run_id, version_tags, info.model_id
+    )
     return None if version is None else str(version.version)
 
 
-def create_version(name: str, source: str, run_id: str, tags: dict[str, str]):
+def create_version(name: str, source: str, run_id: str, tags: dict[str, str], model_id: str):
     """A registry version of the model logged at ``source``, with its tags in the same call, and
-    linked to ``run_id``: the pipeline's parent run, where the metrics that chose it are."""
+    linked to ``run_id``: the pipeline's parent run, where the metrics that chose it are. A
+    tracking server refuses a ``models:/`` source from another run unless ``model_id`` names
+    the logged model (a sqlite store does not check)."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -192,7 +196,7 @@ def create_version(name: str, source: str, run_id: str, tags: dict[str, str]):
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    return client.create_model_version(name, source, run_id=run_id, tags=tags)
+    return client.create_model_version(name, source, run_id=run_id, tags=tags, model_id=model_id)
 
 
 def set_alias(name: str, alias: str, version: str, run) -> bool:
