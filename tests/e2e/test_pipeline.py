@@ -250,6 +250,7 @@ def test_qat_restarted_over_a_stale_checkpoint_equals_a_fresh_run(repo, tmp_path
     assert all(torch.equal(fresh[k], restart[k]) for k in fresh)
 
 
+@pytest.mark.slow  # reruns qat → register (3 min): keeps the default suite near 15 min
 def test_qat_param_reruns_only_downstream(repo):
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["qat"]["lr"] = 5e-5
