@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import shlex
+import time
 from pathlib import Path
 from typing import Any
 
+import requests
 import yaml
 
 from qdet.config import Config, ModelConfig, config_from_dict
@@ -64,3 +66,15 @@ def stage_cmd(name: str, *extra: str) -> list[str]:
     """The stage's command line as dvc.yaml has it (paths live there only), plus ``extra``."""
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     return [*shlex.split(stages[name]["cmd"]), *extra]
+
+
+def answers(url: str, seconds: float = 120) -> bool:
+    """Whether ``url`` answers 200 within ``seconds`` (a server started in the background)."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            if requests.get(url, timeout=2).ok:
+                return True
+        except requests.RequestException:
+            time.sleep(1)
+    return False

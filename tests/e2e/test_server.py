@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from tests.e2e.repos import env, make_prepared_repo, make_repo, run, stages_run
-from tests.helpers import stage_cmd
+from tests.helpers import answers, stage_cmd
 
 pytestmark = pytest.mark.slow
 
@@ -64,14 +64,7 @@ def server(tmp_path):
         env=env(),
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if requests.get(f"{url}/health", timeout=2).ok:
-                break
-        except requests.RequestException:
-            time.sleep(1)
-    else:
+    if not answers(f"{url}/health"):
         os.killpg(proc.pid, signal.SIGKILL)
         pytest.fail("mlflow server did not answer /health within 120 s")
     yield Server(url, proc.pid)

@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import mlflow
@@ -20,7 +19,7 @@ from PIL import Image
 from qdet.export import save_artifact, script_detector
 from qdet.models.detector import build_detector
 from qdet.serving.registry import Candidate, register_variant
-from tests.helpers import TINY_MODEL
+from tests.helpers import TINY_MODEL, answers
 
 
 class DirectRun:
@@ -113,13 +112,7 @@ def test_mlflow_models_serve_answers_the_readme_request(registered, tmp_path):
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if requests.get(f"{url}/ping", timeout=2).ok:
-                    break
-            except requests.RequestException:
-                time.sleep(1)
+        answers(f"{url}/ping")  # the request below fails with the reason if it never does
         frame = {"dataframe_split": {"columns": ["image"], "data": [[_image_b64()]]}}
         answer = requests.post(f"{url}/invocations", json=frame, timeout=60)
         assert answer.ok, answer.text[-2000:]
