@@ -2,8 +2,8 @@
 
 Each part (backbone, RPN head, box head, predictor), float or converted by the PT2E engine, is
 captured with ``torch.export`` (dynamic batch, image and RoI sizes) and compiled with freezing
-into a ``.pt2`` package; ``detector.json`` and the loader ``aot_detector.py`` (torch +
-torchvision only) travel with them. Loading the folder compiles nothing.
+into a ``.pt2`` package; ``detector.json``, the loader ``aot_detector.py`` and its RoI align
+``roi_align.py`` (torch + torchvision only) travel with them. Loading the folder compiles nothing.
 """
 
 from __future__ import annotations
@@ -95,6 +95,7 @@ def save_compiled(
     }
     (tmp / aot_detector.META).write_text(json.dumps(full_meta, indent=1))
     shutil.copy2(aot_detector.__file__, tmp / "aot_detector.py")
+    shutil.copy2(Path(aot_detector.__file__).with_name(aot_detector.ROI_ALIGN), tmp / aot_detector.ROI_ALIGN)
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
     return sum(p.stat().st_size for p in folder.iterdir()), seconds

@@ -57,7 +57,6 @@ class ModelConfig:
     anchor_sizes: list[int]
     aspect_ratios: list[float]
     roi_output_size: int  # RoI align output (square)
-    roi_align_tasks: int  # parallel RoI align chunks in TorchScript (1 = torchvision's)
     representation_size: int  # box head MLP width
     rpn_pre_nms_top_n_train: int
     rpn_post_nms_top_n_train: int
@@ -270,7 +269,6 @@ RANGES: dict[str, str] = {
             "anchor_sizes",
             "aspect_ratios",
             "roi_output_size",
-            "roi_align_tasks",
             "representation_size",
             "rpn_pre_nms_top_n_train",
             "rpn_post_nms_top_n_train",

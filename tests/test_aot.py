@@ -49,6 +49,7 @@ def test_pt2e_path_raises_no_torch_deprecation_and_loads_without_qdet(tmp_path):
     assert set(seconds) == set(PARTS) and size > 0
     assert {p.name for p in (tmp_path / "int8").iterdir()} == {
         "aot_detector.py",
+        "roi_align.py",
         "detector.json",
         *(f"{part}.pt2" for part in PARTS),
     }

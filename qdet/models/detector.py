@@ -20,7 +20,7 @@ from torchvision.models.detection.faster_rcnn import TwoMLPHead
 from qdet.config import ModelConfig, section_from_dict
 from qdet.errors import QdetError
 from qdet.models.backbones import build_backbone
-from qdet.models.roi_align import ParallelMultiScaleRoIAlign
+from qdet.serving.roi_align import GatherRoIAlign
 
 
 class ModelError(QdetError, ValueError):
@@ -85,9 +85,7 @@ def build_detector(backbone_name: str, cfg: ModelConfig, num_classes: int) -> Fa
         sizes, ratios = (tuple(cfg.anchor_sizes),), (tuple(cfg.aspect_ratios),)
     anchors = AnchorGenerator(sizes, ratios)
     channels = backbone.out_channels
-    pool = ParallelMultiScaleRoIAlign(
-        [str(i) for i in range(levels)], cfg.roi_output_size, 2, cfg.roi_align_tasks
-    )
+    pool = GatherRoIAlign([str(i) for i in range(levels)], cfg.roi_output_size, 2)
     head = TwoMLPHead(channels * cfg.roi_output_size**2, cfg.representation_size)
     model = FasterRCNN(
         backbone,
@@ -151,6 +149,9 @@ class FloatDetector(NamedTuple):
     config: ModelConfig
 
 
+RETIRED_KEYS = ("roi_align_tasks",)  # model keys older checkpoints carry; no longer settings
+
+
 def load_float_detector(path: Path) -> FloatDetector:
     """The trained float detector, built from the backbone and ``model.*`` stored in its
     checkpoint (never from today's params: those may have changed since training)."""
@@ -159,7 +160,8 @@ def load_float_detector(path: Path) -> FloatDetector:
     state = load_checkpoint(path)
     classes = list(state["classes"])
     stored = state["config"]
-    cfg = section_from_dict(ModelConfig, {**stored["model"], "weights": "none"}, "model")
+    kept = {k: v for k, v in stored["model"].items() if k not in RETIRED_KEYS}
+    cfg = section_from_dict(ModelConfig, {**kept, "weights": "none"}, "model")
     model = build_detector(stored["backbone"], cfg, len(classes))
     model.load_state_dict(state["model"])
     return FloatDetector(model.eval(), classes, stored["backbone"], cfg)

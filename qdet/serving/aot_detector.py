@@ -11,22 +11,23 @@ loads in a fresh process without qdet::
     detections = detector([image])  # [{"boxes", "labels", "scores"}], image: 3xHxW float in [0, 1]
 
 The compiled parts carry the learned, quantized work; torchvision supplies what is
-data-dependent and stays float: resize/normalise, anchors, proposal selection, RoI align,
-box decoding, NMS and post-processing. Neither tracing nor compiling happens at load time.
+data-dependent and stays float: resize/normalise, anchors, proposal selection, box decoding, NMS
+and post-processing. RoI align is ``roi_align.py`` beside this file (torchvision's level mapping,
+pooled by one gather; same output as torchvision's kernel). Neither tracing nor compiling
+happens at load time.
 """
 
+import importlib.util
 import json
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.ops import MultiScaleRoIAlign
-from torchvision.ops.poolers import _filter_input, _multiscale_roi_align, _setup_scales
 
 META = "detector.json"
+ROI_ALIGN = "roi_align.py"  # qdet.serving.roi_align, copied beside this file
 PARTS = ("backbone", "rpn_head", "box_head", "box_predictor")
 
 
@@ -81,39 +82,6 @@ def _crop(out, short: dict[int, int]):
     return type(out)(_crop(v, short) for v in out)
 
 
-class ThreadedRoIAlign(MultiScaleRoIAlign):
-    """torchvision's MultiScaleRoIAlign with each image's RoIs split over ``tasks`` threads.
-
-    The CPU ``roi_align`` kernel runs on one thread; ATen releases the GIL, so chunks pooled on
-    a thread pool use the other cores. Every RoI is pooled by the same kernel with the same
-    level and scale: the output is identical to torchvision's."""
-
-    def __init__(self, featmap_names: list[str], output_size: int, sampling_ratio: int, tasks: int) -> None:
-        super().__init__(featmap_names, output_size, sampling_ratio)
-        self.tasks = tasks
-        self.pool = ThreadPoolExecutor(tasks - 1) if tasks > 1 else None
-
-    def forward(
-        self, x: dict[str, Tensor], boxes: list[Tensor], image_shapes: list[tuple[int, int]]
-    ) -> Tensor:
-        features = _filter_input(x, self.featmap_names)
-        if self.scales is None or self.map_levels is None:
-            self.scales, self.map_levels = _setup_scales(
-                features, image_shapes, self.canonical_scale, self.canonical_level
-            )
-
-        def pool(chunk: list[Tensor]) -> Tensor:
-            return _multiscale_roi_align(
-                features, chunk, self.output_size, self.sampling_ratio, self.scales, self.map_levels
-            )
-
-        if self.pool is None or len(boxes) != 1 or boxes[0].shape[0] < 2 * self.tasks:
-            return pool(boxes)
-        chunks = torch.tensor_split(boxes[0], self.tasks)  # one image: the chunks keep its order
-        futures = [self.pool.submit(pool, [chunk]) for chunk in chunks[1:]]
-        return torch.cat([pool([chunks[0]]), *(f.result() for f in futures)])
-
-
 class LoopRPNHead(nn.Module):
     """The one-level RPN head applied to every feature level, as torchvision's RPNHead does."""
 
@@ -128,6 +96,14 @@ class LoopRPNHead(nn.Module):
             logits.append(a)
             deltas.append(b)
         return logits, deltas
+
+
+def _roi_align_module():
+    """The gather RoI align shipped beside this file (a plain import would need qdet)."""
+    spec = importlib.util.spec_from_file_location("qdet_roi_align", Path(__file__).with_name(ROI_ALIGN))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def build(folder: Path, meta: dict) -> FasterRCNN:
@@ -147,7 +123,7 @@ def build(folder: Path, meta: dict) -> FasterRCNN:
         rpn_head=LoopRPNHead(CompiledPart(folder / "rpn_head.pt2", (2, 3), True)),
         rpn_pre_nms_top_n_test=m["rpn_pre_nms_top_n_test"],
         rpn_post_nms_top_n_test=m["rpn_post_nms_top_n_test"],
-        box_roi_pool=ThreadedRoIAlign(meta["featmap_names"], m["roi_output_size"], 2, m["roi_align_tasks"]),
+        box_roi_pool=_roi_align_module().GatherRoIAlign(meta["featmap_names"], m["roi_output_size"], 2, True),
         box_head=CompiledPart(folder / "box_head.pt2", (0,)),
         box_predictor=CompiledPart(folder / "box_predictor.pt2", (0,)),
         box_score_thresh=m["box_score_thresh"],
