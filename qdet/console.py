@@ -6,9 +6,13 @@ Shared by the DVC stages and ``qdet-predict``; imports nothing of the training c
 from __future__ import annotations
 
 import functools
+import logging
+import os
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -30,6 +34,46 @@ def quiet_warnings(deprecations: bool = True) -> None:
     warnings.filterwarnings("ignore", message=".*RCNN always returns.*")
     warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
     warnings.filterwarnings("ignore", message=".*TypedStorage.*")
+
+
+LOGS = Path("logs")  # one file per stage, appended: what third-party code says, out of the console
+
+
+def third_party_to_log(log: Path) -> None:
+    """MLflow's INFO lines and its "Downloading artifacts" bars, and the Python warnings not
+    hidden by :func:`quiet_warnings`, go to ``log`` instead of the stage output; ours stay."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")  # else mlflow adds a stderr handler
+    log.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for name in ("mlflow", "py.warnings"):
+        logger = logging.getLogger(name)
+        logger.handlers = [handler]
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    logging.captureWarnings(True)
+
+
+@contextmanager
+def native_stderr_to(log: Path) -> Iterator[None]:
+    """Lines that C++ code writes straight to file descriptor 2 (torch's TorchScript runtime
+    prints its warnings so, e.g. "quantized tensor creation functions ... are deprecated") go to
+    ``log`` while the block runs. Python's own writes to stderr in the block go there too: keep
+    the block to the noisy call."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(log, "a") as target:
+            os.dup2(target.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
 
 
 def exit_on_error(fn: Callable[..., Any]) -> Callable[..., Any]:

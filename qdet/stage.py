@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 import random
 import signal
+import time
 from pathlib import Path
 
 from qdet.config import Config, config_to_dict, flatten, load_config
-from qdet.console import quiet_warnings
+from qdet.console import LOGS, quiet_warnings, third_party_to_log
 from qdet.errors import QdetError
 from qdet.tracking import NoRun, StageRun, check_reachable, default_uri, git, git_commit, pipeline_key
 
@@ -103,10 +104,15 @@ def seed_everything(seed: int, uses_torch: bool = True) -> None:
         torch.manual_seed(seed)
 
 
+_started: list[float] = []  # when this stage process began its work (the MLflow run's start)
+
+
 def load(params: Path, stage: str, uses_torch: bool = True) -> Config:
     """Claim the stage (:func:`claim_stage`), then the validated config (one line naming the key
     on error), with every RNG seeded."""
+    _started.append(time.time())
     claim_stage(stage)
+    third_party_to_log(LOGS / f"{stage}.log")
     cfg = load_config(params)
     if cfg.tracking.enabled:
         check_reachable(tracking_uri())  # before any work, not after it
@@ -152,4 +158,6 @@ def tracker(cfg: Config, stage: str, params: Path, out_dir: Path) -> StageRun | 
         flatten(config_to_dict(cfg)),
         artifact_root,
         out_dir / f"mlflow_offline_{stage}.jsonl",
+        started=_started[0] if _started else None,
+        source=f"dvc exp run -n {exp_name}" if exp_name else "dvc repro",
     )

@@ -144,10 +144,14 @@ class StageRun(AbstractContextManager):
         params: dict[str, Any],
         artifact_root: Path | None,
         offline_log: Path,
+        started: float | None = None,
+        source: str = "dvc repro",
     ) -> None:
         self.uri, self.experiment, self.stage, self.key = uri, experiment, stage, key
         self.tags, self.params, self.artifact_root = tags, params, artifact_root
         self.offline_log = offline_log
+        self.started = started  # when the stage began its work (epoch s): the run's start time
+        self.source = source  # the parent's Source in the UI: the command, not its first stage
         self.failed: list[str] = []
         self.run_id: str | None = None
         self.parent_id: str | None = None
@@ -174,12 +178,18 @@ class StageRun(AbstractContextManager):
             exp_id = self._experiment_id(mlflow.MlflowClient())
             self._open_parent(mlflow, exp_id)
         self._fail_orphans(mlflow.MlflowClient())
-        child = mlflow.start_run(
+        from mlflow.tracking.context.registry import resolve_tags
+
+        # Created with the stage's own start, not when it logs (evaluate and benchmark log at the
+        # end): the run's duration in the UI is the stage's.
+        tags = {**self.tags, "qdet.stage": self.stage, **process_tags(), "mlflow.parentRunId": self.parent_id}
+        child = mlflow.MlflowClient().create_run(
+            exp_id,
+            start_time=int(self.started * 1000) if self.started else None,
+            tags=resolve_tags(tags),
             run_name=self.stage,
-            nested=True,
-            experiment_id=exp_id,
-            tags={**self.tags, "qdet.stage": self.stage, **process_tags()},
         )
+        mlflow.start_run(run_id=child.info.run_id, nested=True)
         self.run_id = child.info.run_id
 
     def _fail_orphans(self, client) -> None:
@@ -219,7 +229,7 @@ class StageRun(AbstractContextManager):
         run = mlflow.start_run(
             experiment_id=exp_id,
             run_name=self.tags.get("qdet.run_name"),
-            tags={**self.tags, "qdet.pipeline": self.key},
+            tags={**self.tags, "qdet.pipeline": self.key, "mlflow.source.name": self.source},
         )
         self.parent_id = run.info.run_id
         self._safe(mlflow.log_params, {k: str(v)[:500] for k, v in self.params.items()})
@@ -273,14 +283,18 @@ class StageRun(AbstractContextManager):
     def log_metrics(
         self, metrics: dict[str, float], step: int | None = None, on_parent: bool = False
     ) -> None:
+        """To the stage's run, or with ``on_parent`` to the pipeline's run instead (the summary
+        a user compares runs by; never both, so no chart shows a figure twice)."""
         import mlflow
+        from mlflow.entities import Metric
 
         numeric = numeric_metrics(metrics)
-        self._safe(mlflow.log_metrics, numeric, step=step)
-        if on_parent and self.parent_id:
-            client = mlflow.MlflowClient()
-            for k, v in numeric.items():
-                self._safe(client.log_metric, self.parent_id, k, v, step=step or 0)
+        if not on_parent:
+            self._safe(mlflow.log_metrics, numeric, step=step)
+        elif self.parent_id and numeric:
+            now = int(time.time() * 1000)
+            batch = [Metric(k, v, now, step or 0) for k, v in numeric.items()]
+            self._safe(mlflow.MlflowClient().log_batch, self.parent_id, metrics=batch)
 
     def log_series(self, key: str, values: list[float], steps) -> None:
         """One metric at many steps, in one request (per-iteration loss)."""
@@ -292,10 +306,15 @@ class StageRun(AbstractContextManager):
         for first in range(0, len(batch), 1000):  # the store's limit per request
             self._safe(mlflow.MlflowClient().log_batch, self.run_id, metrics=batch[first : first + 1000])
 
-    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+    def log_artifact(self, path: Path, artifact_path: str | None = None, on_parent: bool = False) -> None:
+        """To the stage's run, or with ``on_parent`` to the pipeline's run (its key plots)."""
         import mlflow
 
-        if path.exists():
+        if not path.exists():
+            return
+        if on_parent and self.parent_id:
+            self._safe(mlflow.MlflowClient().log_artifact, self.parent_id, str(path), artifact_path)
+        else:
             self._safe(mlflow.log_artifact, str(path), artifact_path)
 
     def set_tags(self, tags: dict[str, str]) -> None:
@@ -321,6 +340,33 @@ def process_alive(tags: dict[str, str]) -> bool:
     except PermissionError:
         return True
     return True
+
+
+SUMMARY = (  # per variant, on the pipeline's run; the rest stays on the stage's run
+    "map50",
+    "map50_ci95",
+    "map",
+    "map50_drop",
+    "map50_drop_ci95",
+    "latency_ms_p50",
+    "speedup",
+    "speedup_vs_best_float",
+    "speedup_vs_best_float_ci95",
+    "size_mb",
+)
+
+
+def split_summary(rows: dict[str, dict[str, object]]) -> tuple[dict[str, object], dict[str, object]]:
+    """``(summary, detail)`` of per-variant rows, as ``<variant>_<key>`` metrics: the summary
+    (:data:`SUMMARY`) for the parent run, the detail for the stage's run. ``-1`` (COCO's "no such
+    objects", not a score) is left out of both."""
+    summary: dict[str, object] = {}
+    detail: dict[str, object] = {}
+    for variant, row in rows.items():
+        for key, value in row.items():
+            if value != -1.0:
+                (summary if key in SUMMARY else detail)[f"{variant}_{key}"] = value
+    return summary, detail
 
 
 def numeric_metrics(metrics: dict[str, object]) -> dict[str, float]:
@@ -356,7 +402,7 @@ class NoRun(AbstractContextManager):
     def log_series(self, key: str, values: list[float], steps) -> None:
         return None
 
-    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+    def log_artifact(self, path: Path, artifact_path: str | None = None, on_parent: bool = False) -> None:
         return None
 
     def set_tags(self, tags: dict[str, str]) -> None:

@@ -14,6 +14,7 @@ from qdet.files import read_json, write_json
 from qdet.models.detector import load_trained
 from qdet.plots import map_vs_latency
 from qdet.progress import progress_bar
+from qdet.tracking import split_summary
 
 app = typer.Typer(add_completion=False)
 
@@ -55,10 +56,12 @@ def main(
     write_json({"environment": environment, "breakdown_ms": parts}, breakdown_out)
     map_vs_latency(result, plot)
     with stage.tracker(cfg, "benchmark", params, metrics.parent) as run:
-        for name, row in result.items():
-            run.log_metrics({f"{name}_{k}": v for k, v in row.items()}, on_parent=True)
+        summary, detail = split_summary(result)
+        run.log_metrics(summary, on_parent=True)
+        run.log_metrics(detail)
         run.set_tags({f"env.{k}": str(v) for k, v in environment.items()})
-        for path in (metrics, breakdown_out, plot):
+        run.log_artifact(plot, on_parent=True)
+        for path in (metrics, breakdown_out):
             run.log_artifact(path)
     console.print(bench.table(result), highlight=False)
     for name, row in parts.items():

@@ -61,7 +61,9 @@ def main(
     result = size_summary(sizes) | {f"{k}_compile_seconds": sum(v.values()) for k, v in seconds.items()}
     write_json(result, metrics)
     with stage.tracker(cfg, "convert", params, metrics.parent) as run:
-        run.log_metrics(result)
+        run.log_metrics(
+            {k: v for k, v in result.items() if not k.endswith("_size_mb")}
+        )  # sizes: on the parent, from benchmark
     console.print("artifact sizes: " + ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in sizes.items()))
 
 

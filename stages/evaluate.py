@@ -13,6 +13,7 @@ from qdet.files import write_json
 from qdet.metrics import add_drops, add_intervals, evaluate_detector, map_summary, per_class_csv
 from qdet.plots import detection_grid, pr_curves
 from qdet.progress import progress_bar
+from qdet.tracking import split_summary
 
 app = typer.Typer(add_completion=False)
 
@@ -50,11 +51,12 @@ def main(
     per_class_csv(scores, out_dir / "per_class_ap.csv")
     pr_curves({variant: s.curve for variant, s in scores.items()}, plots / "pr_curves.png")
     with stage.tracker(cfg, "evaluate", params, metrics.parent) as run:
-        for variant, stats in results.items():
-            scored = {f"{variant}_{k}": v for k, v in stats.items() if v != -1.0}  # -1: no such objects
-            run.log_metrics(scored, on_parent=True)
+        summary, detail = split_summary(results)
+        run.log_metrics(summary, on_parent=True)
+        run.log_metrics(detail)
+        run.log_artifact(plots / "pr_curves.png", on_parent=True)
         grids = [plots / f"detections_{v}.png" for v in variants]
-        for path in (metrics, out_dir / "per_class_ap.csv", plots / "pr_curves.png", *grids):
+        for path in (metrics, out_dir / "per_class_ap.csv", *grids):
             run.log_artifact(path)
     for variant, stats in results.items():
         console.print(f"{variant:8s} {map_summary(stats)}")

@@ -41,7 +41,9 @@ def main(
     }
     write_json(result, metrics)
     with stage.tracker(cfg, "peers", params, metrics.parent) as run:
-        run.log_metrics(result)
+        run.log_metrics(
+            {k: v for k, v in result.items() if not k.endswith("_size_mb")}
+        )  # sizes: on the parent, from benchmark
     sizes = f"fp32 {result['ort_fp32_size_mb']:.1f} MB, int8 {result['ort_int8_size_mb']:.1f} MB"
     console.print(f"ONNX Runtime peers: {sizes}")
 

@@ -74,7 +74,7 @@ def main(
             save_checkpoint({**state, "classes": trained.classes}, out)
             title = f"QAT {trained.backbone} on {cfg.dataset}"
             for path in write_history(history, {"processes": ranks.world}, metrics, history_csv, plot, title):
-                run.log_artifact(path)
+                run.log_artifact(path, on_parent=path == plot)  # the curves: a key plot
     finish_distributed(ranks)
 
 

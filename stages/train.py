@@ -68,7 +68,7 @@ def main(
             summary = {"processes": ranks.world, "train_seconds_this_run": time.perf_counter() - start}
             title = f"float {cfg.backbone} on {cfg.dataset}"
             for path in (*write_history(history, summary, metrics, history_csv, plot, title), params):
-                run.log_artifact(path)
+                run.log_artifact(path, on_parent=path == plot)  # the curves: a key plot
     finish_distributed(ranks)
 
 

@@ -4,10 +4,17 @@ import mlflow
 import pytest
 from mlflow.exceptions import MlflowException
 
-from qdet.tracking import StageRun, TrackingUnavailable, check_reachable, default_uri, pipeline_key
+from qdet.tracking import (
+    StageRun,
+    TrackingUnavailable,
+    check_reachable,
+    default_uri,
+    pipeline_key,
+    split_summary,
+)
 
 
-def _stage(tmp_path, stage, key="repro-abc"):
+def _stage(tmp_path, stage, key="repro-abc", started=None):
     return StageRun(
         default_uri(tmp_path),
         "qdet-test",
@@ -17,6 +24,7 @@ def _stage(tmp_path, stage, key="repro-abc"):
         {"train.lr": 0.001},
         tmp_path / "mlartifacts",
         tmp_path / f"offline_{stage}.jsonl",
+        started=started,
     )
 
 
@@ -38,6 +46,37 @@ def test_one_parent_per_pipeline_and_a_child_per_stage(tmp_path):
     assert {c.data.tags["qdet.stage"] for c in children} == {"train", "calibrate"}
     assert all(r.info.status == "FINISHED" for r in runs)
     assert parents[0].data.params["train.lr"] == "0.001"
+
+
+def test_summary_on_the_parent_detail_on_the_stage_never_both(tmp_path):
+    rows = {"ptq": {"map50": 0.8, "map50_ci95": [0.7, 0.9], "map_small": 0.4, "map_large": -1.0}}
+    summary, detail = split_summary(rows)
+    assert summary == {"ptq_map50": 0.8, "ptq_map50_ci95": [0.7, 0.9]}
+    assert detail == {"ptq_map_small": 0.4}  # -1 (no large objects) is not a score: left out
+    plot = tmp_path / "plot.png"
+    plot.write_bytes(b"png")
+    with _stage(tmp_path, "evaluate") as run:
+        run.log_metrics(summary, on_parent=True)
+        run.log_metrics(detail)
+        run.log_artifact(plot, on_parent=True)
+    (parent,) = [r for r in _runs(tmp_path) if "mlflow.parentRunId" not in r.data.tags]
+    (child,) = [r for r in _runs(tmp_path) if "mlflow.parentRunId" in r.data.tags]
+    assert parent.data.metrics == {"ptq_map50": 0.8, "ptq_map50_ci95_lo": 0.7, "ptq_map50_ci95_hi": 0.9}
+    assert child.data.metrics == {"ptq_map_small": 0.4}
+    client = mlflow.MlflowClient()
+    assert [a.path for a in client.list_artifacts(parent.info.run_id)] == ["plot.png"]
+    assert client.list_artifacts(child.info.run_id) == []
+    assert parent.data.tags["mlflow.source.name"] == "dvc repro"
+
+
+def test_stage_run_spans_the_stage_not_just_its_logging(tmp_path):
+    started = time.time() - 120  # the stage began its work two minutes before it logs
+    with _stage(tmp_path, "benchmark", started=started):
+        pass
+    (child,) = [r for r in _runs(tmp_path) if "mlflow.parentRunId" in r.data.tags]
+    assert child.info.start_time == int(started * 1000)
+    assert child.info.end_time - child.info.start_time >= 120_000
+    assert child.data.tags["mlflow.runName"] == "benchmark" and child.data.tags["mlflow.user"]
 
 
 def test_failed_stage_leaves_nothing_running(tmp_path):

@@ -113,6 +113,16 @@ def test_mlflow_has_one_finished_parent_with_stage_children(repo):
     parent = parents[0]
     assert parent.data.tags["backbone"] == "resnet18" and parent.data.tags["git_commit"] != "unknown"
     assert "qat_map50" in parent.data.metrics and "qat_speedup" in parent.data.metrics
+    children = [r for r in runs if r is not parent]
+    assert not any(set(parent.data.metrics) & set(c.data.metrics) for c in children)  # no figure twice
+    client = mlflow.MlflowClient()
+    assert {"map_vs_latency.png", "pr_curves.png", "train_curves.png", "qat_curves.png"} <= {
+        a.path for a in client.list_artifacts(parent.info.run_id)
+    }
+    assert parent.data.tags["mlflow.source.name"] == "dvc repro"
+    benchmark = next(r for r in runs if r.data.tags.get("qdet.stage") == "benchmark")
+    assert "qat_latency_ms_p90" in benchmark.data.metrics  # the stage's detail
+    assert benchmark.info.end_time - benchmark.info.start_time > 2000  # its timing, not its logging
     train = next(r for r in runs if r.data.tags.get("qdet.stage") == "train")
     history = mlflow.MlflowClient().get_metric_history(train.info.run_id, "loss")
     assert [m.step for m in history] == [1]
