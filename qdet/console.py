@@ -89,7 +89,8 @@ def exit_on_error(fn: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(1)
         except KeyboardInterrupt as exc:
             what = "terminated (SIGTERM)" if type(exc).__name__ == "Terminated" else "interrupted"
-            console.print(f"[yellow]{what}; rerun it (training stages resume from their last checkpoint)[/yellow]")
+            resume = "rerun it (training stages resume from their last checkpoint)"
+            console.print(f"[yellow]{what}; {resume}[/yellow]")
             sys.exit(130)
 
     return wrapper
