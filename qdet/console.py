@@ -10,8 +10,7 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,40 +39,38 @@ LOGS = Path("logs")  # one file per stage, appended: what third-party code says,
 
 
 def third_party_to_log(log: Path) -> None:
-    """MLflow's INFO lines and its "Downloading artifacts" bars, and the Python warnings not
-    hidden by :func:`quiet_warnings`, go to ``log`` instead of the stage output; ours stay."""
+    """What third-party code says goes to ``log``, ours stays on the console: MLflow's INFO
+    lines and its "Downloading artifacts" bars, torch's log lines ("No CUDA runtime is found"
+    when Inductor looks for a compiler), the Python warnings not hidden by :func:`quiet_warnings`,
+    and what C++ code writes straight to file descriptor 2 (:func:`native_stderr_to`)."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")  # else mlflow adds a stderr handler
     log.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(log)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    for name in ("mlflow", "py.warnings"):
+    for name in ("mlflow", "py.warnings", "torch.utils.cpp_extension"):
         logger = logging.getLogger(name)
         logger.handlers = [handler]
         logger.setLevel(logging.INFO)
         logger.propagate = False
     logging.captureWarnings(True)
+    native_stderr_to(log)
 
 
-@contextmanager
-def native_stderr_to(log: Path) -> Iterator[None]:
-    """Lines that C++ code writes straight to file descriptor 2 (torch's TorchScript runtime
-    prints its warnings so, e.g. "quantized tensor creation functions ... are deprecated") go to
-    ``log`` while the block runs. Python's own writes to stderr in the block go there too: keep
-    the block to the noisy call."""
-    log.parent.mkdir(parents=True, exist_ok=True)
+def native_stderr_to(log: Path) -> None:
+    """From here on, file descriptor 2 is ``log``: torch's C++ code writes its warnings there
+    directly (the TorchScript runtime's "quantized tensor creation functions ... are
+    deprecated"), out of reach of Python's warning filters. Python's ``sys.stderr`` (our
+    console, progress bars, tracebacks) keeps the terminal through a duplicate of the original
+    descriptor. Child processes inherit fd 2, the log: pass ``stderr=sys.stderr`` to those whose
+    output is ours."""
     sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(log, "a") as target:
-            os.dup2(target.fileno(), 2)
-            try:
-                yield
-            finally:
-                sys.stderr.flush()
-                os.dup2(saved, 2)
-    finally:
-        os.close(saved)
+    terminal = os.dup(2)
+    target = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(target, 2)
+    os.close(target)
+    encoding, errors = sys.stderr.encoding, sys.stderr.errors
+    sys.stderr = open(terminal, "w", buffering=1, encoding=encoding, errors=errors)  # noqa: SIM115
 
 
 def exit_on_error(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -76,8 +76,8 @@ def distributed(train: TrainConfig, argv: list[str]) -> Ranks:
         console.print(
             f"launching {train.nproc} processes on this node: {' '.join(command[1 : 4 + len(where)])} ..."
         )
-        # SIGTERM lets torchrun stop its ranks before it goes
-        code = subprocess.call(command, preexec_fn=lambda: die_with_parent(signal.SIGTERM))
+        # SIGTERM lets torchrun stop its ranks before it goes; their console is ours, not the log
+        code = subprocess.call(command, stderr=sys.stderr, preexec_fn=lambda: die_with_parent(signal.SIGTERM))
         if code != 0:
             console.print(
                 f"[bold red]error:[/bold red] a training process failed (torchrun exit {code}); "

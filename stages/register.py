@@ -7,7 +7,7 @@ import typer
 
 from qdet import stage
 from qdet.config import ConfigError
-from qdet.console import LOGS, console, exit_on_error, native_stderr_to
+from qdet.console import console, exit_on_error
 from qdet.files import read_json, write_json
 from qdet.serving.registry import (
     RegistryUnreachable,
@@ -40,8 +40,7 @@ def main(
     champion, why = choose_champion(variants, r.max_map_drop, r.min_speedup)
     with stage.tracker(cfg, "register", params, out.parent) as run:
         tags = {"dataset": cfg.dataset, "backbone": cfg.backbone, "run_id": str(run.run_id)}
-        # logging a model loads it to check its input example: torch's C++ warnings go to the log
-        with store_lock(run.uri), native_stderr_to(LOGS / "register.log"):  # parallel exps: one at a time
+        with store_lock(run.uri):  # parallel exps: one at a time
             versions = {c.variant: register_variant(name, c, tags, run) for c in variants}
             moved = champion is not None and versions[champion.variant] is not None
             moved = moved and set_alias(name, r.alias, versions[champion.variant], run)
