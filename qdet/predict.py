@@ -85,8 +85,12 @@ def resolve_model(model: str, tracking_uri: str | None = None) -> Path:
     from mlflow.exceptions import MlflowException
 
     uri = store_uri(tracking_uri)
+    # models:/ is resolved by the registry, whose URI is not download_artifacts' tracking_uri:
+    # left unset it is MLflow's default, a new mlflow.db in the current folder
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
     try:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model, tracking_uri=uri))
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model))
     except MlflowException as exc:
         raise ModelError(f"{model} in {uri}: {str(exc).splitlines()[0]}") from None
     found = sorted([*local.rglob("*.ts"), *(p.parent for p in local.rglob("detector.json"))])

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 import typer
 
-from qdet.console import console, exit_on_error, quiet_warnings
+from qdet.console import console, exit_on_error, quiet_warnings, third_party_to_log
 from qdet.predict import Predictor
 
 app = typer.Typer(add_completion=False, help=__doc__)
@@ -21,7 +21,9 @@ def main(
         ..., help="artifact (models/export/qat.ts, a PT2E folder) or models:/<name>@<alias>"
     ),
     sources: list[Path] = typer.Argument(..., help="images, folders of images (recursive), or video files"),
-    out: Path = typer.Option(Path("predictions"), help="annotated copies, detections.csv, latency.csv"),
+    out: Path = typer.Option(
+        Path("predictions"), help="annotated copies, detections.csv, latency.csv, predict.log"
+    ),
     threshold: float = typer.Option(0.5, min=0.0, max=1.0, help="score threshold for kept detections"),
     threads: int = typer.Option(2, min=1, help="torch threads"),
     max_pixels: int = typer.Option(40_000_000, min=1, help="larger images are refused (memory)"),
@@ -30,6 +32,7 @@ def main(
     ),
 ) -> None:
     quiet_warnings()
+    third_party_to_log(out / "predict.log")  # torch's C++ warnings, MLflow's INFO lines
     torch.set_num_threads(threads)
     report = Predictor(model, threshold, max_pixels, tracking_uri).run(sources, out)
     for line in report.failed:

@@ -230,6 +230,11 @@ def test_predict_model_errors_are_one_line(repo, tmp_path):
         assert done.returncode == 1, (args, done.stderr[-2000:])
         assert message in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert not (outside / "mlflow.db").exists()
+    store = f"sqlite:///{repo / 'mlflow.db'}"
+    champion = f"models:/{name}@champion"
+    done = _predict(repo, champion, image, "--tracking-uri", store, "--out", tmp_path / "out", cwd=outside)
+    assert done.returncode == 0 and "1 images" in done.stderr, done.stderr[-2000:]
+    assert not (outside / "mlflow.db").exists()  # the registry, too, read the store named
     done = _predict(repo, repo / "models" / "export" / "qat.ts", image, "--threads", "0")
     assert done.returncode == 2 and "Traceback" not in done.stderr
 
