@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -78,6 +81,39 @@ def run(cmd: list[str], cwd: Path, check: bool = True, **kw) -> subprocess.Compl
             f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
         )
     return done
+
+
+def run_queue(repo: Path, e: dict[str, str], deadline_s: float) -> str:
+    """Start two queue workers, wait until nothing is queued or running, and return the final
+    ``dvc queue status``. ``dvc queue start`` leaves its workers as daemons that inherit its
+    stdout/stderr: with captured pipes, waiting for it means waiting for the workers, and a
+    worker that misses its shutdown (seen here: dvc-task's "empty queue" monitor fired while
+    its task still ran, and the worker then idled forever) hangs the test. So no pipes, a
+    deadline, and the workers stopped (then killed) at the end."""
+    subprocess.run(
+        ["dvc", "queue", "start", "-j", "2"],
+        cwd=repo,
+        env=e,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=True,
+        timeout=120,
+    )
+    try:
+        deadline = time.time() + deadline_s
+        while time.time() < deadline:
+            status = run(["dvc", "queue", "status"], repo, env=e).stdout
+            if "Queued" not in status and "Running" not in status:
+                break
+            time.sleep(10)
+        return status
+    finally:
+        subprocess.run(["dvc", "queue", "stop"], cwd=repo, env=e, capture_output=True, timeout=120)
+        for pid_file in (repo / ".dvc" / "tmp" / "exps" / "celery").glob("dvc-exp-worker-*.pid"):
+            with contextlib.suppress(ValueError, OSError):  # gone already
+                pid = int(pid_file.read_text())
+                if b"queue-worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    os.kill(pid, signal.SIGKILL)
 
 
 def stages_run(output: str) -> list[str]:

@@ -3,12 +3,10 @@ in the one MLflow store at the repository root (not in the queue's temporary cop
 
 from __future__ import annotations
 
-import time
-
 import mlflow
 import pytest
 
-from tests.e2e.repos import make_repo, run
+from tests.e2e.repos import env, make_repo, run, run_queue
 
 pytestmark = pytest.mark.slow
 
@@ -17,13 +15,7 @@ def test_parallel_queue_logs_every_experiment_to_one_store(tmp_path):
     repo = make_repo(tmp_path / "repo", {"data": {"synthetic": {"num_images": 12}}})
     for seed in (1, 2):
         run(["dvc", "exp", "run", "--queue", "-n", f"seed{seed}", "-S", f"seed={seed}"], repo)
-    run(["dvc", "queue", "start", "-j", "2"], repo)
-    deadline = time.time() + 1200
-    while time.time() < deadline:
-        status = run(["dvc", "queue", "status"], repo).stdout
-        if "Queued" not in status and "Running" not in status:
-            break
-        time.sleep(10)
+    status = run_queue(repo, env(), 1200)
     assert status.count("Success") == 2, status
     shown = run(["dvc", "exp", "show", "--json"], repo).stdout
     assert '"seed1"' in shown and '"seed2"' in shown

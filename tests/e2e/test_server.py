@@ -18,7 +18,7 @@ import mlflow
 import pytest
 import requests
 
-from tests.e2e.repos import env, make_prepared_repo, make_repo, run, stages_run
+from tests.e2e.repos import env, make_prepared_repo, make_repo, run, run_queue, stages_run
 from tests.helpers import answers, stage_cmd
 
 pytestmark = pytest.mark.slow
@@ -148,13 +148,7 @@ def test_two_queued_experiments_share_a_server_with_proxied_artifacts(server, tm
     repo = make_repo(tmp_path / "repo", {"data": {"synthetic": {"num_images": 12}}})
     for seed in (1, 2):
         run(["dvc", "exp", "run", "--queue", "-n", f"seed{seed}", "-S", f"seed={seed}"], repo, env=e)
-    run(["dvc", "queue", "start", "-j", "2"], repo, env=e)
-    deadline = time.time() + 1500
-    while time.time() < deadline:
-        status = run(["dvc", "queue", "status"], repo, env=e).stdout
-        if "Queued" not in status and "Running" not in status:
-            break
-        time.sleep(10)
+    status = run_queue(repo, e, 1500)
     assert status.count("Success") == 2, status
     client = mlflow.MlflowClient(server.url)
     runs = client.search_runs([client.get_experiment_by_name("qdet").experiment_id])
