@@ -13,6 +13,7 @@ import yaml
 
 from qdet.checkpoint import load_checkpoint
 from qdet.metrics import coco_evaluate
+from qdet.tracking import default_uri
 from tests.e2e.repos import env, make_repo, run, stages_run
 from tests.helpers import merge, stage_cmd
 
@@ -102,7 +103,7 @@ def test_quantized_modules_and_sensitivity_are_reported(repo):
 
 
 def test_mlflow_has_one_finished_parent_with_stage_children(repo):
-    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
+    mlflow.set_tracking_uri(default_uri(repo))
     exp = mlflow.get_experiment_by_name("qdet")
     runs = mlflow.search_runs([exp.experiment_id], output_format="list")
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
@@ -151,7 +152,7 @@ def test_registered_champion_predicts_in_a_fresh_process(repo, tmp_path):
     code = (
         "import sys; sys.modules['qdet'] = None\n"
         "import mlflow\n"
-        f"mlflow.set_tracking_uri('sqlite:///{repo / 'mlflow.db'}')\n"
+        f"mlflow.set_tracking_uri('{default_uri(repo)}')\n"
         f"m = mlflow.pyfunc.load_model('models:/{reg['model_name']}@champion')\n"
         f"df = m.predict({{'path': [{str(image)!r}]}})\n"
         "print(list(df.columns)); print(len(df))\n"
@@ -230,8 +231,7 @@ def test_predict_model_errors_are_one_line(repo, tmp_path):
         assert done.returncode == 1, (args, done.stderr[-2000:])
         assert message in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert not (outside / "mlflow.db").exists()
-    store = f"sqlite:///{repo / 'mlflow.db'}"
-    champion = f"models:/{name}@champion"
+    champion, store = f"models:/{name}@champion", default_uri(repo)
     done = _predict(repo, champion, image, "--tracking-uri", store, "--out", tmp_path / "out", cwd=outside)
     assert done.returncode == 0 and "1 images" in done.stderr, done.stderr[-2000:]
     assert not (outside / "mlflow.db").exists()  # the registry, too, read the store named
@@ -357,7 +357,7 @@ def test_a_strict_gate_moves_no_alias_and_says_why(repo, tmp_path):
     result = json.loads(out.read_text())
     assert result["champion"] is None
     assert all(why.startswith("fails the gate: speedup vs best float") for why in result["why"].values())
-    client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    client = mlflow.MlflowClient(default_uri(repo))
     alias = client.get_model_version_by_alias(before["model_name"], "champion")
     assert str(alias.version) == before["versions"][before["champion"]]
 
