@@ -63,6 +63,12 @@ def compile_inputs(model: nn.Module, part: str) -> tuple[tuple[torch.Tensor, ...
     return tuple(x[:1] for x in inputs), tuple({2: auto, 3: auto} for _ in inputs)
 
 
+INDUCTOR_CONFIGS = {
+    "freezing": True,  # weights become constants: int8 weights packed once, at compile time
+    "aot_inductor.enable_line_tables": False,  # debug line tables for profilers: ~1.2 MB per package
+}
+
+
 def compile_part(model: nn.Module, part: str, path: Path) -> float:
     """Compile one part to ``path``; returns the seconds it took."""
     inputs, dynamic = compile_inputs(model, part)
@@ -70,7 +76,7 @@ def compile_part(model: nn.Module, part: str, path: Path) -> float:
     exported = torch.export.export(_graph(get_part(model, part)), inputs, dynamic_shapes=dynamic)
     with torch.no_grad():
         torch._inductor.aoti_compile_and_package(
-            exported, package_path=str(path), inductor_configs={"freezing": True}
+            exported, package_path=str(path), inductor_configs=INDUCTOR_CONFIGS
         )
     return time.perf_counter() - start
 

@@ -40,21 +40,34 @@ LOGS = Path("logs")  # one file per stage, appended: what third-party code says,
 
 def third_party_to_log(log: Path) -> None:
     """What third-party code says goes to ``log``, ours stays on the console: MLflow's INFO
-    lines and its "Downloading artifacts" bars, torch's log lines ("No CUDA runtime is found"
-    when Inductor looks for a compiler), the Python warnings not hidden by :func:`quiet_warnings`,
-    and what C++ code writes straight to file descriptor 2 (:func:`native_stderr_to`)."""
+    lines and its "Downloading artifacts" bars, every library's log lines (torch's "No CUDA
+    runtime is found" when Inductor looks for a compiler, its pytree "register_constant()"
+    deprecation), the Python warnings not hidden by :func:`quiet_warnings`, and what C++ code
+    writes straight to file descriptor 2 (:func:`native_stderr_to`). qdet itself never logs:
+    it prints to :data:`console`."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")  # else mlflow adds a stderr handler
     log.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(log)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    for name in ("mlflow", "py.warnings", "torch.utils.cpp_extension"):
-        logger = logging.getLogger(name)
+    import torch  # noqa: F401  (torch gives its loggers their own stderr handlers at import)
+
+    for logger in _loggers_with_handlers("torch"):
         logger.handlers = [handler]
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
+    logging.getLogger().handlers = [handler]  # every other library's logger propagates here
+    for name in ("mlflow", "torch.utils.cpp_extension"):
+        logging.getLogger(name).setLevel(logging.INFO)
     logging.captureWarnings(True)
     native_stderr_to(log)
+
+
+def _loggers_with_handlers(package: str) -> list[logging.Logger]:
+    """``package``'s loggers that write somewhere themselves instead of propagating."""
+    loggers = [logging.getLogger(package)]
+    for name, logger in logging.root.manager.loggerDict.items():
+        if name.startswith(package + ".") and isinstance(logger, logging.Logger) and logger.handlers:
+            loggers.append(logger)
+    return loggers
 
 
 def native_stderr_to(log: Path) -> None:

@@ -9,6 +9,9 @@ third_party_to_log(Path(sys.argv[1]))
 import mlflow  # noqa: F401
 logging.getLogger("mlflow.pyfunc").info("Validating input example")
 logging.getLogger("torch.utils.cpp_extension").warning("No CUDA runtime is found")
+logging.getLogger("torch.utils._pytree").warning("register_constant() is deprecated")
+logging.getLogger("torch._dynamo").warning("graph break")
+logging.getLogger("torchao").warning("a torchao line")
 warnings.warn("a third-party warning")
 os.write(2, b"[W Quantizer.cpp] Warning: deprecated\\n")  # C++ code writes to fd 2 directly
 print("ours", file=sys.stderr)
@@ -31,6 +34,9 @@ def test_third_party_lines_go_to_the_log_ours_stay(tmp_path):
     for line in (
         "INFO mlflow.pyfunc: Validating input example",
         "WARNING torch.utils.cpp_extension: No CUDA runtime is found",
+        "WARNING torch.utils._pytree: register_constant() is deprecated",
+        "WARNING torch._dynamo: graph break",
+        "WARNING torchao: a torchao line",
         "a third-party warning",
         "[W Quantizer.cpp] Warning: deprecated\n",
     ):

@@ -106,7 +106,7 @@ def run_queue(repo: Path, e: dict[str, str], deadline_s: float) -> str:
             if "Queued" not in status and "Running" not in status:
                 break
             time.sleep(10)
-        return status
+        return status + _failed_task_logs(repo, e, status)
     finally:
         subprocess.run(["dvc", "queue", "stop"], cwd=repo, env=e, capture_output=True, timeout=120)
         for pid_file in (repo / ".dvc" / "tmp" / "exps" / "celery").glob("dvc-exp-worker-*.pid"):
@@ -114,6 +114,15 @@ def run_queue(repo: Path, e: dict[str, str], deadline_s: float) -> str:
                 pid = int(pid_file.read_text())
                 if b"queue-worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
                     os.kill(pid, signal.SIGKILL)
+
+
+def _failed_task_logs(repo: Path, e: dict[str, str], status: str) -> str:
+    """The tail of each failed task's log, so a failed queue test says why the experiment failed."""
+    text = ""
+    for name in (line.split()[1] for line in status.splitlines() if line.endswith("Failed")):
+        done = run(["dvc", "queue", "logs", name], repo, check=False, env=e)
+        text += f"\n--- dvc queue logs {name}:\n{(done.stdout + done.stderr)[-4000:]}"
+    return text
 
 
 def stages_run(output: str) -> list[str]:
