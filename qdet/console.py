@@ -44,16 +44,17 @@ def third_party_to_log(log: Path) -> None:
     runtime is found" when Inductor looks for a compiler, its pytree "register_constant()"
     deprecation), the Python warnings not hidden by :func:`quiet_warnings`, and what C++ code
     writes straight to file descriptor 2 (:func:`native_stderr_to`). qdet itself never logs:
-    it prints to :data:`console`."""
+    it prints to :data:`console`. Call it after importing torch (torch sets its loggers' own
+    handlers at import) and before importing torchao (it logs at import)."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")  # else mlflow adds a stderr handler
     log.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(log)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    import torch  # noqa: F401  (torch gives its loggers their own stderr handlers at import)
-
-    for logger in _loggers_with_handlers("torch"):
-        logger.handlers = [handler]
+    handler.setLevel(logging.INFO)  # not torch's DEBUG trace records
+    if "torch" in sys.modules:  # torch gave its loggers their own stderr handlers at import
+        for logger in _loggers_with_handlers("torch"):
+            logger.handlers = [handler]
     logging.getLogger().handlers = [handler]  # every other library's logger propagates here
     for name in ("mlflow", "torch.utils.cpp_extension"):
         logging.getLogger(name).setLevel(logging.INFO)

@@ -4,6 +4,7 @@ import sys
 SCRIPT = """
 import logging, os, subprocess, sys, warnings
 from pathlib import Path
+import torch  # as in every stage that uses it: imported before its log is set
 from qdet.console import console, third_party_to_log
 third_party_to_log(Path(sys.argv[1]))
 import mlflow  # noqa: F401
