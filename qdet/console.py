@@ -38,21 +38,24 @@ def quiet_warnings(deprecations: bool = True) -> None:
 LOGS = Path("logs")  # one file per stage, appended: what third-party code says, out of the console
 
 
-def third_party_to_log(log: Path) -> None:
+def third_party_to_log(log: Path, uses_torch: bool = True) -> None:
     """What third-party code says goes to ``log``, ours stays on the console: MLflow's INFO
     lines and its "Downloading artifacts" bars, every library's log lines (torch's "No CUDA
     runtime is found" when Inductor looks for a compiler, its pytree "register_constant()"
     deprecation), the Python warnings not hidden by :func:`quiet_warnings`, and what C++ code
     writes straight to file descriptor 2 (:func:`native_stderr_to`). qdet itself never logs:
-    it prints to :data:`console`. Call it after importing torch (torch sets its loggers' own
-    handlers at import) and before importing torchao (it logs at import)."""
+    it prints to :data:`console`. Call it before importing torchao (it logs at import).
+    ``uses_torch``: torch is imported here, because it sets its loggers' own stderr handlers at
+    import (the download stage's no-op run skips it: importing torch takes a second)."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")  # else mlflow adds a stderr handler
     log.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(log)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.setLevel(logging.INFO)  # not torch's DEBUG trace records
-    if "torch" in sys.modules:  # torch gave its loggers their own stderr handlers at import
+    if uses_torch:
+        import torch  # noqa: F401  (its loggers get their handlers at import: replaced below)
+
         for logger in _loggers_with_handlers("torch"):
             logger.handlers = [handler]
     logging.getLogger().handlers = [handler]  # every other library's logger propagates here

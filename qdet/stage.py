@@ -112,7 +112,7 @@ def load(params: Path, stage: str, uses_torch: bool = True) -> Config:
     on error), with every RNG seeded."""
     _started.append(time.time())
     claim_stage(stage)
-    third_party_to_log(LOGS / f"{stage}.log")
+    third_party_to_log(LOGS / f"{stage}.log", uses_torch)
     cfg = load_config(params)
     if cfg.tracking.enabled:
         check_reachable(tracking_uri())  # before any work, not after it

@@ -4,9 +4,9 @@ import sys
 SCRIPT = """
 import logging, os, subprocess, sys, warnings
 from pathlib import Path
-import torch  # as in every stage that uses it: imported before its log is set
 from qdet.console import console, third_party_to_log
 third_party_to_log(Path(sys.argv[1]))
+import torch  # noqa: F401  (after: the register stage imports it only when it loads a model)
 import mlflow  # noqa: F401
 logging.getLogger("mlflow.pyfunc").info("Validating input example")
 logging.getLogger("torch.utils.cpp_extension").warning("No CUDA runtime is found")
