@@ -12,6 +12,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
+from qdet.tracking import default_uri
 from tests.e2e.repos import env, make_prepared_repo, run
 from tests.helpers import stage_cmd
 
@@ -47,7 +48,7 @@ def wait_for(condition, seconds: float) -> bool:
 
 
 def _runs(repo: Path):
-    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
+    mlflow.set_tracking_uri(default_uri(repo))
     exp = mlflow.get_experiment_by_name("qdet")
     return mlflow.search_runs([exp.experiment_id], output_format="list") if exp else []
 

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from qdet.tracking import default_uri
 from tests.e2e.repos import env, make_repo, run
 
 pytestmark = pytest.mark.slow
@@ -57,7 +58,7 @@ def test_registered_pt2e_model_predicts_without_qdet(repo, tmp_path):
     code = (
         "import sys; sys.modules['qdet'] = None\n"
         "import mlflow\n"
-        f"mlflow.set_tracking_uri('sqlite:///{repo / 'mlflow.db'}')\n"
+        f"mlflow.set_tracking_uri('{default_uri(repo)}')\n"
         f"m = mlflow.pyfunc.load_model('models:/{reg['model_name']}/{reg['versions']['qat']}')\n"
         f"df = m.predict({{'path': [{str(image)!r}]}})\n"
         "print(list(df.columns))\n"

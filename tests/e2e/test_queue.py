@@ -6,6 +6,7 @@ from __future__ import annotations
 import mlflow
 import pytest
 
+from qdet.tracking import default_uri
 from tests.e2e.repos import env, make_repo, run, run_queue
 
 pytestmark = pytest.mark.slow
@@ -19,7 +20,7 @@ def test_parallel_queue_logs_every_experiment_to_one_store(tmp_path):
     assert status.count("Success") == 2, status
     shown = run(["dvc", "exp", "show", "--json"], repo).stdout
     assert '"seed1"' in shown and '"seed2"' in shown
-    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
+    mlflow.set_tracking_uri(default_uri(repo))
     runs = mlflow.search_runs([mlflow.get_experiment_by_name("qdet").experiment_id], output_format="list")
     parents = {r.data.tags.get("dvc_exp_name") for r in runs if "mlflow.parentRunId" not in r.data.tags}
     assert parents == {"seed1", "seed2"}

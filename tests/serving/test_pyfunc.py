@@ -19,6 +19,7 @@ from PIL import Image
 from qdet.export import save_artifact, script_detector
 from qdet.models.detector import build_detector
 from qdet.serving.registry import Candidate, register_variant
+from qdet.tracking import default_uri
 from tests.helpers import TINY_MODEL, answers
 
 
@@ -51,13 +52,14 @@ def registered(tmp_path_factory):
     model = build_detector("resnet18", TINY_MODEL, num_classes=3).eval()
     artifact = tmp_path / "float.ts"
     save_artifact(script_detector(model), artifact, {"classes": ["a", "b", "c"], "variant": "float"})
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    store = default_uri(tmp_path)
+    mlflow.set_tracking_uri(store)
     mlflow.set_experiment("pyfunc-test")
     with mlflow.start_run() as run:
         candidate = Candidate("float", artifact, 0.5, 0.0, 1.0, [0.9, 1.1], 100.0, "g")
         version = register_variant("tiny", candidate, {"dataset": "x"}, DirectRun(run.info.run_id))
     assert mlflow.MlflowClient().get_model_version("tiny", version).run_id == run.info.run_id
-    return f"sqlite:///{tmp_path / 'mlflow.db'}", version
+    return store, version
 
 
 def test_registered_model_has_a_signature_and_honours_its_params(registered):
