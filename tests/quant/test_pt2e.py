@@ -110,3 +110,26 @@ def test_qat_trains_and_freezes_bn_and_observers(float_model):
 def test_per_tensor_weights_are_refused():
     with pytest.raises(QuantError, match="per_channel"):
         pt2e.quantization_config(QuantPlan(ALL, engine="pt2e", per_channel=False), qat=False)
+
+
+def _relative_error(ref: dict[str, torch.Tensor], out: dict[str, torch.Tensor]) -> float:
+    return max(float((ref[k] - out[k]).norm() / ref[k].norm()) for k in ref)
+
+
+def test_qat_graph_keeps_each_batch_norms_eps():
+    """MobileNetV3's batch norms use eps 1e-3; torchao's QAT rewrite sets 1e-5 everywhere, which
+    made its QAT graph 141x off float. With fake quant off it must equal float, training or not."""
+    torch.manual_seed(0)
+    model = build_detector("mobilenet_v3_large", TINY_MODEL, num_classes=3)
+    with torch.no_grad():  # BN statistics from real activations: some channels near zero variance
+        for _ in range(3):
+            model.backbone(torch.rand(2, 3, 96, 128))
+    x = torch.rand(2, 3, 96, 128)
+    prepared = pt2e.prepare(copy.deepcopy(model), QuantPlan(["backbone"], engine="pt2e"), qat=True)
+    pt2e.fake_quant(prepared, False)
+    pt2e.observers(prepared, False)
+    with torch.no_grad():  # training: batch statistics, the module's eps
+        assert _relative_error(model.backbone(x), prepared.backbone(x)) < 1e-4  # both update stats
+        pt2e.freeze_bn(prepared)
+        model.eval()
+        assert _relative_error(model.backbone(x), prepared.backbone(x)) < 1e-4
