@@ -135,12 +135,11 @@ def test_qat_graph_keeps_each_batch_norms_eps():
         assert _relative_error(model.backbone(x), prepared.backbone(x)) < 1e-4
 
 
-@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_large"])
-def test_converted_qat_model_is_the_fake_quant_model_it_trained(name):
-    """convert_pt2e folded BN with eps 1e-5 and re-derived weight scales 0.39% off the trained
-    ones: the int8 model drifted from its fake-quant model (resnet18 here: 22 dB)."""
+def test_converted_qat_model_is_the_fake_quant_model_it_trained():
+    """convert_pt2e folded MobileNetV3's BN with eps 1e-5 instead of its 1e-3: the int8 model
+    drifted from its fake-quant model."""
     torch.manual_seed(0)
-    model = build_detector(name, TINY_MODEL, num_classes=3)
+    model = build_detector("mobilenet_v3_large", TINY_MODEL, num_classes=3)
     with torch.no_grad():
         for _ in range(3):
             model.backbone(torch.rand(2, 3, 96, 128))
