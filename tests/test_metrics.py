@@ -106,3 +106,20 @@ def test_intervals_hold_the_point_and_a_drop_on_one_image_is_not_beyond_noise(tm
     for stats in results.values():
         for key in ("map", "map50"):
             assert stats[f"{key}_ci95"][0] <= stats[key] <= stats[f"{key}_ci95"][1]
+
+
+def test_identical_imperfect_variants_drop_by_exactly_zero_in_every_resample(tmp_path):
+    """Pairing: the same resampled images for both variants, so two identical variants differ by
+    0 in every resample, though each one's own interval is wide (images a and b score apart)."""
+    from qdet.metrics import add_drops, add_intervals
+
+    partial = [_pred([[10, 10, 40, 40]], [1], [0.9]), PERFECT[1], PERFECT[2]]  # misses image a's person
+    results, scores = {}, {}
+    for name, preds in (("float", partial), ("same", partial)):
+        results[name], scores[name] = _scored(tmp_path, preds, name)
+    add_drops(results)
+    add_intervals(results, scores)
+    lo, hi = results["float"]["map50_ci95"]
+    assert hi - lo > 0.2  # resamples of image a alone score 0.5, of image b alone 1.0
+    assert results["same"]["map50_drop_ci95"] == pytest.approx([0.0, 0.0])
+    assert results["same"]["map_drop_ci95"] == pytest.approx([0.0, 0.0])
