@@ -9,6 +9,7 @@ import torch
 import typer
 
 from qdet.console import console, exit_on_error, quiet_warnings, third_party_to_log
+from qdet.errors import QdetError
 from qdet.predict import Predictor
 
 app = typer.Typer(add_completion=False, help=__doc__)
@@ -34,7 +35,12 @@ def main(
     quiet_warnings()
     third_party_to_log(out / "predict.log")  # torch's C++ warnings, MLflow's INFO lines
     torch.set_num_threads(threads)
-    report = Predictor(model, threshold, max_pixels, tracking_uri).run(sources, out)
+    try:
+        predictor = Predictor(model, threshold, max_pixels, tracking_uri)
+    except QdetError:
+        _remove_if_empty(out / "predict.log", out)  # a model that does not load leaves no output folder
+        raise
+    report = predictor.run(sources, out)
     for line in report.failed:
         console.print(f"[yellow]failed[/yellow] {line}", highlight=False)
     latency = (
@@ -50,6 +56,13 @@ def main(
     )
     if report.failed or report.images + report.frames == 0:
         raise typer.Exit(1)
+
+
+def _remove_if_empty(log: Path, out: Path) -> None:
+    if log.exists() and log.stat().st_size == 0:
+        log.unlink()
+    if out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
 
 
 if __name__ == "__main__":

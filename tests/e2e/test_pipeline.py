@@ -230,6 +230,7 @@ def test_predict_model_errors_are_one_line(repo, tmp_path):
         done = _predict(repo, *args, "--out", tmp_path / "out", cwd=cwd, env_extra=extra)
         assert done.returncode == 1, (args, done.stderr[-2000:])
         assert message in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert not (tmp_path / "out").exists()  # a model that does not load leaves no output folder
     assert not (outside / "mlflow.db").exists()
     champion, store = f"models:/{name}@champion", default_uri(repo)
     done = _predict(repo, champion, image, "--tracking-uri", store, "--out", tmp_path / "out", cwd=outside)
