@@ -74,11 +74,28 @@ INDUCTOR_CONFIGS = {
 }
 
 
-def compile_part(model: nn.Module, part: str, path: Path) -> float:
-    """Compile one part to ``path``; returns the seconds it took."""
+class Bf16Autocast(nn.Module):
+    """A float part under CPU bf16 autocast, as a PyTorch user runs bf16: convolutions and
+    linears in bf16, outputs back in fp32 for the float glue (anchors, NMS, RoI align) around it."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor):  # every part takes one tensor
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = self.inner(x)
+        return torch.utils._pytree.tree_map(
+            lambda t: t.float() if isinstance(t, torch.Tensor) and t.is_floating_point() else t, out
+        )
+
+
+def compile_part(model: nn.Module, part: str, path: Path, bf16: bool = False) -> float:
+    """Compile one part to ``path`` (under bf16 autocast with ``bf16``); returns the seconds."""
     inputs, dynamic = compile_inputs(model, part)
     start = time.perf_counter()
-    exported = torch.export.export(_graph(get_part(model, part)), inputs, dynamic_shapes=dynamic)
+    module = _graph(get_part(model, part))
+    exported = torch.export.export(Bf16Autocast(module) if bf16 else module, inputs, dynamic_shapes=dynamic)
     with torch.no_grad():
         torch._inductor.aoti_compile_and_package(
             exported, package_path=str(path), inductor_configs=INDUCTOR_CONFIGS
@@ -87,16 +104,17 @@ def compile_part(model: nn.Module, part: str, path: Path) -> float:
 
 
 def save_compiled(
-    model: nn.Module, model_cfg: ModelConfig, meta: dict[str, Any], folder: Path
+    model: nn.Module, model_cfg: ModelConfig, meta: dict[str, Any], folder: Path, bf16: bool = False
 ) -> tuple[int, dict[str, float]]:
-    """Write the compiled detector folder (atomically: built aside, then renamed).
+    """Write the compiled detector folder (atomically: built aside, then renamed); with ``bf16``
+    a float model's parts run under bf16 autocast.
 
     Returns its size in bytes and the compile seconds per part."""
     check_compiler()
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    seconds = {part: compile_part(model, part, tmp / f"{part}.pt2") for part in PARTS}
+    seconds = {part: compile_part(model, part, tmp / f"{part}.pt2", bf16) for part in PARTS}
     full_meta = {
         **meta,
         "model": dataclasses.asdict(model_cfg),

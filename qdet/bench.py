@@ -57,21 +57,32 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
+def fastest(times: dict[str, list[float]], among: list[str]) -> str | None:
+    """The variant of ``among`` with the lowest median time in this run (None if none was timed)."""
+    timed = [n for n in among if n in times]
+    return min(timed, key=lambda n: statistics.median(times[n])) if timed else None
+
+
 def summarize(
-    times: dict[str, list[float]], reference: str, floats: tuple[str, ...] = ()
+    times: dict[str, list[float]], reference: str, floats: list[str] = (), int8_peers: list[str] = ()
 ) -> dict[str, dict[str, float | list[float]]]:
-    """Latency p50/p90, images/s, speedup vs ``reference`` and, when any of ``floats`` was timed,
-    ``speedup_vs_best_float``: the ratio to the fastest of them in the same run. Each speedup and
-    the p50 come with a 95% interval (``*_ci95``) from resampling rounds, paired: a resample
-    takes the same rounds of every variant, and the best float is chosen again in each."""
+    """Latency p50/p90, images/s and the speedups of every variant: vs ``reference``, vs the
+    best float (``speedup_vs_best_float``: the fastest of ``floats``, every variant that is not
+    int8) and vs the best int8 peer (``speedup_vs_best_int8_peer``: the fastest of
+    ``int8_peers``), the latter two when any of them was timed. Each speedup and the p50 come
+    with a 95% interval (``*_ci95``) from resampling rounds, paired: a resample takes the same
+    rounds of every variant, and the best of a group is chosen again in each."""
     from qdet import stats
 
     rows = stats.resample(len(times[reference]))
     boot = {name: stats.medians(ts, rows) for name, ts in times.items()}
     ref = statistics.median(times[reference])
-    timed = [f for f in floats if f in times]
-    best = min(statistics.median(times[f]) for f in timed) if timed else None
-    best_boot = np.min([boot[f] for f in timed], axis=0) if timed else None
+    groups = {}
+    for key, among in (("best_float", floats), ("best_int8_peer", int8_peers)):
+        timed = [n for n in among if n in times]
+        if timed:
+            best = min(statistics.median(times[n]) for n in timed)
+            groups[key] = (best, np.min([boot[n] for n in timed], axis=0))
     out = {}
     for name, ts in times.items():
         p50 = statistics.median(ts)
@@ -83,9 +94,9 @@ def summarize(
             "speedup": ref / p50,
             "speedup_ci95": stats.interval(boot[reference] / boot[name], ref / p50),
         }
-        if best is not None:
-            out[name]["speedup_vs_best_float"] = best / p50
-            out[name]["speedup_vs_best_float_ci95"] = stats.interval(best_boot / boot[name], best / p50)
+        for key, (best, best_boot) in groups.items():
+            out[name][f"speedup_vs_{key}"] = best / p50
+            out[name][f"speedup_vs_{key}_ci95"] = stats.interval(best_boot / boot[name], best / p50)
     return out
 
 
@@ -153,17 +164,32 @@ def breakdown(model: nn.Module, images: list[torch.Tensor], rounds: int) -> dict
 
 
 def environment(threads: int) -> dict[str, object]:
-    cpu = platform.processor() or "unknown"
+    """The machine and the runtimes a result was measured with: a ratio from another CPU or
+    another runtime version is another measurement."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from qdet.peers import BF16_FLAGS, cpu_flags
+
+    info: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
     except OSError:
         pass
+    flags = cpu_flags()
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", *BF16_FLAGS)
+    versions = {}
+    for package in ("torch", "torchao", "onnxruntime", "openvino", "nncf"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = "not installed"
     return {
-        "cpu": cpu,
-        "torch": torch.__version__,
+        "cpu": info.get("model name") or platform.processor() or "unknown",
+        "cpu_family": info.get("cpu family", "unknown"),
+        "cpu_flags": " ".join(f for f in wanted if f in flags) or "none of " + " ".join(wanted),
+        **versions,
         "threads": threads,
         "quantized_engine": torch.backends.quantized.engine,
         "python": platform.python_version(),
@@ -179,12 +205,6 @@ def peak_rss_mb(artifact: Path, image: Path, runs: int, threads: int) -> tuple[f
         raise RuntimeError(f"memory probe of {artifact} failed: {done.stderr.strip()[-500:]}")
     peak, baseline = (float(v) for v in done.stdout.split()[-2:])
     return peak, baseline
-
-
-def eval_name(variant: str) -> str:
-    """The evaluate stage's name for a benchmark variant (float_eager, float_ts and
-    float_inductor are all the float model)."""
-    return "float" if variant.startswith("float") else variant
 
 
 def complete_rows(
@@ -203,25 +223,19 @@ def complete_rows(
         row["size_mb"] = artifact_size(files[name]) / 1e6
         peak, baseline = peak_rss_mb(files[name], probe_image, 3, threads)
         row["peak_rss_mb"], row["model_rss_mb"] = peak, peak - baseline
-        row["map50"] = maps[eval_name(name)]["map50"]
-        row["map50_ci95"] = maps[eval_name(name)]["map50_ci95"]
+        row["map50"] = maps[name]["map50"]
+        row["map50_ci95"] = maps[name]["map50_ci95"]
     reference = result[read_manifest(exported)["float"]]["size_mb"]
     for name in ("ptq", "qat"):
         result[name]["size_ratio"] = reference / result[name]["size_mb"]
 
 
-FLOATS = ("float_eager", "float_ts", "float_inductor", "ort_fp32")  # candidates for the best float
-
-
 def variant_files(float_model: Path, exported: Path, peers: Path) -> dict[str, Path]:
-    """Every timed variant and its file: eager float, convert's artifacts, the ORT peers."""
-    from qdet.export import read_manifest
-    from qdet.peers import PEERS
+    """Every timed variant and its file: eager float, convert's artifacts, every peer built
+    (the evaluated ones but the QAT control, which is float eager's speed)."""
+    from qdet.export import evaluated_variants
 
-    manifest = read_manifest(exported)
-    files = {"float_eager": float_model}
-    files |= {name: exported / rel for name, rel in manifest["variants"].items()}
-    return files | {name: peers / f"{name}.onnx" for name in PEERS}
+    return evaluated_variants(exported, peers, float_model)
 
 
 def load_variants(files: dict[str, Path], eager: nn.Module, threads: int) -> dict[str, Detector]:
@@ -240,7 +254,7 @@ def breakdowns(
     see into) is timed as the equivalent eager int8 model."""
     from qdet.serving.aot_detector import Detector as Compiled
 
-    out = {"float": breakdown(eager, images, rounds)}
+    out = {"float_eager": breakdown(eager, images, rounds)}
     if isinstance(variants.get("float_inductor"), Compiled):
         out["float_inductor"] = breakdown(variants["float_inductor"].model, images, rounds)
     qat = variants["qat"]
@@ -268,13 +282,13 @@ def table(result: dict[str, dict]) -> str:
 
     lines = [
         "benchmark, fastest first (95% intervals over rounds):",
-        f"{'variant':15s} {'p50 ms':>7s} {'p90 ms':>7s} {'img/s':>6s} {'MB':>6s} {'+RSS MB':>7s}"
-        f"  {'vs float eager':20s}  {'vs best float':20s}",
+        f"{'variant':15s} {'mAP@.5':>6s} {'p50 ms':>7s} {'p90 ms':>7s} {'MB':>6s} {'+RSS MB':>7s}"
+        f"  {'vs float eager':20s}  {'vs best float':20s}  {'vs best int8 peer':20s}",
     ]
     for name, row in sorted(result.items(), key=lambda item: item[1]["latency_ms_p50"]):
         lines.append(
-            f"{name:15s} {row['latency_ms_p50']:7.1f} {row['latency_ms_p90']:7.1f} {row['fps']:6.2f}"
+            f"{name:15s} {row['map50']:6.3f} {row['latency_ms_p50']:7.1f} {row['latency_ms_p90']:7.1f}"
             f" {row['size_mb']:6.1f} {row['model_rss_mb']:7.0f}  {ratio(row, 'speedup'):20s}"
-            f"  {ratio(row, 'speedup_vs_best_float')}"
+            f"  {ratio(row, 'speedup_vs_best_float'):20s}  {ratio(row, 'speedup_vs_best_int8_peer')}"
         )
     return "\n".join(lines)

@@ -90,7 +90,12 @@ def float_artifact(variants: dict) -> str:
 
 
 def artifact_size(path: Path) -> int:
-    """Bytes of an artifact file, or of every file of an artifact folder."""
+    """Bytes of an artifact file, of every file of an artifact folder, or of an OpenVINO peer's
+    spec and the model it runs."""
+    if path.suffix == ".json":
+        from qdet.peers.openvino import spec_files
+
+        return sum(p.stat().st_size for p in spec_files(path))
     return sum(p.stat().st_size for p in path.iterdir()) if path.is_dir() else path.stat().st_size
 
 
@@ -125,30 +130,37 @@ def read_manifest(out_dir: Path) -> dict[str, Any]:
     return json.loads((out_dir / MANIFEST).read_text())
 
 
-def evaluated_variants(out_dir: Path, peers: Path | None, control: Path | None = None) -> dict[str, Path]:
-    """What evaluate scores: float, PTQ and QAT from convert, the QAT control (``float_ft``)
-    when the control stage made one, then the ONNX Runtime peers."""
+def evaluated_variants(
+    out_dir: Path, peers: Path | None, float_model: Path | None = None, control: Path | None = None
+) -> dict[str, Path]:
+    """What evaluate scores, each under its own name: float eager (the trained checkpoint, the
+    reference for every drop), convert's artifacts (float TorchScript or Inductor, PTQ, QAT), the
+    QAT control (``float_ft``) when the control stage made one, then every peer built."""
     manifest = read_manifest(out_dir)
-    paths = {name: out_dir / rel for name, rel in manifest["variants"].items()}
-    out = {"float": paths[manifest["float"]], "ptq": paths["ptq"], "qat": paths["qat"]}
+    out = {"float_eager": float_model} if float_model is not None else {}
+    out |= {name: out_dir / rel for name, rel in manifest["variants"].items()}
     if control is not None and (control / CONTROL_FILE).exists():
         out["float_ft"] = control / CONTROL_FILE
     if peers is not None:
-        from qdet.peers import PEERS
+        from qdet.peers import peer_files
 
-        out |= {name: peers / f"{name}.onnx" for name in PEERS}
+        out |= peer_files(peers)
     return out
 
 
 def load_variant(path: Path, threads: int):
-    """Any artifact as a detector callable: TorchScript file, AOTInductor folder, ONNX file, or
-    a float checkpoint (eager)."""
+    """Any artifact as a detector callable: TorchScript file, AOTInductor folder, ONNX file (ONNX
+    Runtime), OpenVINO peer spec (``.json``), or a float checkpoint (eager)."""
     if path.suffix == ".pt":
         from qdet.models.detector import load_float_detector
 
         return load_float_detector(path).model
     if path.suffix == ".onnx":
-        from qdet.peers import OrtDetector
+        from qdet.peers.onnx import OrtDetector
 
         return OrtDetector(path, threads)
+    if path.suffix == ".json":
+        from qdet.peers.openvino import OvDetector
+
+        return OvDetector(path, threads)
     return load_artifact(path)[0]

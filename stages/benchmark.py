@@ -1,6 +1,6 @@
-"""benchmark stage: latency p50/p90, images/s, size, peak RSS and both speedups (vs float eager,
-vs the fastest float variant) of every variant and peer, timed interleaved in one process in
-rotating order; plus a per-component breakdown of float and int8."""
+"""benchmark stage: latency p50/p90, images/s, size, peak RSS and the speedups (vs float eager, vs
+the fastest non-int8 variant, vs the fastest int8 peer) of every variant and peer, timed
+interleaved in one process in rotating order; plus a per-component breakdown of float and int8."""
 
 from pathlib import Path
 
@@ -12,9 +12,11 @@ from qdet.console import console, exit_on_error
 from qdet.data.dataset import load_split
 from qdet.files import read_json, write_json
 from qdet.models.detector import load_trained
+from qdet.peers import skipped
 from qdet.plots import map_vs_latency
 from qdet.progress import progress_bar
 from qdet.tracking import split_summary
+from qdet.variants import REFERENCE, VARIANTS, int8_peers, non_int8
 
 app = typer.Typer(add_completion=False)
 
@@ -41,29 +43,37 @@ def main(
     images = [dataset[i][0] for i in range(min(b.images, len(dataset)))]
     eager = load_trained(float_model, cfg.backbone, cfg.model).model
     files = bench.variant_files(float_model, exported, peers)
+    for name, why in skipped(peers).items():
+        console.print(f"note: {name} not timed: {why}")
     variants = bench.load_variants(files, eager, b.threads)
     with progress_bar() as progress:
         task = progress.add_task("benchmark rounds", total=b.rounds, info="interleaved, rotating order")
         advance = lambda: progress.update(task, advance=1)  # noqa: E731
         times = bench.time_interleaved(variants, images, b.warmup, b.rounds, advance)
-    result = bench.summarize(times, "float_eager", bench.FLOATS)
+    result = bench.summarize(times, REFERENCE, non_int8(list(times)), int8_peers(list(times)))
     bench.complete_rows(
         result, files, read_json(eval_metrics), dataset.records[0].source, b.threads, exported
     )
+    best = {"best_float": bench.fastest(times, non_int8(list(times)))}
+    best["best_int8_peer"] = bench.fastest(times, int8_peers(list(times)))
     parts = bench.breakdowns(eager, variants, qat_state, images, b.rounds)
     environment = bench.environment(b.threads)
-    write_json(result, metrics)
+    write_json({**best, "variants": result}, metrics)
     write_json({"environment": environment, "breakdown_ms": parts}, breakdown_out)
-    map_vs_latency(result, plot)
+    map_vs_latency({VARIANTS[name].label: row for name, row in result.items()}, plot)
     with stage.tracker(cfg, "benchmark", params, metrics.parent) as run:
         summary, detail = split_summary(result)
         run.log_metrics(summary, on_parent=True)
         run.log_metrics(detail)
         run.set_tags({f"env.{k}": str(v) for k, v in environment.items()})
+        run.set_tags({k: str(v) for k, v in best.items()})
         run.log_artifact(plot, on_parent=True)
         for path in (metrics, breakdown_out):
             run.log_artifact(path)
     console.print(bench.table(result), highlight=False)
+    console.print(
+        f"best float (the fastest non-int8): {best['best_float']}; best int8 peer: {best['best_int8_peer']}"
+    )
     for name, row in parts.items():
         console.print(f"{name} breakdown (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in row.items()))
 

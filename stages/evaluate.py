@@ -1,5 +1,5 @@
-"""evaluate stage: COCO metrics for float, PTQ, QAT and the ONNX Runtime peers on the same valid
-images, scored by the same code."""
+"""evaluate stage: COCO metrics for every variant on the same valid images, scored by the same
+code: float eager (the reference), the float artifacts, PTQ, QAT, the control and every peer."""
 
 from pathlib import Path
 
@@ -11,9 +11,11 @@ from qdet.data.dataset import load_split
 from qdet.export import evaluated_variants, load_variant
 from qdet.files import write_json
 from qdet.metrics import add_drops, add_intervals, evaluate_detector, map_summary, per_class_csv
+from qdet.peers import skipped
 from qdet.plots import detection_grid, pr_curves
 from qdet.progress import progress_bar
 from qdet.tracking import split_summary
+from qdet.variants import REFERENCE
 
 app = typer.Typer(add_completion=False)
 
@@ -23,7 +25,8 @@ app = typer.Typer(add_completion=False)
 def main(
     processed: Path = typer.Argument(...),
     models: Path = typer.Argument(..., help="convert's folder (variants.json)"),
-    peers: Path = typer.Argument(..., help="peers' folder (ort_fp32.onnx, ort_int8.onnx)"),
+    peers: Path = typer.Argument(..., help="peers' folder (peers.json)"),
+    float_model: Path = typer.Option(..., help="the trained float checkpoint (float eager)"),
     control: Path = typer.Option(..., help="control stage's folder (float_ft.pt when qat.control is on)"),
     out_dir: Path = typer.Option(..., help="COCO JSON files and per-class AP"),
     metrics: Path = typer.Option(...),
@@ -33,7 +36,9 @@ def main(
     cfg = stage.load(params, "evaluate")
     stage.set_threads(cfg.train.threads)
     dataset = load_split(processed, "valid")
-    variants = evaluated_variants(models, peers, control)
+    variants = evaluated_variants(models, peers, float_model, control)
+    for name, why in skipped(peers).items():
+        console.print(f"note: {name} not evaluated: {why}")
     scores = {}
     plots.mkdir(parents=True, exist_ok=True)
     with progress_bar() as progress:
@@ -44,9 +49,9 @@ def main(
             grid_png = plots / f"detections_{variant}.png"
             detection_grid(dataset, s.predictions, dataset.classes, e.grid_images, e.draw_threshold, grid_png)
     results = {variant: s.stats for variant, s in scores.items()}
-    add_drops(results)
+    add_drops(results, REFERENCE)
     with console.status("bootstrap intervals over the valid images"):
-        add_intervals(results, scores)
+        add_intervals(results, scores, REFERENCE)
     write_json(results, metrics)
     per_class_csv(scores, out_dir / "per_class_ap.csv")
     pr_curves({variant: s.curve for variant, s in scores.items()}, plots / "pr_curves.png")
@@ -59,7 +64,7 @@ def main(
         for path in (metrics, out_dir / "per_class_ap.csv", *grids):
             run.log_artifact(path)
     for variant, stats in results.items():
-        console.print(f"{variant:8s} {map_summary(stats)}")
+        console.print(f"{variant:14s} {map_summary(stats)}")
 
 
 if __name__ == "__main__":

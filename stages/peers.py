@@ -1,6 +1,8 @@
 """peers stage: what a user could pick instead of qdet, built from the same float model and the
-same calibration images: ONNX Runtime fp32 and ONNX Runtime static int8."""
+same calibration images: ONNX Runtime fp32 and int8, OpenVINO fp32, bf16 and int8, and torch's
+own bf16 float (AOTInductor under autocast); the bf16 ones only on a CPU with bf16 instructions."""
 
+import tempfile
 from pathlib import Path
 
 import typer
@@ -10,7 +12,8 @@ from qdet.console import console, exit_on_error
 from qdet.data.dataset import load_split
 from qdet.files import write_json
 from qdet.models.detector import load_trained
-from qdet.peers import export_onnx, quantize_onnx
+from qdet.peers import bf16_support, write_manifest
+from qdet.peers.build import build_bf16, build_onnx, build_openvino
 
 app = typer.Typer(add_completion=False)
 
@@ -20,7 +23,7 @@ app = typer.Typer(add_completion=False)
 def main(
     processed: Path = typer.Argument(...),
     float_model: Path = typer.Argument(...),
-    out_dir: Path = typer.Option(..., help="ort_fp32.onnx, ort_int8.onnx"),
+    out_dir: Path = typer.Option(..., help="ONNX files, OpenVINO peer specs, float_bf16/, peers.json"),
     metrics: Path = typer.Option(...),
     params: Path = typer.Option(Path("params.yaml")),
 ) -> None:
@@ -28,24 +31,26 @@ def main(
     stage.set_threads(cfg.train.threads)
     trained = load_trained(float_model, cfg.backbone, cfg.model)
     calibration = load_split(processed, "train")
-    fp32, int8 = out_dir / "ort_fp32.onnx", out_dir / "ort_int8.onnx"
-    with console.status("exporting the float model to ONNX"):
-        export_seconds = export_onnx(trained.model, fp32, calibration[0][0])
-    with console.status(f"ONNX Runtime static quantization on {cfg.calibrate.images} images"):
-        quantize_seconds = quantize_onnx(fp32, int8, calibration, cfg.calibrate.images)
-    result = {
-        "export_seconds": export_seconds,
-        "quantize_seconds": quantize_seconds,
-        "ort_fp32_size_mb": fp32.stat().st_size / 1e6,
-        "ort_int8_size_mb": int8.stat().st_size / 1e6,
-    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    no_bf16 = bf16_support()
+    with tempfile.TemporaryDirectory() as scratch:
+        built, result = build_onnx(trained.model, calibration, cfg, out_dir, Path(scratch))
+    ov_built, skipped, ov_result = build_openvino(out_dir, calibration, cfg, no_bf16)
+    built |= ov_built
+    result |= ov_result
+    if no_bf16:
+        skipped["float_bf16"] = no_bf16
+    else:
+        with console.status("compiling the float model for bf16 with AOTInductor"):
+            built["float_bf16"], result["float_bf16_compile_seconds"] = build_bf16(trained, out_dir)
+    write_manifest(out_dir, built, skipped, result)
     write_json(result, metrics)
     with stage.tracker(cfg, "peers", params, metrics.parent) as run:
-        run.log_metrics(
-            {k: v for k, v in result.items() if not k.endswith("_size_mb")}
-        )  # sizes: on the parent, from benchmark
-    sizes = f"fp32 {result['ort_fp32_size_mb']:.1f} MB, int8 {result['ort_int8_size_mb']:.1f} MB"
-    console.print(f"ONNX Runtime peers: {sizes}")
+        run.log_metrics({k: v for k, v in result.items() if isinstance(v, int | float)})
+        run.set_tags({f"peers.{k}": str(v) for k, v in result.items() if isinstance(v, str)})
+    console.print(f"peers built: {', '.join(built)}")
+    for name, why in skipped.items():
+        console.print(f"note: {name} left out: {why}")
 
 
 if __name__ == "__main__":

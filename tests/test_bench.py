@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from qdet.bench import percentile, summarize, time_interleaved
+from qdet.bench import fastest, percentile, summarize, time_interleaved
 from qdet.stats import disjoint, interval, medians, resample
+from qdet.variants import int8_peers, non_int8
 
 
 def test_percentile_interpolates_between_ranks():
@@ -35,6 +36,27 @@ def test_summarize_medians_speedups_and_best_float():
     assert out["int8"]["speedup_vs_best_float"] == pytest.approx(0.055 / 0.025)
     assert out["ort"]["speedup_vs_best_float"] == pytest.approx(1.0)
     assert "speedup_vs_best_float" not in summarize(times, "eager")["int8"]
+
+
+def test_best_float_is_the_fastest_non_int8_row_of_any_runtime_and_the_int8_peer_likewise():
+    """bf16 and OpenVINO rows count as floats; int8 peers are not floats; qdet's int8 is neither."""
+    times = {
+        "float_eager": [0.10] * 3,
+        "float_inductor": [0.08] * 3,
+        "ov_bf16": [0.05] * 3,
+        "ort_int8": [0.05] * 3,
+        "ov_int8": [0.04] * 3,
+        "qat": [0.02] * 3,
+    }
+    floats, peers = non_int8(list(times)), int8_peers(list(times))
+    assert floats == ["float_eager", "float_inductor", "ov_bf16"] and peers == ["ort_int8", "ov_int8"]
+    assert fastest(times, floats) == "ov_bf16" and fastest(times, peers) == "ov_int8"
+    out = summarize(times, "float_eager", floats, peers)
+    assert out["qat"]["speedup_vs_best_float"] == pytest.approx(2.5)
+    assert out["qat"]["speedup_vs_best_int8_peer"] == pytest.approx(2.0)
+    assert out["qat"]["speedup_vs_best_int8_peer_ci95"] == pytest.approx([2.0, 2.0])
+    assert "speedup_vs_best_int8_peer" not in summarize(times, "float_eager", floats)["qat"]
+    assert fastest(times, []) is None
 
 
 def test_speedup_intervals_are_paired_by_round():

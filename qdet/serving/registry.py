@@ -41,17 +41,18 @@ def candidates(exported: Path, maps: dict, bench: dict) -> list[Candidate]:
     from qdet.export import read_manifest
 
     manifest = read_manifest(exported)
-    row = {"float": manifest["float"], "ptq": "ptq", "qat": "qat"}  # evaluate name -> artifact/bench row
+    row = {"float": manifest["float"], "ptq": "ptq", "qat": "qat"}  # registered name -> eval/bench row
     graphs = manifest.get("graphs", {})
+    rows = bench["variants"]
     return [
         Candidate(
             v,
             exported / manifest["variants"][row[v]],
-            maps[v]["map50"],
-            maps[v].get("map50_drop", 0.0),
-            bench[row[v]]["speedup_vs_best_float"],
-            bench[row[v]]["speedup_vs_best_float_ci95"],
-            bench[row[v]]["latency_ms_p50"],
+            maps[row[v]]["map50"],
+            maps[row[v]]["map50_drop"],
+            rows[row[v]]["speedup_vs_best_float"],
+            rows[row[v]]["speedup_vs_best_float_ci95"],
+            rows[row[v]]["latency_ms_p50"],
             graphs.get(v, v),
         )
         for v in REGISTERED

@@ -13,6 +13,7 @@ import yaml
 
 from qdet.checkpoint import load_checkpoint
 from qdet.metrics import coco_evaluate
+from qdet.peers import bf16_support
 from qdet.tracking import default_uri
 from tests.e2e.repos import env, make_repo, run, stages_run
 from tests.helpers import merge, stage_cmd
@@ -36,38 +37,56 @@ def _metrics(repo, name):
     return json.loads((repo / "metrics" / f"{name}.json").read_text())
 
 
-def test_metrics_cover_every_variant(repo):
+def test_metrics_cover_every_variant_and_peer(repo):
+    peers = json.loads((repo / "models" / "peers" / "peers.json").read_text())
+    bf16 = bf16_support() is None
+    expected_peers = {"ort_fp32", "ort_int8", "ov_fp32", "ov_int8"} | (
+        {"ov_bf16", "float_bf16"} if bf16 else set()
+    )
+    assert set(peers["variants"]) == expected_peers
+    if not bf16:  # left out with the reason, on this CPU
+        assert set(peers["skipped"]) == {"ov_bf16", "float_bf16"}
+        assert all("no bf16 instructions" in why for why in peers["skipped"].values())
+    assert peers["details"]["ov_int8_route"] == "nncf"  # OpenVINO's own int8, not ORT's file
+    assert peers["details"]["ort_calibration"] in ("minmax", "entropy", "percentile")
     ev = _metrics(repo, "eval")
-    assert set(ev) == {"float", "ptq", "qat", "ort_fp32", "ort_int8"}
-    for v in ("ptq", "qat", "ort_fp32", "ort_int8"):
-        assert ev[v]["map50_drop"] == pytest.approx(ev["float"]["map50"] - ev[v]["map50"])
-    bench = _metrics(repo, "benchmark")
-    assert set(bench) == {"float_eager", "float_ts", "float_inductor", "ptq", "qat", "ort_fp32", "ort_int8"}
-    for row in bench.values():
+    rows = {"float_eager", "float_ts", "float_inductor", "ptq", "qat"} | expected_peers
+    assert set(ev) == rows  # every row its own mAP, float eager the reference
+    for v in rows - {"float_eager"}:
+        assert ev[v]["map50_drop"] == pytest.approx(ev["float_eager"]["map50"] - ev[v]["map50"])
+    metrics = _metrics(repo, "benchmark")
+    bench = metrics["variants"]
+    assert set(bench) == rows
+    for name, row in bench.items():
         assert row["latency_ms_p90"] >= row["latency_ms_p50"] > 0
+        assert row["map50"] == ev[name]["map50"]
     assert bench["float_eager"]["speedup"] == 1.0
-    best = min(bench[v]["latency_ms_p50"] for v in ("float_eager", "float_ts", "float_inductor", "ort_fp32"))
+    floats = [v for v in bench if v not in ("ptq", "qat", "ort_int8", "ov_int8")]
+    best_float = min(floats, key=lambda v: bench[v]["latency_ms_p50"])
+    best_peer = min(("ort_int8", "ov_int8"), key=lambda v: bench[v]["latency_ms_p50"])
+    assert (metrics["best_float"], metrics["best_int8_peer"]) == (best_float, best_peer)
     for row in bench.values():
-        assert row["speedup_vs_best_float"] == pytest.approx(best / row["latency_ms_p50"])
+        assert row["speedup_vs_best_float"] == pytest.approx(
+            bench[best_float]["latency_ms_p50"] / row["latency_ms_p50"]
+        )
+        peer = bench[best_peer]["latency_ms_p50"]
+        assert row["speedup_vs_best_int8_peer"] == pytest.approx(peer / row["latency_ms_p50"])
     assert bench["qat"]["size_ratio"] > 3.5
     assert _metrics(repo, "convert")["qat_size_ratio"] > 3.5
     for row in bench.values():
-        for key in ("speedup", "speedup_vs_best_float", "latency_ms_p50"):
+        for key in ("speedup", "speedup_vs_best_float", "speedup_vs_best_int8_peer", "latency_ms_p50"):
             lo, hi = row[f"{key}_ci95"]
             assert lo <= row[key] <= hi, key
-    for variant, row in ev.items():
-        keys = ("map", "map50") if variant == "float" else ("map", "map50", "map_drop", "map50_drop")
-        for key in keys:
-            lo, hi = row[f"{key}_ci95"]
-            assert lo <= row[key] <= hi, (variant, key)
     breakdown = json.loads((repo / "reports" / "breakdown.json").read_text())
-    assert set(breakdown["breakdown_ms"]) == {"float", "float_inductor", "int8"}
-    assert breakdown["environment"]["threads"] == 2
+    assert set(breakdown["breakdown_ms"]) == {"float_eager", "float_inductor", "int8"}
+    environment = breakdown["environment"]
+    assert environment["threads"] == 2 and environment["openvino"] != "not installed"
+    assert environment["cpu"] and environment["cpu_family"]
 
 
 def test_coco_files_rescore_to_the_reported_map(repo):
     reported = _metrics(repo, "eval")
-    for variant in ("float", "ptq", "qat"):
+    for variant in ("float_eager", "ptq", "qat", "ov_int8"):
         stats, _ = coco_evaluate(repo / "eval" / "coco_gt.json", repo / "eval" / f"detections_{variant}.json")
         assert stats["map"] == pytest.approx(reported[variant]["map"], abs=1e-6)
         assert stats["map50"] == pytest.approx(reported[variant]["map50"], abs=1e-6)
@@ -84,7 +103,7 @@ def test_same_params_and_seed_give_identical_models_and_metrics(repo, tmp_path):
     run(["dvc", "repro", "evaluate"], again)
     for name in ("train", "qat", "eval"):
         assert _without_timings(_metrics(again, name)) == _without_timings(_metrics(repo, name)), name
-    for variant in ("float", "ptq", "qat"):
+    for variant in ("float_eager", "ptq", "qat"):
         name = f"detections_{variant}.json"
         assert (again / "eval" / name).read_bytes() == (repo / "eval" / name).read_bytes(), name
 

@@ -8,15 +8,17 @@ from qdet.serving.registry import Candidate, candidates, choose_champion, model_
 
 
 def _bench(float_row: str) -> dict:
-    rows = {float_row: (100.0, 1.0), "ptq": (40.0, 2.5), "qat": (42.0, 2.4)}
-    return {
-        k: {
-            "latency_ms_p50": ms,
-            "speedup_vs_best_float": s,
-            "speedup_vs_best_float_ci95": [s - 0.1, s + 0.1],
-            "speedup": s * 1.5,
+    rows = {float_row: (100.0, 1.0), "ptq": (40.0, 2.5), "qat": (42.0, 2.4), "ov_int8": (30.0, 3.3)}
+    return {"best_float": float_row, "best_int8_peer": "ov_int8"} | {
+        "variants": {
+            k: {
+                "latency_ms_p50": ms,
+                "speedup_vs_best_float": s,
+                "speedup_vs_best_float_ci95": [s - 0.1, s + 0.1],
+                "speedup": s * 1.5,
+            }
+            for k, (ms, s) in rows.items()
         }
-        for k, (ms, s) in rows.items()
     }
 
 
@@ -34,12 +36,13 @@ def test_candidates_read_the_manifest_and_the_speedup_vs_best_float(tmp_path, en
         json.dumps({"engine": engine, "float": float_row, "variants": files, "graphs": graphs})
     )
     maps = {
-        "float": {"map50": 0.8},
+        "float_eager": {"map50": 0.8},
+        float_row: {"map50": 0.8, "map50_drop": 0.0},
         "ptq": {"map50": 0.79, "map50_drop": 0.01},
         "qat": {"map50": 0.8, "map50_drop": 0.0},
     }
     found = {c.variant: c for c in candidates(tmp_path, maps, _bench(float_row))}
-    assert set(found) == {"float", "ptq", "qat"}  # the ONNX Runtime peers are never candidates
+    assert set(found) == {"float", "ptq", "qat"}  # the peers are never candidates
     assert found["float"].artifact == tmp_path / files[float_row]
     assert found["ptq"].speedup == 2.5 and found["qat"].latency_ms == 42.0
     assert found["ptq"].speedup_ci95 == [2.4, 2.6]

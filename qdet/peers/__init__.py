@@ -1,0 +1,55 @@
+"""What a user could run instead of qdet, built from the same float model and the same
+calibration images: ONNX Runtime fp32 and int8 (:mod:`qdet.peers.onnx`), OpenVINO fp32, bf16 and
+int8 (:mod:`qdet.peers.openvino`), and torch's own bf16 float (AOTInductor under autocast).
+
+``peers.json`` in the peers folder says which peers were built, from which file, and why any
+was left out (no bf16 on this CPU, NNCF's error): evaluate and benchmark read it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+MANIFEST = "peers.json"
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of CPUs that compute bf16 natively
+
+
+def cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
+    return set(line.partition(":")[2].split())
+
+
+def bf16_support() -> str | None:
+    """None where the CPU computes bf16 natively, else why the bf16 peers are left out."""
+    flags = cpu_flags()
+    if any(f in flags for f in BF16_FLAGS):
+        return None
+    return (
+        f"this CPU has no bf16 instructions ({' / '.join(BF16_FLAGS)} not in /proc/cpuinfo): "
+        "bf16 would be emulated, slower than fp32, a peer no user would pick"
+    )
+
+
+def write_manifest(out_dir: Path, built: dict[str, Path], skipped: dict[str, str], details: dict) -> None:
+    data = {"variants": {k: v.name for k, v in built.items()}, "skipped": skipped, "details": details}
+    (out_dir / MANIFEST).write_text(json.dumps(data, indent=1))
+
+
+def read_manifest(out_dir: Path) -> dict[str, Any]:
+    return json.loads((out_dir / MANIFEST).read_text())
+
+
+def peer_files(out_dir: Path) -> dict[str, Path]:
+    """Every peer the peers stage built, by variant name, and its artifact."""
+    return {name: out_dir / rel for name, rel in read_manifest(out_dir)["variants"].items()}
+
+
+def skipped(out_dir: Path) -> dict[str, str]:
+    """The peers left out of this run and why (one line each, for the console and the report)."""
+    return read_manifest(out_dir)["skipped"]
