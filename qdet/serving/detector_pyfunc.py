@@ -4,16 +4,27 @@
 MLflow copies this file into the model and runs it at load time, so it must not import qdet:
 only torch, torchvision, numpy, pandas, PIL and mlflow. No Python class is pickled.
 
-Input: a DataFrame with a ``path`` column (image files) or an ``image`` column (encoded image
-bytes or base64 strings), a list of paths, or one HxWx3 uint8 array. Output: one row per
-detection (image index, class name, label, score, box in pixel edges). Params at predict time:
-``score_threshold`` (drop detections below it) and ``max_detections`` (per image, best first).
+Input: a DataFrame with an ``image`` column (encoded image bytes or base64 strings: what a
+served request carries) or a ``path`` column (image files), a list of paths, or one HxWx3 uint8
+array. Output: one row per detection (image index, class name, label, score, box in pixel
+edges). Params at predict time: ``score_threshold`` in [0, 1] (drop detections below it) and
+``max_detections`` >= 0 (per image, best first; 0 = all).
+
+Files: a request must not make the model read what its operator did not allow. The ``path``
+input is off unless the operator names a folder, ``image_dir`` in the model config
+(``mlflow.pyfunc.load_model(uri, model_config={"image_dir": "/data"})``; for ``mlflow models
+serve``: ``SERVING_MODEL_CONFIG='{"image_dir": "/data"}'``) or the ``QDET_IMAGE_DIR`` environment
+variable; then only files inside it are read (links resolved first). Bad input is refused with
+MLflow's ``INVALID_PARAMETER_VALUE``: one line naming the column, row or param (HTTP 400 when
+served).
 """
 
 import base64
+import binascii
 import importlib.util
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +33,19 @@ import numpy as np
 import pandas as pd
 import torch
 import torchvision  # noqa: F401  (registers torchvision ops for TorchScript)
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 COLUMNS = ["image", "class_name", "label", "score", "x_min", "y_min", "x_max", "y_max"]
+
+
+IMAGE_DIR_ENV = "QDET_IMAGE_DIR"
+
+
+def _refuse(message: str) -> MlflowException:
+    return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
 
 
 def _to_tensor(image: Image.Image) -> torch.Tensor:
@@ -33,28 +53,74 @@ def _to_tensor(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
 
-def _images(model_input) -> list[torch.Tensor]:
+def _open(source, where: str) -> torch.Tensor:
+    try:
+        with Image.open(source) as image:
+            return _to_tensor(image)
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        raise _refuse(f"{where}: not a readable image ({type(error).__name__})") from None
+
+
+def _allowed_path(value, row: int, image_dir: str | None) -> Path:
+    """The file a ``path`` cell names, if it lies inside the operator's folder."""
+    if not image_dir:
+        raise _refuse(
+            "the 'path' input is off: this model reads no files unless its operator names a folder "
+            f"(model_config image_dir, or {IMAGE_DIR_ENV}); send the image itself, base64-encoded, "
+            "in an 'image' column"
+        )
+    if not isinstance(value, str) or not value:
+        raise _refuse(f"column 'path', row {row}: expected a file path, got {type(value).__name__}")
+    root = Path(image_dir).resolve()
+    path = (root / value).resolve()  # an absolute value replaces root; links are followed first
+    if not path.is_relative_to(root):
+        raise _refuse(f"column 'path', row {row}: outside the allowed folder {root}")
+    return path
+
+
+def _images(model_input, image_dir: str | None) -> list[torch.Tensor]:
     if isinstance(model_input, np.ndarray):
         return [_to_tensor(Image.fromarray(model_input.astype(np.uint8)))]
     if isinstance(model_input, str):
         model_input = [model_input]
     if isinstance(model_input, list):
         model_input = pd.DataFrame({"path": model_input})
-    if "path" in model_input.columns:
+    if "path" in model_input.columns and "image" not in model_input.columns:
         cells = model_input["path"]  # {"path": [a, b]} arrives as one cell holding the list
         paths = [p for cell in cells for p in (cell if isinstance(cell, (list, np.ndarray)) else [cell])]
-        return [_to_tensor(Image.open(p)) for p in paths]
+        files = [_allowed_path(p, row, image_dir) for row, p in enumerate(paths)]
+        return [_open(f, f"column 'path', row {row}") for row, f in enumerate(files)]
     if "image" not in model_input.columns:  # e.g. a bare list, whose column MLflow drops
-        raise ValueError(
-            "expected a 'path' column (image files) or an 'image' column (base64-encoded image "
-            f"bytes), got columns {list(model_input.columns)}: "
-            "predict({'path': ['street.jpg']}) or predict(pd.DataFrame({'image': [b64]}))"
+        raise _refuse(
+            "expected an 'image' column (base64-encoded image files) or a 'path' column, got "
+            f"columns {list(model_input.columns)}: predict(pd.DataFrame({{'image': [b64]}}))"
         )
     out = []
-    for value in model_input["image"]:
-        raw = base64.b64decode(value) if isinstance(value, str) else bytes(value)
-        out.append(_to_tensor(Image.open(io.BytesIO(raw))))
+    for row, value in enumerate(model_input["image"]):
+        where = f"column 'image', row {row}"
+        if isinstance(value, str):
+            try:
+                raw = base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError):
+                raise _refuse(f"{where}: not valid base64") from None
+        elif isinstance(value, bytes | bytearray):
+            raw = bytes(value)
+        else:
+            raise _refuse(f"{where}: expected a base64 string, got {type(value).__name__}")
+        out.append(_open(io.BytesIO(raw), where))
     return out
+
+
+def _params(params: dict[str, Any], default_threshold: float) -> tuple[float, int]:
+    """(score_threshold, max_detections), each checked against its range."""
+    threshold = params.get("score_threshold")
+    threshold = default_threshold if threshold is None else threshold
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
+        raise _refuse(f"param score_threshold: must be a number in [0, 1], got {threshold!r}")
+    keep = params.get("max_detections") or 0
+    if isinstance(keep, bool) or not isinstance(keep, int | np.integer) or keep < 0:
+        raise _refuse(f"param max_detections: must be a whole number >= 0 (0 = all), got {keep!r}")
+    return float(threshold), int(keep)
 
 
 def _load(path: Path) -> tuple[object, list[str]]:
@@ -74,17 +140,17 @@ def _load(path: Path) -> tuple[object, list[str]]:
 class TorchScriptDetector(PythonModel):
     def load_context(self, context) -> None:
         self.model, self.classes = _load(Path(context.artifacts["detector"]))
-        self.threshold = float((context.model_config or {}).get("score_threshold", 0.0))
+        config = context.model_config or {}
+        self.threshold = float(config.get("score_threshold", 0.0))
+        self.image_dir = config.get("image_dir") or os.environ.get(IMAGE_DIR_ENV)
 
     def predict(
         self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
-        params = params or {}
-        threshold = float(params.get("score_threshold", self.threshold))
-        keep = int(params.get("max_detections", 0) or 0)  # 0: all the detector returns
+        threshold, keep = _params(params or {}, self.threshold)
         rows = []
         with torch.inference_mode():
-            for i, image in enumerate(_images(model_input)):
+            for i, image in enumerate(_images(model_input, self.image_dir)):
                 det = self.model([image])[0]
                 found = [
                     (score, box, label)

@@ -165,6 +165,9 @@ def register_variant(name: str, candidate: Candidate, tags: dict[str, str], run)
         pip_requirements=REQUIREMENTS,
         signature=signature(),
         input_example=input_example(),
+        # what the operator may set at load time: the folder the ``path`` input may read (none,
+        # so off, until they name one) and the default score threshold
+        model_config={"image_dir": None, "score_threshold": 0.0},
     )
     if info is None:
         return None

@@ -172,7 +172,8 @@ def test_registered_champion_predicts_in_a_fresh_process(repo, tmp_path):
         "import sys; sys.modules['qdet'] = None\n"
         "import mlflow\n"
         f"mlflow.set_tracking_uri('{default_uri(repo)}')\n"
-        f"m = mlflow.pyfunc.load_model('models:/{reg['model_name']}@champion')\n"
+        f"m = mlflow.pyfunc.load_model('models:/{reg['model_name']}@champion',\n"
+        f"    model_config={{'image_dir': {str(image.parent)!r}}})\n"
         f"df = m.predict({{'path': [{str(image)!r}]}})\n"
         "print(list(df.columns)); print(len(df))\n"
     )

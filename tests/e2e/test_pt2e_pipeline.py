@@ -71,7 +71,8 @@ def test_registered_pt2e_model_predicts_without_qdet(repo, tmp_path):
         "import sys; sys.modules['qdet'] = None\n"
         "import mlflow\n"
         f"mlflow.set_tracking_uri('{default_uri(repo)}')\n"
-        f"m = mlflow.pyfunc.load_model('models:/{reg['model_name']}/{reg['versions']['qat']}')\n"
+        f"m = mlflow.pyfunc.load_model('models:/{reg['model_name']}/{reg['versions']['qat']}',\n"
+        f"    model_config={{'image_dir': {str(image.parent)!r}}})\n"
         f"df = m.predict({{'path': [{str(image)!r}]}})\n"
         "print(list(df.columns))\n"
     )

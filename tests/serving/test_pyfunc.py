@@ -2,6 +2,7 @@
 
 import base64
 import io
+import json
 import os
 import signal
 import socket
@@ -14,6 +15,7 @@ import pandas as pd
 import pytest
 import requests
 import torch
+from mlflow.exceptions import MlflowException
 from PIL import Image
 
 from qdet.export import save_artifact, script_detector
@@ -80,17 +82,59 @@ def test_registered_model_has_a_signature_and_honours_its_params(registered):
     assert len(top) == 2 and top["score"].tolist() == sorted(everything["score"], reverse=True)[:2]
 
 
-def test_registered_model_takes_paths_and_says_what_it_expects(registered, tmp_path):
+def test_paths_are_read_only_inside_the_folder_the_operator_named(registered, tmp_path, monkeypatch):
     uri, version = registered
     mlflow.set_tracking_uri(uri)
-    image = tmp_path / "street.png"
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    image = allowed / "street.png"
     image.write_bytes(base64.b64decode(_image_b64()))
-    loaded = mlflow.pyfunc.load_model(f"models:/tiny/{version}")
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(image.read_bytes())
+    (allowed / "link.png").symlink_to(secret)
+    loaded = mlflow.pyfunc.load_model(f"models:/tiny/{version}", model_config={"image_dir": str(allowed)})
     by_path = loaded.predict({"path": [str(image)]}, params={"score_threshold": 0.0})
+    by_name = loaded.predict({"path": ["street.png"]}, params={"score_threshold": 0.0})
     by_bytes = loaded.predict(pd.DataFrame({"image": [_image_b64()]}), params={"score_threshold": 0.0})
-    assert len(by_path) > 0 and by_path["score"].tolist() == by_bytes["score"].tolist()
-    with pytest.raises(Exception, match="expected a 'path' column"):
-        loaded.predict([str(image)])
+    assert (
+        len(by_path) > 0
+        and by_path["score"].tolist() == by_bytes["score"].tolist() == by_name["score"].tolist()
+    )
+    for outside in (str(secret), "../secret.png", "link.png", "/etc/passwd"):
+        with pytest.raises(
+            MlflowException, match="column 'path', row 0: outside the allowed folder"
+        ) as caught:
+            loaded.predict({"path": [outside]})
+        assert caught.value.error_code == "INVALID_PARAMETER_VALUE"
+    monkeypatch.delenv("QDET_IMAGE_DIR", raising=False)
+    closed = mlflow.pyfunc.load_model(f"models:/tiny/{version}")
+    with pytest.raises(MlflowException, match="the 'path' input is off"):
+        closed.predict({"path": [str(image)]})
+    monkeypatch.setenv("QDET_IMAGE_DIR", str(allowed))
+    assert len(mlflow.pyfunc.load_model(f"models:/tiny/{version}").predict({"path": ["street.png"]})) > 0
+
+
+def test_bad_input_and_params_are_refused_in_one_line(registered):
+    uri, version = registered
+    mlflow.set_tracking_uri(uri)
+    loaded = mlflow.pyfunc.load_model(f"models:/tiny/{version}")
+    frame = pd.DataFrame({"image": [_image_b64()]})
+    cases = [
+        (
+            pd.DataFrame({"image": [_image_b64(), "not base64!"]}),
+            {},
+            "column 'image', row 1: not valid base64",
+        ),
+        (pd.DataFrame({"image": [base64.b64encode(b"text").decode()]}), {}, "row 0: not a readable image"),
+        (pd.DataFrame({"picture": [_image_b64()]}), {}, "expected an 'image' column"),
+        (frame, {"score_threshold": 1.5}, r"param score_threshold: must be a number in \[0, 1\], got 1.5"),
+        (frame, {"score_threshold": -0.1}, "param score_threshold"),
+        (frame, {"max_detections": -5}, "param max_detections: must be a whole number >= 0"),
+    ]
+    for data, params, message in cases:
+        with pytest.raises(MlflowException, match=message) as caught:
+            loaded.predict(data, params=params)
+        assert caught.value.error_code == "INVALID_PARAMETER_VALUE" and "\n" not in caught.value.message
 
 
 def test_mlflow_models_serve_answers_the_readme_request(registered, tmp_path):
@@ -106,6 +150,7 @@ def test_mlflow_models_serve_answers_the_readme_request(registered, tmp_path):
         env={
             **os.environ,
             "MLFLOW_TRACKING_URI": uri,
+            "SERVING_MODEL_CONFIG": json.dumps({"image_dir": str(tmp_path)}),
             "PATH": f"{mlflow_bin.parent}{os.pathsep}{os.environ['PATH']}",
         },
         stdout=subprocess.DEVNULL,
@@ -124,6 +169,20 @@ def test_mlflow_models_serve_answers_the_readme_request(registered, tmp_path):
         rows = requests.post(f"{url}/invocations", json=request, timeout=60).json()["predictions"]
         assert rows and all(r["score"] >= middle for r in rows) and len(rows) <= 3
         assert set(rows[0]) == {"image", "class_name", "label", "score", "x_min", "y_min", "x_max", "y_max"}
+        refused = {
+            "outside the allowed folder": {
+                "dataframe_split": {"columns": ["path"], "data": [["/etc/passwd"]]}
+            },
+            "not valid base64": {"dataframe_split": {"columns": ["image"], "data": [["%%%"]]}},
+            "param score_threshold": frame | {"params": {"score_threshold": 1.5}},
+        }
+        for message, request in refused.items():
+            answer = requests.post(f"{url}/invocations", json=request, timeout=60)
+            assert answer.status_code == 400, (message, answer.status_code, answer.text[-500:])
+            body = answer.json()  # MLflow's server puts "Failed to predict data '...'" first
+            last = body["message"].splitlines()[-1]
+            assert last.startswith("Error: ") and message in last, body["message"][-500:]
+            assert body["error_code"] == "INVALID_PARAMETER_VALUE" and "stack_trace" not in body
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
