@@ -314,6 +314,13 @@ def _check_ranges(cfg: Config) -> None:
         for item in value if isinstance(value, list) else [value]:
             if not _IN_RANGE[allowed](item):
                 raise ConfigError(f"{key}: must be {allowed}, got {value}")
+    if cfg.seed >= 2**32:  # numpy's and the data generators' seeds are 32-bit
+        raise ConfigError(f"seed: must be < 2**32 (4294967296), got {cfg.seed}")
+    if not cfg.quant.parts:  # an "int8" variant with nothing in int8 would be benchmarked as int8
+        raise ConfigError(
+            "quant.parts: name at least one part to convert to int8 (backbone, rpn_head, box_head, "
+            "box_predictor); the float model is already in every run as float_eager"
+        )
     if cfg.train.nnodes > 1 and ":" not in cfg.train.rdzv_endpoint:
         raise ConfigError("train.rdzv_endpoint: with train.nnodes > 1 give host:port of the rendezvous")
     if cfg.model.max_size < cfg.model.min_size:

@@ -109,3 +109,38 @@ def test_out_of_range_values_name_the_key(key, value, message):
         ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")
     ):
         config_from_dict(merge(DEFAULTS, {section: {name: value}}))
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"seed": 2**32}, r"seed: must be < 2\*\*32"),
+        ({"quant": {"parts": []}}, r"quant\.parts: name at least one part"),
+    ],
+)
+def test_settings_that_cannot_make_sense_are_refused_naming_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(merge(DEFAULTS, override))
+    config_from_dict(merge(DEFAULTS, {"seed": 2**32 - 1}))
+
+
+def test_the_params_files_own_examples_are_valid():
+    """Every ``e.g. [...]`` list in params.yaml's comments, put in its key, passes the config and
+    (for module names) the model check the stage makes."""
+    import re
+
+    from qdet.models.detector import build_detector
+    from qdet.quant.parts import check_skip
+    from tests.helpers import TINY_MODEL
+
+    examples = {}
+    for line in (REPO / "params.yaml").read_text().splitlines():
+        found = re.match(r"\s+(\w+):.*# list\[str\].*e\.g\. \[([^\]]*)\]", line)
+        if found:
+            examples[found[1]] = [name.strip() for name in found[2].split(",")]
+    assert set(examples) == {"skip", "frozen_layers"}
+    cfg = config_from_dict(merge(DEFAULTS, {"quant": {"skip": examples["skip"]}}))
+    model = build_detector("resnet18", TINY_MODEL, num_classes=3)
+    check_skip(model, cfg.quant.parts, cfg.quant.skip)
+    names = {n for n, _ in model.named_modules()}
+    assert set(examples["frozen_layers"]) <= names

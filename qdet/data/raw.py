@@ -43,8 +43,9 @@ def parse_gtsdb(raw: Path, classes: str, min_box_size: float, report: Report) ->
     root = find_root(raw, "gt.txt")
     gt = root / "gt.txt"
     boxes: dict[str, list[Box]] = defaultdict(list)
-    # splitlines() also strips CRLF endings, as written by Windows tools
-    for lineno, line in enumerate(gt.read_text(errors="replace").splitlines(), start=1):
+    # splitlines() also strips CRLF endings, and utf-8-sig a byte-order mark, as Windows tools write
+    text = gt.read_text(encoding="utf-8-sig", errors="replace")
+    for lineno, line in enumerate(text.splitlines(), start=1):
         where = f"{gt}:{lineno}"
         if not line.strip():
             continue
@@ -92,7 +93,7 @@ _PF_BOX = re.compile(
 def parse_pennfudan_text(path: Path) -> dict[int, Box]:
     """PASCAL v1.00 text annotation -> {object number: box in pixel-edge coordinates}."""
     out = {}
-    for line in path.read_text(errors="replace").splitlines():
+    for line in path.read_text(encoding="utf-8-sig", errors="replace").splitlines():
         m = _PF_BOX.search(line)
         if m:
             k, x0, y0, x1, y1 = (int(v) for v in m.groups())

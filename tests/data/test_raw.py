@@ -53,6 +53,16 @@ def test_gtsdb_crlf_lines_parse_the_same(gtsdb_raw):
     assert [r.boxes for r in after] == [r.boxes for r in before]
 
 
+def test_gtsdb_byte_order_mark_does_not_cost_the_first_record(gtsdb_raw):
+    gt = _gt(gtsdb_raw)
+    before = parse_gtsdb(gtsdb_raw, "full", 2.0, Report())
+    gt.write_bytes(b"\xef\xbb\xbf" + gt.read_bytes())  # what Notepad writes
+    report = Report()
+    after = parse_gtsdb(gtsdb_raw, "full", 2.0, report)
+    assert report.skipped == []
+    assert [r.boxes for r in after] == [r.boxes for r in before]
+
+
 def test_box_outside_image_is_clipped_and_counted(gtsdb_raw):
     gt = _gt(gtsdb_raw)
     gt.write_text("00001.ppm;240;150;270;170;14\n00002.ppm;300;170;320;190;14\n")
