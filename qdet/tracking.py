@@ -352,6 +352,8 @@ SUMMARY = (  # per variant, on the pipeline's run; the rest stays on the stage's
     "speedup",
     "speedup_vs_best_float",
     "speedup_vs_best_float_ci95",
+    "speedup_vs_best_int8_peer",
+    "speedup_vs_best_int8_peer_ci95",
     "size_mb",
 )
 

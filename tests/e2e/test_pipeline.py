@@ -133,6 +133,7 @@ def test_mlflow_has_one_finished_parent_with_stage_children(repo):
     parent = parents[0]
     assert parent.data.tags["backbone"] == "resnet18" and parent.data.tags["git_commit"] != "unknown"
     assert "qat_map50" in parent.data.metrics and "qat_speedup" in parent.data.metrics
+    assert "qat_speedup_vs_best_int8_peer" in parent.data.metrics  # vs OpenVINO / ONNX Runtime int8
     children = [r for r in runs if r is not parent]
     assert not any(set(parent.data.metrics) & set(c.data.metrics) for c in children)  # no figure twice
     client = mlflow.MlflowClient()
