@@ -36,6 +36,15 @@ def bf16_support() -> str | None:
     )
 
 
+def part_prefixes() -> tuple[str, ...]:
+    """The node-name prefixes of the parts qdet quantizes in the exported ONNX graph (the export
+    names nodes by module path: ``roi_heads.box_head`` -> ``/roi_heads/box_head/``): ORT and NNCF
+    quantize these and nothing else, as a fair peer must."""
+    from qdet.quant.parts import PARTS
+
+    return tuple("/" + path.replace(".", "/") + "/" for path in PARTS.values())
+
+
 def write_manifest(out_dir: Path, built: dict[str, Path], skipped: dict[str, str], details: dict) -> None:
     data = {"variants": {k: v.name for k, v in built.items()}, "skipped": skipped, "details": details}
     (out_dir / MANIFEST).write_text(json.dumps(data, indent=1))

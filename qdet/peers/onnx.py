@@ -41,9 +41,9 @@ def int8_nodes(model_path: Path) -> list[str]:
     uint8), and the model crashed ORT (segfault) on the first image."""
     import onnx
 
-    from qdet.quant.parts import PARTS
+    from qdet.peers import part_prefixes
 
-    prefixes = tuple("/" + path.replace(".", "/") + "/" for path in PARTS.values())
+    prefixes = part_prefixes()
     graph = onnx.load(str(model_path), load_external_data=False).graph
     return [n.name for n in graph.node if n.name.startswith(prefixes) and n.op_type in ORT_INT8_OPS]
 

@@ -28,7 +28,6 @@ from qdet.data.dataset import DetectionDataset
 
 SPEC_RUNTIME = "openvino"
 LATENCY = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1"}  # OpenVINO's latency recipe
-PRECISION = {"f32": "f32", "bf16": "bf16"}  # INFERENCE_PRECISION_HINT values, by peer suffix
 
 
 def _core():
@@ -53,7 +52,7 @@ def reported_precision(compiled) -> str:
 def write_spec(path: Path, model: Path, precision: str, threads: int, route: str) -> str:
     """Compile ``model`` once with ``precision`` as the hint, write the peer's JSON and return
     the precision the compiled model reports."""
-    config = {**LATENCY, "INFERENCE_PRECISION_HINT": PRECISION[precision]}
+    config = {**LATENCY, "INFERENCE_PRECISION_HINT": precision}
     reported = reported_precision(compile_model(model, config, threads))
     spec = {
         "runtime": SPEC_RUNTIME,
@@ -110,9 +109,9 @@ def outside_parts() -> str:
     box head, predictor; the ONNX export names nodes by module path), which NNCF leaves float:
     a fair peer quantizes what qdet quantizes. Left to itself NNCF also quantized the box
     decoding and anchor arithmetic (coordinates in int8): mAP@.5 −7.9 points on the default model."""
-    from qdet.quant.parts import PARTS
+    from qdet.peers import part_prefixes
 
-    inside = "|".join(re.escape("/" + path.replace(".", "/") + "/") for path in PARTS.values())
+    inside = "|".join(re.escape(prefix) for prefix in part_prefixes())
     return f"^(?!{inside}).*"
 
 
