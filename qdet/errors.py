@@ -7,3 +7,9 @@ from __future__ import annotations
 
 class QdetError(Exception):
     """An expected failure; the message names the file, line or params key at fault."""
+
+
+def last_line(exc: BaseException) -> str:
+    """The telling line of an error: TorchScript puts its traceback first and the cause last."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__

@@ -14,6 +14,8 @@ import torch
 from torch import nn
 
 from qdet.control import CONTROL_FILE
+from qdet.errors import QdetError, last_line
+from qdet.files import OutputError
 from qdet.models.detector import DetectionsOnly
 
 META = "qdet.json"
@@ -54,8 +56,13 @@ def save_artifact(scripted: torch.jit.ScriptModule, path: Path, meta: dict[str, 
     """Write atomically (temp + rename); returns the size in bytes."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.jit.save(scripted, str(tmp), _extra_files={META: json.dumps(meta)})
-    tmp.replace(path)
+    try:
+        torch.jit.save(scripted, str(tmp), _extra_files={META: json.dumps(meta)})
+        tmp.replace(path)
+    except RuntimeError as exc:  # torch.jit.save reports a full disk as a RuntimeError
+        raise OutputError(f"{path}: not written ({last_line(exc)}); is the disk full?") from None
+    finally:
+        tmp.unlink(missing_ok=True)
     return path.stat().st_size
 
 
@@ -148,9 +155,34 @@ def evaluated_variants(
     return out
 
 
+class ArtifactError(QdetError):
+    """An artifact that does not load: truncated, corrupt or from another version."""
+
+
 def load_variant(path: Path, threads: int):
     """Any artifact as a detector callable: TorchScript file, AOTInductor folder, ONNX file (ONNX
-    Runtime), OpenVINO peer spec (``.json``), or a float checkpoint (eager)."""
+    Runtime), OpenVINO peer spec (``.json``), or a float checkpoint (eager). One that does not
+    load is one line naming it (each runtime raises its own kind of error, none of them ours)."""
+    try:
+        return _load_variant(path, threads)
+    except (RuntimeError, ValueError, EOFError) as exc:
+        raise ArtifactError(_unloadable(path, exc)) from None
+    except Exception as exc:  # ONNX Runtime's InvalidProtobuf/Fail derive from Exception only
+        if type(exc).__module__.startswith("onnxruntime"):
+            raise ArtifactError(_unloadable(path, exc)) from None
+        raise
+
+
+def _unloadable(path: Path, exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    why = lines[0][:300] if lines else type(exc).__name__
+    return (
+        f"{path}: does not load ({why}); it is truncated or corrupt: rerun the stage that wrote it "
+        "(dvc repro -f -s <stage>)"
+    )
+
+
+def _load_variant(path: Path, threads: int):
     if path.suffix == ".pt":
         from qdet.models.detector import load_float_detector
 

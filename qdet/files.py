@@ -2,16 +2,70 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from qdet.errors import QdetError
+
+
+class OutputError(QdetError):
+    """An output that could not be written (disk full, read-only folder): the path and what to do."""
+
+
+def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """``write(partial)`` to a temporary name beside ``path``, then rename: a full disk, a
+    read-only folder or a kill leaves nothing under the name a later stage or a user would take
+    for a result. A failure is one line naming ``path``."""
+    partial = path.with_name(f".{path.name}.partial{path.suffix}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(partial)
+        os.replace(partial, path)
+    except OSError as exc:
+        hint = {
+            errno.ENOSPC: "the disk is full: free space and rerun",
+            errno.EDQUOT: "the disk quota is used up: free space and rerun",
+            errno.EROFS: "the file system is read-only",
+            errno.EACCES: "no permission to write there",
+        }.get(exc.errno, "")
+        why = exc.strerror or str(exc)
+        raise OutputError(f"{path}: not written: {why}" + (f"; {hint}" if hint else "")) from None
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def require_free_space(folders: list[Path], need: int, what: str) -> None:
+    """Refuse, before any work, to start ``what`` with less than ``need`` bytes free where it
+    writes: compilers and exporters that hit a full disk abort the process (SIGABRT, no message)
+    and leave partial files behind."""
+    for folder in folders:
+        existing = next(p for p in (folder, *folder.parents) if p.exists())
+        free = shutil.disk_usage(existing).free
+        if free < need:
+            raise OutputError(
+                f"{folder}: {free / 1e9:.2f} GB free, {what} needs about {need / 1e9:.1f} GB; "
+                "free space and rerun"
+            )
+
+
+def compile_room(out_dir: Path, model: Path) -> tuple[list[Path], int]:
+    """Where a compiling stage writes (its outputs, the compiler's cache in the temp folder) and
+    about how much it needs there: a GB for the cache plus ten copies of the float model."""
+    import tempfile
+
+    return [out_dir, Path(tempfile.gettempdir())], 1_000_000_000 + 10 * model.stat().st_size
+
 
 def write_json(data: Any, path: Path) -> None:
-    """Indented JSON (DVC metrics, reports), creating the folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1))
+    """Indented JSON (DVC metrics, reports), creating the folder, written atomically."""
+    text = json.dumps(data, indent=1)
+    write_atomically(path, lambda partial: partial.write_text(text))
 
 
 def read_json(path: Path) -> Any:

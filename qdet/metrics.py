@@ -21,7 +21,7 @@ from pycocotools.cocoeval import COCOeval
 from rich.progress import Progress
 
 from qdet.data.records import ImageRecord
-from qdet.files import write_json
+from qdet.files import write_atomically, write_json
 
 STAT_NAMES = ["map", "map50", "map75", "map_small", "map_medium", "map_large"]
 
@@ -235,4 +235,5 @@ def per_class_csv(scores: dict[str, VariantScore], path: Path) -> None:
     rows = ["variant,class,ap,ap50"]
     for variant, s in scores.items():
         rows += [f"{variant},{c},{v['ap']:.4f},{v['ap50']:.4f}" for c, v in s.per_class.items()]
-    path.write_text("\n".join(rows) + "\n")
+    text = "\n".join(rows) + "\n"
+    write_atomically(path, lambda partial: partial.write_text(text))

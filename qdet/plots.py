@@ -15,14 +15,24 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
+from qdet.files import write_atomically  # noqa: E402
+
 
 def write_history_csv(history: list[dict[str, float]], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     keys = list(dict.fromkeys(k for row in history for k, v in row.items() if not isinstance(v, list)))
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, keys, extrasaction="ignore")  # per-iteration lists: MLflow, plot
-        writer.writeheader()
-        writer.writerows(history)
+
+    def write(partial: Path) -> None:
+        with open(partial, "w", newline="") as f:
+            writer = csv.DictWriter(f, keys, extrasaction="ignore")  # per-iteration lists: MLflow, plot
+            writer.writeheader()
+            writer.writerows(history)
+
+    write_atomically(path, write)
+
+
+def save_figure(fig, path: Path, dpi: int) -> None:
+    """A matplotlib figure as PNG, written atomically, then closed."""
+    write_atomically(path, lambda partial: fig.savefig(partial, dpi=dpi, format="png"))
 
 
 def training_curves(history: list[dict[str, Any]], path: Path, title: str) -> None:
@@ -63,7 +73,7 @@ def training_curves(history: list[dict[str, Any]], path: Path, title: str) -> No
         axis.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
 
 
@@ -74,7 +84,7 @@ def pr_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> N
     ax.set_xlabel("recall"), ax.set_ylabel("precision"), ax.set_title("PR curve at IoU 0.5")
     ax.set_xlim(0, 1), ax.set_ylim(0, 1.02), ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
 
 
@@ -129,7 +139,7 @@ def grid(images: list[Image.Image], path: Path, columns: int = 4) -> None:
     canvas = Image.new("RGB", (w * min(columns, len(images)), h * rows), (30, 30, 30))
     for k, im in enumerate(images):
         canvas.paste(im, ((k % columns) * w, (k // columns) * h))
-    canvas.save(path)
+    write_atomically(path, lambda partial: canvas.save(partial, format="PNG"))
 
 
 def bars(values: dict[str, float], path: Path, xlabel: str, title: str) -> None:
@@ -140,7 +150,7 @@ def bars(values: dict[str, float], path: Path, xlabel: str, title: str) -> None:
     ax.invert_yaxis()
     ax.set_xlabel(xlabel), ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
 
 
@@ -176,7 +186,7 @@ def map_vs_latency(rows: dict[str, dict], path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8, frameon=False)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 

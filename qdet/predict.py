@@ -16,12 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from qdet.data.dataset import load_image
-from qdet.errors import QdetError
+from qdet.console import console
+from qdet.errors import QdetError, last_line
 from qdet.export import load_artifact
+from qdet.files import OutputError, write_atomically
 from qdet.plots import draw_detections
+from qdet.progress import progress_bar
+from qdet.serving.image_input import ImageReadError, read_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
@@ -44,12 +47,6 @@ class PredictReport:
     @property
     def images_per_s(self) -> float:
         return (self.images + self.frames) / self.seconds if self.seconds else 0.0
-
-
-def last_line(exc: BaseException) -> str:
-    """The telling line of an error: TorchScript puts its traceback first and the cause last."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[-1] if lines else type(exc).__name__
 
 
 def store_uri(explicit: str | None) -> str:
@@ -120,6 +117,28 @@ def output_name(path: Path, root: Path) -> Path:
     return relative.with_name(relative.name + ".pred")
 
 
+class InputError(QdetError):
+    """Inputs that cannot run (missing files, folders without images), one line each."""
+
+
+def check_inputs(sources: list[Path]) -> list[Path]:
+    """Every input file to run, or one line per missing file and per folder holding nothing to
+    run: checked before the model loads, so a typo costs no model load and leaves no output."""
+    problems, paths = [], []
+    for source in sources:
+        if not source.exists():
+            problems.append(f"{source}: no such file or folder")
+            continue
+        found = list(expand([source]))
+        if source.is_dir() and not found:
+            suffixes = " ".join(sorted(IMAGE_SUFFIXES | VIDEO_SUFFIXES))
+            problems.append(f"{source}: no image or video inside (looked for {suffixes})")
+        paths.extend(found)
+    if problems:
+        raise InputError("\n".join(problems))
+    return paths
+
+
 class Predictor:
     def __init__(
         self, model: str, threshold: float, max_pixels: int, tracking_uri: str | None = None
@@ -135,18 +154,31 @@ class Predictor:
         self.classes: list[str] = meta.get("classes", [])
         self.threshold = threshold
         self.max_pixels = max_pixels
-        self.warm = False
+        self.warmup_calls = 0  # until the timing is steady: 0 until the first input
         self.rows: list[list] = []  # one per detection
         self.timings: list[list] = []  # one per image or frame
 
     def names(self, labels: torch.Tensor) -> list[str]:
         return [self.classes[int(k) - 1] if 0 < int(k) <= len(self.classes) else str(int(k)) for k in labels]
 
+    def warm_up(self, image: torch.Tensor, tolerance: float = 0.1, most: int = 20) -> int:
+        """Call the model on ``image`` until two calls in a row agree within ``tolerance``: the
+        first calls pay for lazy initialisation and TorchScript's profiling runs (steady from
+        call 3 on these machines), which are not the model's speed. Returns the calls made."""
+        previous = None
+        for calls in range(1, most + 1):
+            start = time.perf_counter()
+            self.module([image])
+            elapsed = time.perf_counter() - start
+            if previous is not None and abs(elapsed - previous) <= tolerance * min(elapsed, previous):
+                return calls
+            previous = elapsed
+        return most
+
     @torch.inference_mode()
     def detect(self, image: torch.Tensor, source: str, report: PredictReport) -> Image.Image:
-        if not self.warm:  # the first call pays for lazy initialisation: not the model's speed
-            self.module([image])
-            self.warm = True
+        if not self.warmup_calls:
+            self.warmup_calls = self.warm_up(image)
         start = time.perf_counter()
         det = self.module([image])[0]
         elapsed = time.perf_counter() - start
@@ -164,34 +196,19 @@ class Predictor:
 
     def image(self, path: Path, target: Path, report: PredictReport) -> None:
         try:
-            with Image.open(path) as im:
-                pixels = im.width * im.height
-            if pixels > self.max_pixels:
-                report.failed.append(
-                    f"{path}: {pixels / 1e6:.0f} megapixels is above --max-pixels {self.max_pixels}"
-                )
-                return
-            tensor = load_image(path)
-        except (
-            UnidentifiedImageError,
-            OSError,
-            SyntaxError,
-            ValueError,
-            Image.DecompressionBombError,
-        ) as exc:
-            report.failed.append(f"{path}: cannot read image ({exc})")
+            tensor = read_image(str(path), self.max_pixels)
+        except ImageReadError as exc:
+            report.failed.append(f"{path}: cannot read image: {exc}")
             return
         try:
             drawn = self.detect(tensor, str(path), report)
         except RuntimeError as exc:  # e.g. a 1x4000 image the detector cannot resize
             report.failed.append(f"{path}: the detector failed on this image ({last_line(exc)})")
             return
-        target = target.with_name(target.name + ".png")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        drawn.save(target)
+        write_atomically(target.with_name(target.name + ".png"), lambda f: drawn.save(f, format="PNG"))
         report.images += 1
 
-    def video(self, path: Path, target: Path, report: PredictReport) -> None:
+    def video(self, path: Path, target: Path, report: PredictReport, advance) -> None:
         import av
         import numpy as np
 
@@ -200,45 +217,61 @@ class Predictor:
         except (av.error.FFmpegError, OSError) as exc:
             report.failed.append(f"{path}: cannot open video ({exc})")
             return
-        target = target.with_name(target.name + ".mp4")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with source, av.open(str(target), "w") as sink:
-            stream_in = source.streams.video[0]
-            stream = sink.add_stream("mpeg4", rate=stream_in.average_rate or 25)
-            stream.width, stream.height = stream_in.width, stream_in.height
-            frames = 0
-            try:
-                for frame in source.decode(stream_in):
-                    tensor = torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1) / 255.0
-                    drawn = self.detect(tensor.contiguous(), f"{path}#{frames}", report)
-                    sink.mux(stream.encode(av.VideoFrame.from_ndarray(np.asarray(drawn), format="rgb24")))
-                    frames += 1
-                    report.frames += 1
-            except (av.error.FFmpegError, RuntimeError) as exc:
-                report.failed.append(f"{path}: video stopped after {frames} frames ({exc})")
-            sink.mux(stream.encode(None))
 
-    def run(self, sources: list[Path], out_dir: Path) -> PredictReport:
+        def write(partial: Path) -> None:
+            with source, av.open(str(partial), "w", format="mp4") as sink:
+                stream_in = source.streams.video[0]
+                stream = sink.add_stream("mpeg4", rate=stream_in.average_rate or 25)
+                stream.width, stream.height = stream_in.width, stream_in.height
+                frames = 0
+                try:
+                    for frame in source.decode(stream_in):
+                        tensor = torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1) / 255.0
+                        drawn = self.detect(tensor.contiguous(), f"{path}#{frames}", report)
+                        sink.mux(stream.encode(av.VideoFrame.from_ndarray(np.asarray(drawn), format="rgb24")))
+                        frames += 1
+                        report.frames += 1
+                        advance(frames, stream_in.frames or None)
+                except (av.error.FFmpegError, RuntimeError) as exc:
+                    report.failed.append(f"{path}: video stopped after {frames} frames ({exc})")
+                sink.mux(stream.encode(None))
+
+        write_atomically(target.with_name(target.name + ".mp4"), write)
+
+    def run(self, paths: list[Path], out_dir: Path) -> PredictReport:
+        """Every input in turn, with a progress bar on a terminal; an input that fails is
+        reported and counted, and the CSVs are written whatever happened before."""
         out_dir.mkdir(parents=True, exist_ok=True)
         report = PredictReport()
-        paths = list(expand(sources))
-        existing = [p.resolve().parent for p in paths if p.exists()]
-        root = Path(os.path.commonpath(existing)) if existing else Path.cwd()
-        for path in paths:
-            target = out_dir / output_name(path, root)
-            try:
-                if not path.exists():
-                    report.failed.append(f"{path}: no such file")
-                elif path.suffix.lower() in VIDEO_SUFFIXES:
-                    self.video(path, target, report)
-                else:
-                    self.image(path, target, report)
-            except OSError as exc:  # an output that cannot be written (disk full, permissions)
-                report.failed.append(f"{path}: {exc}")
+        root = Path(os.path.commonpath([p.resolve().parent for p in paths])) if paths else Path.cwd()
+        with progress_bar(console=console, transient=True) as bar:
+            task = bar.add_task("predict", total=len(paths), info="")
+            for path in paths:
+                target = out_dir / output_name(path, root)
+                bar.update(task, info=path.name)
+                try:
+                    if path.suffix.lower() in VIDEO_SUFFIXES:
+
+                        def advance(done: int, total: int | None, name: str = path.name) -> None:
+                            bar.update(task, info=f"{name} frame {done}" + (f"/{total}" if total else ""))
+
+                        self.video(path, target, report, advance)
+                    else:
+                        self.image(path, target, report)
+                except OutputError as exc:  # an output that cannot be written (disk full, permissions)
+                    report.failed.append(f"{path}: {exc}")
+                bar.advance(task)
         for name, header, rows in (
             ("detections.csv", DETECTION_COLUMNS, self.rows),
             ("latency.csv", ["file", "latency_ms", "detections"], self.timings),
         ):
-            with open(out_dir / name, "w", newline="") as f:
-                csv.writer(f).writerows([header, *rows])
+            try:
+                write_atomically(out_dir / name, lambda f, h=header, r=rows: _write_csv(f, [h, *r]))
+            except OutputError as exc:
+                report.failed.append(str(exc))
         return report
+
+
+def _write_csv(path: Path, rows: list[list]) -> None:
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows(rows)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import statistics
 from pathlib import Path
 
+import numpy as np
 import torch
 import typer
 
 from qdet.console import console, exit_on_error, quiet_warnings, third_party_to_log
 from qdet.errors import QdetError
-from qdet.predict import Predictor
+from qdet.predict import Predictor, PredictReport, check_inputs
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -33,6 +33,7 @@ def main(
     ),
 ) -> None:
     quiet_warnings()
+    paths = check_inputs(sources)  # before anything is loaded or written
     third_party_to_log(out / "predict.log")  # torch's C++ warnings, MLflow's INFO lines
     torch.set_num_threads(threads)
     try:
@@ -40,22 +41,28 @@ def main(
     except QdetError:
         _remove_if_empty(out / "predict.log", out)  # a model that does not load leaves no output folder
         raise
-    report = predictor.run(sources, out)
+    report = predictor.run(paths, out)
     for line in report.failed:
         console.print(f"[yellow]failed[/yellow] {line}", highlight=False)
-    latency = (
-        f"latency p50 {statistics.median(report.latencies_ms):.1f} ms per image after warm-up "
-        f"({report.images_per_s:.2f} images/s)"
-        if report.latencies_ms
-        else "no latency (nothing ran)"
-    )
-    console.print(
-        f"{report.images} images, {report.frames} video frames, {report.detections} detections "
-        f">= {threshold}; {latency}; {len(report.failed)} failed; outputs in {out}",
-        highlight=False,
-    )
+    console.print(summary(report, threshold, predictor.warmup_calls, out), highlight=False)
     if report.failed or report.images + report.frames == 0:
         raise typer.Exit(1)
+
+
+def summary(report: PredictReport, threshold: float, warmup_calls: int, out: Path) -> str:
+    """One line: what ran, what was found, how fast once steady, what failed, where it went."""
+    if report.latencies_ms:
+        p50, p90 = np.percentile(report.latencies_ms, [50, 90])
+        latency = (
+            f"latency per image p50 {p50:.1f} ms, p90 {p90:.1f} ms ({report.images_per_s:.2f} images/s) "
+            f"after {warmup_calls} warm-up calls"
+        )
+    else:
+        latency = "no latency (nothing ran)"
+    return (
+        f"{report.images} images, {report.frames} video frames, {report.detections} detections "
+        f">= {threshold}; {latency}; {len(report.failed)} failed; outputs in {out}"
+    )
 
 
 def _remove_if_empty(log: Path, out: Path) -> None:

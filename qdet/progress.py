@@ -4,6 +4,7 @@ rounds) and a byte bar for downloads."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from rich.progress import (
     BarColumn,
@@ -18,13 +19,15 @@ from rich.progress import (
 from qdet.console import console
 
 
-def progress_bar() -> Progress:
+def progress_bar(**options: Any) -> Progress:
+    """``options`` go to rich's Progress (``console``, ``transient``): off a terminal it draws nothing."""
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[info]}"),
         TimeRemainingColumn(),
+        **options,
     )
 
 

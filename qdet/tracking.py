@@ -59,16 +59,28 @@ def pipeline_key(exp_name: str | None, commit: str, params_text: str) -> str:
 
 
 def check_reachable(uri: str, timeout: float = 5.0) -> None:
-    """Fail fast, before any training, when the store is not there."""
+    """Fail fast, before any training, when the store is not there or cannot answer."""
     if uri.startswith(("http://", "https://")):
+        base = uri.rstrip("/")
         try:
-            response = requests.get(uri.rstrip("/") + "/health", timeout=timeout)
-            response.raise_for_status()
+            requests.get(base + "/health", timeout=timeout).raise_for_status()
         except requests.RequestException as exc:
             raise TrackingUnavailable(
                 f"MLflow tracking server {uri} is not reachable ({exc.__class__.__name__}); "
                 "start it, or unset MLFLOW_TRACKING_URI to use the local sqlite store"
-            ) from exc
+            ) from None
+        try:  # /health answers even when the server's own store is broken: ask the API too
+            response = requests.get(
+                base + "/api/2.0/mlflow/experiments/search", params={"max_results": 1}, timeout=timeout
+            )
+            response.raise_for_status()
+        except requests.RequestException as exc:
+            status = getattr(exc.response, "status_code", None)
+            raise TrackingUnavailable(
+                f"MLflow tracking server {uri} answers /health but its API fails "
+                f"({status or exc.__class__.__name__}); check the server's log and its backend "
+                "store, or unset MLFLOW_TRACKING_URI to use the local sqlite store"
+            ) from None
     elif uri.startswith("sqlite:///"):
         check_sqlite(Path(uri.removeprefix("sqlite:///")), timeout)
 
@@ -87,12 +99,17 @@ def check_sqlite(db: Path, timeout: float) -> None:
     try:
         with sqlite3.connect(db, timeout=timeout) as connection:
             connection.execute("PRAGMA schema_version").fetchone()  # reads the header: corrupt?
-            connection.execute("BEGIN IMMEDIATE")  # takes the write lock: locked or read-only?
+            version = connection.execute("PRAGMA user_version").fetchone()[0]
+            connection.execute("BEGIN IMMEDIATE")  # takes the write lock: locked?
+            # a real write, rolled back: a read-only file or folder (no journal) passes BEGIN
+            # and fails only on the first write, which would be after the stage's work
+            connection.execute(f"PRAGMA user_version = {int(version)}")
             connection.rollback()
     except sqlite3.Error as exc:
         hint = {
             "database is locked": "another process holds it; wait, or stop that process",
             "attempt to write a readonly database": "make it writable, or set MLFLOW_TRACKING_URI",
+            "unable to open database file": f"make {db.parent} writable (sqlite writes a journal beside it)",
             "file is not a database": "it is not a sqlite file: move it away, or set MLFLOW_TRACKING_URI",
         }.get(str(exc), "set MLFLOW_TRACKING_URI to another store")
         raise TrackingUnavailable(f"MLflow store {db}: {exc}; {hint}") from None

@@ -10,7 +10,7 @@ from qdet.aot import save_compiled
 from qdet.checkpoint import load_checkpoint
 from qdet.console import console, exit_on_error
 from qdet.export import graph_signature, save_artifact, script_detector, size_summary, write_manifest
-from qdet.files import write_json
+from qdet.files import compile_room, require_free_space, write_json
 from qdet.models.detector import load_trained
 from qdet.quant.engines import int8_from_state
 from qdet.quant.plan import QuantPlan
@@ -29,6 +29,7 @@ def main(
     params: Path = typer.Option(Path("params.yaml")),
 ) -> None:
     cfg = stage.load(params, "convert")
+    require_free_space(*compile_room(out_dir, float_model), "convert")
     trained = load_trained(float_model, cfg.backbone, cfg.model)
     meta = {"classes": trained.classes, "backbone": trained.backbone}
     sizes, seconds, files, graphs = {}, {}, {}, {}

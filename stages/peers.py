@@ -10,7 +10,7 @@ import typer
 from qdet import stage
 from qdet.console import console, exit_on_error
 from qdet.data.dataset import load_split
-from qdet.files import write_json
+from qdet.files import compile_room, require_free_space, write_json
 from qdet.models.detector import load_trained
 from qdet.peers import bf16_support, write_manifest
 from qdet.peers.build import build_bf16, build_onnx, build_openvino
@@ -28,6 +28,7 @@ def main(
     params: Path = typer.Option(Path("params.yaml")),
 ) -> None:
     cfg = stage.load(params, "peers")
+    require_free_space(*compile_room(out_dir, float_model), "peers")
     stage.set_threads(cfg.train.threads)
     trained = load_trained(float_model, cfg.backbone, cfg.model)
     calibration = load_split(processed, "train")

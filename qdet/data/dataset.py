@@ -5,18 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
-from torchvision.transforms.v2 import functional as F
 
 from qdet.data.records import ImageRecord
+from qdet.serving.image_input import read_image
 
 
 def load_image(path) -> torch.Tensor:
-    """An RGB float image in [0, 1], CxHxW (PIL reads PPM, PNG and JPEG alike)."""
-    with Image.open(path) as im:
-        return F.to_dtype(F.pil_to_tensor(im.convert("RGB")), torch.float32, scale=True)
+    """An RGB float image in [0, 1], CxHxW, as displayed (the one reader predict and serving use)."""
+    return read_image(str(path))
 
 
 class DetectionDataset(Dataset):

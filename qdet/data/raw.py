@@ -11,20 +11,41 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from qdet.data import gtsdb
-from qdet.data.records import Box, DataError, ImageRecord, Report, clip_box
+from qdet.data.records import Box, DataError, ImageRecord, Report, clip_box, similar_class_names
+from qdet.serving.image_input import ImageReadError, displayed_size
 
 
-def image_size(path: Path, report: Report) -> tuple[int, int] | None:
-    """(width, height) of a readable image; a missing or corrupt file is skipped and counted."""
-    try:
-        with Image.open(path) as im:
-            im.load()  # decode fully: a truncated file fails here, not during training
-            return im.size
-    except FileNotFoundError:
+def image_size(
+    path: Path, report: Report, annotated: tuple[int, int] | None = None
+) -> tuple[int, int] | None:
+    """(width, height) of a readable image as displayed (EXIF orientation applied, as training
+    reads it); a missing, corrupt or oversized file is skipped and counted.
+
+    ``annotated``: the size an annotation file gives. An image turned by its EXIF orientation
+    whose annotation matches the stored, unturned pixels was labelled sideways: its boxes would
+    land in the wrong place, so it is skipped with that reason."""
+    if not path.exists():
         report.skip(str(path), "image file is missing")
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        report.skip(str(path), f"image cannot be decoded ({exc})")
-    return None
+        return None
+    try:
+        shown, stored = displayed_size(str(path))  # decodes fully: a truncated file fails here
+    except ImageReadError as exc:
+        report.skip(str(path), str(exc))
+        return None
+    if annotated is not None and annotated != shown:
+        if annotated == stored:
+            report.skip(
+                str(path),
+                f"annotated as {annotated[0]}x{annotated[1]}, the stored pixels, but its EXIF orientation "
+                f"shows it as {shown[0]}x{shown[1]}: the boxes were drawn on the unturned image; "
+                "re-annotate it upright or remove its orientation tag",
+            )
+            return None
+        report.warnings.append(
+            f"{path}: annotation says {annotated[0]}x{annotated[1]}, the image is {shown[0]}x{shown[1]}; "
+            "boxes are clipped to the image"
+        )
+    return shown
 
 
 def find_root(raw: Path, marker: str) -> Path:
@@ -167,6 +188,15 @@ def _xml_number(obj: ET.Element, tag: str, where: str) -> float:
         raise DataError(f"{where}: <{tag}> is not a number: {node.text!r}") from exc
 
 
+def _xml_size(tree: ET.Element) -> tuple[int, int] | None:
+    """The <size> an annotation tool wrote, when it wrote a usable one."""
+    try:
+        width, height = int(tree.findtext("size/width") or 0), int(tree.findtext("size/height") or 0)
+    except ValueError:
+        return None
+    return (width, height) if width > 0 and height > 0 else None
+
+
 def parse_voc(raw: Path, min_box_size: float, report: Report, one_based: bool = True) -> list[ImageRecord]:
     """A user's Pascal VOC folder: ``Annotations/*.xml`` + images (``JPEGImages/`` or beside).
 
@@ -175,6 +205,7 @@ def parse_voc(raw: Path, min_box_size: float, report: Report, one_based: bool = 
     """
     root = find_root(raw, "Annotations")
     records = []
+    spellings: dict[str, str] = {}  # each class name as written -> where it first appears
     for xml_path in sorted((root / "Annotations").glob("*.xml")):
         try:
             tree = ET.parse(xml_path).getroot()
@@ -187,7 +218,7 @@ def parse_voc(raw: Path, min_box_size: float, report: Report, one_based: bool = 
             continue
         candidates = [root / "JPEGImages" / name, root / "images" / name, root / name]
         image = next((c for c in candidates if c.exists()), candidates[0])
-        size = image_size(image, report)
+        size = image_size(image, report, _xml_size(tree))
         if size is None:
             continue
         w, h = size
@@ -195,7 +226,9 @@ def parse_voc(raw: Path, min_box_size: float, report: Report, one_based: bool = 
         for i, obj in enumerate(tree.findall("object"), start=1):
             where = f"{xml_path} (object {i})"
             try:
-                cls = (obj.findtext("name") or "").strip()
+                written = obj.findtext("name") or ""
+                cls = written.strip()
+                spellings.setdefault(written, where)
                 if not cls:
                     raise DataError(f"{where}: object has no <name>")
                 coords = [_xml_number(obj, t, where) for t in ("xmin", "ymin", "xmax", "ymax")]
@@ -217,4 +250,5 @@ def parse_voc(raw: Path, min_box_size: float, report: Report, one_based: bool = 
             if b is not None:
                 boxes.append(b)
         records.append(ImageRecord(image, image.name, w, h, boxes))
+    report.warnings.extend(similar_class_names({k: v for k, v in spellings.items() if k.strip()}))
     return records

@@ -82,3 +82,19 @@ def clip_box(box: Box, width: int, height: int, min_size: float, where: str, rep
 
 def _fmt(b: Box) -> str:
     return f"({b.x_min:g}, {b.y_min:g}, {b.x_max:g}, {b.y_max:g})"
+
+
+def similar_class_names(seen: dict[str, str]) -> list[str]:
+    """Warnings for class names that differ only in case or whitespace (``"Stop"``, ``"stop "``,
+    ``"stop  sign"``): each becomes its own class, which is rarely what the annotator meant.
+    ``seen``: each name as written -> where it first appears."""
+    groups: dict[str, list[str]] = {}
+    for name in seen:
+        groups.setdefault(" ".join(name.split()).casefold(), []).append(name)
+    return [
+        "class names differ only in case or spaces and are kept as separate classes: "
+        + ", ".join(f"{name!r} ({seen[name]})" for name in sorted(names))
+        + "; rename them to one spelling if they are one class"
+        for names in groups.values()
+        if len(names) > 1
+    ]

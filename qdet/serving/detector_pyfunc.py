@@ -36,7 +36,23 @@ import torchvision  # noqa: F401  (registers torchvision ops for TorchScript)
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
-from PIL import Image, UnidentifiedImageError
+
+
+def _image_input():
+    """The image reader: shipped with the model (log_model ``code_paths``, on sys.path when it
+    loads); while MLflow checks this file at logging time, the one beside it in qdet/serving."""
+    try:
+        import image_input
+    except ModuleNotFoundError:
+        beside = Path(__file__).with_name("image_input.py")
+        spec = importlib.util.spec_from_file_location("image_input", beside)
+        image_input = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(image_input)
+    return image_input
+
+
+_reader = _image_input()
+ImageReadError, read_image = _reader.ImageReadError, _reader.read_image
 
 COLUMNS = ["image", "class_name", "label", "score", "x_min", "y_min", "x_max", "y_max"]
 
@@ -48,17 +64,11 @@ def _refuse(message: str) -> MlflowException:
     return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
 
 
-def _to_tensor(image: Image.Image) -> torch.Tensor:
-    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
-
-
 def _open(source, where: str) -> torch.Tensor:
     try:
-        with Image.open(source) as image:
-            return _to_tensor(image)
-    except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise _refuse(f"{where}: not a readable image ({type(error).__name__})") from None
+        return read_image(source)
+    except ImageReadError as error:
+        raise _refuse(f"{where}: {error}") from None
 
 
 def _allowed_path(value, row: int, image_dir: str | None) -> Path:
@@ -80,7 +90,10 @@ def _allowed_path(value, row: int, image_dir: str | None) -> Path:
 
 def _images(model_input, image_dir: str | None) -> list[torch.Tensor]:
     if isinstance(model_input, np.ndarray):
-        return [_to_tensor(Image.fromarray(model_input.astype(np.uint8)))]
+        if model_input.ndim != 3 or model_input.shape[2] != 3:
+            raise _refuse(f"array input: expected HxWx3 uint8, got shape {list(model_input.shape)}")
+        array = np.asarray(model_input, dtype=np.float32) / 255.0
+        return [torch.from_numpy(array).permute(2, 0, 1).contiguous()]
     if isinstance(model_input, str):
         model_input = [model_input]
     if isinstance(model_input, list):

@@ -8,6 +8,7 @@ from pathlib import Path
 from qdet.errors import QdetError
 
 PYFUNC_FILE = Path(__file__).with_name("detector_pyfunc.py")
+IMAGE_INPUT_FILE = Path(__file__).with_name("image_input.py")  # the pyfunc's image reader, shipped beside it
 REQUIREMENTS = ["torch==2.14.1", "torchvision==0.29.1", "pillow", "pandas", "numpy"]
 
 
@@ -161,6 +162,7 @@ def register_variant(name: str, candidate: Candidate, tags: dict[str, str], run)
         mlflow.pyfunc.log_model,
         name=f"model_{candidate.variant}",
         python_model=str(PYFUNC_FILE),
+        code_paths=[str(IMAGE_INPUT_FILE)],
         artifacts={"detector": str(candidate.artifact)},
         pip_requirements=REQUIREMENTS,
         signature=signature(),
