@@ -359,19 +359,12 @@ def process_alive(tags: dict[str, str]) -> bool:
     return True
 
 
-SUMMARY = (  # per variant, on the pipeline's run; the rest stays on the stage's run
-    "map50",
-    "map50_ci95",
-    "map",
+SUMMARY = (  # per variant, on the pipeline's run; intervals and the rest stay on the stage's run
+    "map50",  # and every registered variant's logged model carries these with their intervals
     "map50_drop",
-    "map50_drop_ci95",
     "latency_ms_p50",
-    "speedup",
     "speedup_vs_best_float",
-    "speedup_vs_best_float_ci95",
     "speedup_vs_best_int8_peer",
-    "speedup_vs_best_int8_peer_ci95",
-    "size_mb",
 )
 
 
@@ -389,15 +382,21 @@ def split_summary(rows: dict[str, dict[str, object]]) -> tuple[dict[str, object]
 
 
 def numeric_metrics(metrics: dict[str, object]) -> dict[str, float]:
-    """What MLflow can plot: numbers as they are, a ``[lo, hi]`` interval as ``<key>_lo`` and
-    ``<key>_hi``; anything else (text, nested rows) is not a metric."""
+    """What MLflow can plot: numbers (at :func:`shown` precision), a ``[lo, hi]`` interval as
+    ``<key>_lo`` and ``<key>_hi``; anything else (text, nested rows) is not a metric."""
     out = {}
     for key, value in metrics.items():
         if isinstance(value, int | float) and not isinstance(value, bool):
-            out[key] = float(value)
+            out[key] = shown(value)
         elif key.endswith("_ci95") and isinstance(value, list) and len(value) == 2:
-            out[f"{key}_lo"], out[f"{key}_hi"] = float(value[0]), float(value[1])
+            out[f"{key}_lo"], out[f"{key}_hi"] = shown(value[0]), shown(value[1])
     return out
+
+
+def shown(value: float) -> float:
+    """A figure at the precision it carries (4 significant digits: 0.8186, 3.107, 89.04): the
+    UI prints every digit it is given, and the noise of a benchmark is in the second one."""
+    return float(f"{float(value):.4g}")
 
 
 class NoRun(AbstractContextManager):

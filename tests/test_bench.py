@@ -32,7 +32,7 @@ def test_summarize_medians_speedups_and_best_float():
     assert out["int8"]["latency_ms_p50"] == pytest.approx(25.0)
     assert out["int8"]["latency_ms_p90"] == pytest.approx(29.0)
     assert out["int8"]["fps"] == pytest.approx(40.0)
-    assert out["int8"]["speedup"] == pytest.approx(0.11 / 0.025)
+    assert out["int8"]["speedup_vs_float_eager"] == pytest.approx(0.11 / 0.025)
     assert out["int8"]["speedup_vs_best_float"] == pytest.approx(0.055 / 0.025)
     assert out["ort"]["speedup_vs_best_float"] == pytest.approx(1.0)
     assert "speedup_vs_best_float" not in summarize(times, "eager")["int8"]
@@ -65,7 +65,7 @@ def test_speedup_intervals_are_paired_by_round():
     load = np.linspace(1.0, 3.0, 15)
     times = {"eager": list(0.1 * load), "int8": list(0.025 * load)}
     row = summarize(times, "eager", floats=("eager",))["int8"]
-    assert row["speedup_ci95"] == pytest.approx([4.0, 4.0])
+    assert row["speedup_vs_float_eager_ci95"] == pytest.approx([4.0, 4.0])
     assert row["speedup_vs_best_float_ci95"] == pytest.approx([4.0, 4.0])
     lo, hi = row["latency_ms_p50_ci95"]
     assert hi - lo > 10
@@ -76,10 +76,10 @@ def test_every_interval_holds_its_point_estimate():
     times = {name: list(rng.lognormal(np.log(scale), 0.2, 7)) for name, scale in (("a", 0.1), ("b", 0.04))}
     out = summarize(times, "a", floats=("a",))
     for row in out.values():
-        for key in ("speedup", "speedup_vs_best_float", "latency_ms_p50"):
+        for key in ("speedup_vs_float_eager", "speedup_vs_best_float", "latency_ms_p50"):
             lo, hi = row[f"{key}_ci95"]
             assert lo <= row[key] <= hi
-    assert out["b"]["speedup_ci95"][1] > out["b"]["speedup_ci95"][0]
+    assert out["b"]["speedup_vs_float_eager_ci95"][1] > out["b"]["speedup_vs_float_eager_ci95"][0]
 
 
 def test_interval_widens_to_hold_the_point_and_disjoint():

@@ -49,10 +49,10 @@ def test_one_parent_per_pipeline_and_a_child_per_stage(tmp_path):
 
 
 def test_summary_on_the_parent_detail_on_the_stage_never_both(tmp_path):
-    rows = {"ptq": {"map50": 0.8, "map50_ci95": [0.7, 0.9], "map_small": 0.4, "map_large": -1.0}}
+    rows = {"ptq": {"map50": 0.81234567, "map50_ci95": [0.7, 0.9], "map_small": 0.4, "map_large": -1.0}}
     summary, detail = split_summary(rows)
-    assert summary == {"ptq_map50": 0.8, "ptq_map50_ci95": [0.7, 0.9]}
-    assert detail == {"ptq_map_small": 0.4}  # -1 (no large objects) is not a score: left out
+    assert summary == {"ptq_map50": 0.81234567}  # intervals: on the stage run and the logged model
+    assert detail == {"ptq_map50_ci95": [0.7, 0.9], "ptq_map_small": 0.4}  # -1 is not a score
     plot = tmp_path / "plot.png"
     plot.write_bytes(b"png")
     with _stage(tmp_path, "evaluate") as run:
@@ -61,8 +61,8 @@ def test_summary_on_the_parent_detail_on_the_stage_never_both(tmp_path):
         run.log_artifact(plot, on_parent=True)
     (parent,) = [r for r in _runs(tmp_path) if "mlflow.parentRunId" not in r.data.tags]
     (child,) = [r for r in _runs(tmp_path) if "mlflow.parentRunId" in r.data.tags]
-    assert parent.data.metrics == {"ptq_map50": 0.8, "ptq_map50_ci95_lo": 0.7, "ptq_map50_ci95_hi": 0.9}
-    assert child.data.metrics == {"ptq_map_small": 0.4}
+    assert parent.data.metrics == {"ptq_map50": 0.8123}  # logged at the precision it carries
+    assert child.data.metrics == {"ptq_map50_ci95_lo": 0.7, "ptq_map50_ci95_hi": 0.9, "ptq_map_small": 0.4}
     client = mlflow.MlflowClient()
     assert [a.path for a in client.list_artifacts(parent.info.run_id)] == ["plot.png"]
     assert client.list_artifacts(child.info.run_id) == []

@@ -36,13 +36,20 @@ def model_name(configured: str, dataset: str, backbone: str) -> str:
     return configured if configured != "auto" else f"qdet-{dataset}-{backbone}"
 
 
+def registered_rows(exported: Path) -> dict[str, str]:
+    """Registered name -> its eval/benchmark row (``float`` is the float artifact of the engine)."""
+    from qdet.export import read_manifest
+
+    return {"float": read_manifest(exported)["float"], "ptq": "ptq", "qat": "qat"}
+
+
 def candidates(exported: Path, maps: dict, bench: dict) -> list[Candidate]:
     """One candidate per exported variant, with its accuracy (evaluate) and its speed
     (benchmark): the speedup is against the fastest float variant of the run, peers included."""
     from qdet.export import read_manifest
 
     manifest = read_manifest(exported)
-    row = {"float": manifest["float"], "ptq": "ptq", "qat": "qat"}  # registered name -> eval/bench row
+    row = registered_rows(exported)
     graphs = manifest.get("graphs", {})
     rows = bench["variants"]
     return [
@@ -151,7 +158,104 @@ def input_example():
     return pd.DataFrame({"image": [base64.b64encode(buffer.getvalue()).decode()]})
 
 
-def register_variant(name: str, candidate: Candidate, tags: dict[str, str], run) -> str | None:
+MODEL_METRICS = (  # what each logged model carries: the experiment's Models view compares them as rows
+    "map50",
+    "map50_ci95",
+    "map",
+    "map50_drop",
+    "map50_drop_ci95",
+    "latency_ms_p50",
+    "latency_ms_p50_ci95",
+    "speedup_vs_float_eager",
+    "speedup_vs_float_eager_ci95",
+    "speedup_vs_best_float",
+    "speedup_vs_best_float_ci95",
+    "speedup_vs_best_int8_peer",
+    "speedup_vs_best_int8_peer_ci95",
+    "size_mb",
+)
+
+
+def variant_metrics(row: str, maps: dict, bench: dict) -> dict[str, object]:
+    """One eval/benchmark row's figures under the names the runs and registry tags use too
+    (``-1``, COCO's "no such objects", is left out)."""
+    merged = {**bench["variants"].get(row, {}), **maps.get(row, {})}
+    return {k: merged[k] for k in MODEL_METRICS if k in merged and merged[k] != -1}
+
+
+def log_model_metrics(model_id: str, metrics: dict[str, object], step: int, run) -> None:
+    """``metrics`` on the logged model (and, as MLflow links them, on the register run at
+    ``step``: one step per model, so its charts do not stack the variants)."""
+    import mlflow
+
+    from qdet.tracking import numeric_metrics
+
+    run.call(mlflow.log_metrics, numeric_metrics(metrics), step=step, model_id=model_id)
+
+
+def log_reference(variant: str, label: str, metrics: dict[str, object], step: int, run) -> None:
+    """A variant that is compared but never registered (float compiled, the ONNX Runtime and
+    OpenVINO peers) as a logged model without files: a row of the experiment's Models view."""
+    import mlflow
+
+    model = run.call(
+        mlflow.initialize_logged_model,
+        name=f"ref_{variant}",
+        source_run_id=run.run_id,
+        tags={"qdet.variant": variant, "qdet.label": label, "qdet.registered": "no (a reference)"},
+        model_type="reference",
+    )
+    if model is None:
+        return
+    run.call(mlflow.finalize_logged_model, model.model_id, "READY")
+    log_model_metrics(model.model_id, metrics, step, run)
+
+
+def summary(champion: str | None, rows: dict[str, dict[str, object]], registered: dict[str, str]) -> dict:
+    """The run's deciding figures, small enough for one terminal line in ``dvc metrics show``:
+    the champion (else QAT, so experiments stay comparable) against the float it came from and
+    the fastest rivals."""
+    from qdet.tracking import shown
+
+    row = rows[registered[champion or "qat"]]
+    figures = {
+        "float_map50": rows.get("float_eager", {}).get("map50"),
+        **{k: row.get(k) for k in ("map50", "map50_drop", "latency_ms_p50")},
+        **{k: row.get(k) for k in ("speedup_vs_best_float", "speedup_vs_best_int8_peer")},
+    }
+    return {"champion": champion or "none"} | {k: shown(v) for k, v in figures.items() if v is not None}
+
+
+def describe_parent(champion: str | None, rows: dict[str, dict[str, object]], best: dict, run) -> None:
+    """The pipeline run's description (the UI's Description box) and its ``champion`` tag: which
+    variant won and a plain table of every row, so nobody has to pick among 200 metric names."""
+    import mlflow
+
+    def cell(row: dict, key: str, fmt: str) -> str:
+        return format(row[key], fmt) if isinstance(row.get(key), int | float) else "-"
+
+    lines = [
+        f"**champion: {champion or 'none (no variant passed the gate)'}**; best float: "
+        f"{best.get('best_float')}, best int8 peer: {best.get('best_int8_peer')}",
+        "",
+        "| variant | mAP@.5 | drop | p50 ms | x float eager | x best float | x best int8 peer |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, row in rows.items():
+        lines.append(
+            f"| {name} | {cell(row, 'map50', '.3f')} | {cell(row, 'map50_drop', '+.3f')} | "
+            f"{cell(row, 'latency_ms_p50', '.1f')} | {cell(row, 'speedup_vs_float_eager', '.2f')} | "
+            f"{cell(row, 'speedup_vs_best_float', '.2f')} | {cell(row, 'speedup_vs_best_int8_peer', '.2f')} |"
+        )
+    if run.parent_id:
+        client = mlflow.MlflowClient()
+        run.call(client.set_tag, run.parent_id, "mlflow.note.content", "\n".join(lines))
+        run.call(client.set_tag, run.parent_id, "champion", champion or "none")
+
+
+def register_variant(
+    name: str, candidate: Candidate, tags: dict[str, str], run, metrics: dict[str, object], step: int
+) -> str | None:
     """Log ``candidate`` as a pyfunc model in ``run`` (a :class:`qdet.tracking.StageRun`) and
     register it with its tags in the same call (an interrupted register leaves no untagged
     version); returns the version, or None when the store could not be reached (the run's
@@ -173,13 +277,15 @@ def register_variant(name: str, candidate: Candidate, tags: dict[str, str], run)
     )
     if info is None:
         return None
+    run.call(mlflow.set_logged_model_tags, info.model_id, {"qdet.variant": candidate.variant})
+    log_model_metrics(info.model_id, metrics, step, run)
     version_tags = {
         **tags,
         "variant": candidate.variant,
         "map50": f"{candidate.map50:.4f}",
         "map50_drop": f"{candidate.map50_drop:.4f}",
-        "speedup": f"{candidate.speedup:.3f}",
-        "speedup_ci95": "[{:.3f}, {:.3f}]".format(*candidate.speedup_ci95),
+        "speedup_vs_best_float": f"{candidate.speedup:.3f}",
+        "speedup_vs_best_float_ci95": "[{:.3f}, {:.3f}]".format(*candidate.speedup_ci95),
         "latency_ms_p50": f"{candidate.latency_ms:.1f}",
     }
     version = run.call(

@@ -60,7 +60,7 @@ def test_metrics_cover_every_variant_and_peer(repo):
     for name, row in bench.items():
         assert row["latency_ms_p90"] >= row["latency_ms_p50"] > 0
         assert row["map50"] == ev[name]["map50"]
-    assert bench["float_eager"]["speedup"] == 1.0
+    assert bench["float_eager"]["speedup_vs_float_eager"] == 1.0
     floats = [v for v in bench if v not in ("ptq", "qat", "ort_int8", "ov_int8")]
     best_float = min(floats, key=lambda v: bench[v]["latency_ms_p50"])
     best_peer = min(("ort_int8", "ov_int8"), key=lambda v: bench[v]["latency_ms_p50"])
@@ -132,7 +132,7 @@ def test_mlflow_has_one_finished_parent_with_stage_children(repo):
     assert all(r.info.status == "FINISHED" for r in runs)
     parent = parents[0]
     assert parent.data.tags["backbone"] == "resnet18" and parent.data.tags["git_commit"] != "unknown"
-    assert "qat_map50" in parent.data.metrics and "qat_speedup" in parent.data.metrics
+    assert "qat_map50" in parent.data.metrics and "qat_speedup_vs_best_float" in parent.data.metrics
     assert "qat_speedup_vs_best_int8_peer" in parent.data.metrics  # vs OpenVINO / ONNX Runtime int8
     children = [r for r in runs if r is not parent]
     assert not any(set(parent.data.metrics) & set(c.data.metrics) for c in children)  # no figure twice
