@@ -2,6 +2,11 @@
 
 import subprocess
 import sys
+import time
+
+import pytest
+import torch
+from PIL import Image
 
 TRAINING = ("qdet.training", "qdet.engine", "qdet.stage", "qdet.distributed", "qdet.quant", "qdet.tracking")
 
@@ -12,3 +17,70 @@ def test_predict_cli_imports_none_of_the_training_code():
     loaded = done.stdout.split()
     assert "qdet.predict" in loaded
     assert not [m for m in loaded if m.startswith(TRAINING)], loaded
+
+
+def test_inputs_are_checked_before_the_model_loads(tmp_path):
+    from qdet.predict import InputError, check_inputs
+
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("no pictures")
+    (tmp_path / "ok").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "ok" / "a.png")
+    with pytest.raises(InputError) as caught:
+        check_inputs([tmp_path / "missing.jpg", tmp_path / "empty", tmp_path / "notes", tmp_path / "ok"])
+    lines = str(caught.value).splitlines()
+    assert len(lines) == 3
+    assert lines[0] == f"{tmp_path / 'missing.jpg'}: no such file or folder"
+    assert lines[1].startswith(f"{tmp_path / 'empty'}: no image or video inside")
+    assert lines[2].startswith(f"{tmp_path / 'notes'}: no image or video inside")
+    assert check_inputs([tmp_path / "ok"]) == [tmp_path / "ok" / "a.png"]
+
+
+def test_a_missing_input_is_one_line_and_leaves_no_output(tmp_path):
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "qdet.predict_cli", str(tmp_path / "no-model.ts"), str(tmp_path / "x.jpg"),
+         "--out", str(out)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"{tmp_path / 'x.jpg'}: no such file or folder" in done.stderr
+    assert "model file not found" not in done.stderr  # the inputs were checked first
+    assert not out.exists()
+
+
+class _Slowing:
+    """A model whose first calls are slow, as TorchScript's profiling runs are."""
+
+    def __init__(self, first: list[float], steady: float) -> None:
+        self.times, self.steady, self.calls = list(first), steady, 0
+
+    def __call__(self, images):
+        self.calls += 1
+        time.sleep(self.times.pop(0) if self.times else self.steady)
+        return [{}]
+
+
+def test_warm_up_lasts_until_two_calls_agree():
+    from qdet.predict import Predictor
+
+    predictor = Predictor.__new__(Predictor)
+    predictor.module = _Slowing([0.3, 0.15], 0.02)
+    calls = predictor.warm_up(torch.zeros(3, 4, 4))
+    assert calls == 4 and predictor.module.calls == 4  # 0.3, 0.15, 0.02, 0.02: steady at the 4th
+    predictor.module = _Slowing([], 0.02)
+    assert predictor.warm_up(torch.zeros(3, 4, 4)) == 2
+
+
+def test_summary_gives_p50_and_p90_of_what_was_timed(tmp_path):
+    from qdet.predict import PredictReport
+    from qdet.predict_cli import summary
+
+    report = PredictReport(
+        images=10, detections=3, seconds=1.0, latencies_ms=[float(v) for v in range(1, 11)]
+    )
+    line = summary(report, 0.5, 3, tmp_path)
+    assert "p50 5.5 ms, p90 9.1 ms" in line and "after 3 warm-up calls" in line and "10 images" in line
+    one = summary(PredictReport(images=1, seconds=0.08, latencies_ms=[80.0]), 0.5, 3, tmp_path)
+    assert "p50 80.0 ms, p90 80.0 ms" in one

@@ -1,4 +1,6 @@
+import inspect
 import time
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -8,6 +10,7 @@ from qdet.tracking import (
     StageRun,
     TrackingUnavailable,
     check_reachable,
+    check_sqlite,
     default_uri,
     pipeline_key,
     split_summary,
@@ -154,3 +157,70 @@ def test_a_corrupt_or_locked_store_is_one_line_before_any_work(tmp_path):
         holder.rollback()
         holder.close()
     check_reachable(default_uri(tmp_path))  # free again
+
+
+def _as_unprivileged():
+    """Run a child without root's power to write anywhere (tests run as root in CI)."""
+    import os
+
+    if os.geteuid() != 0:
+        return {}
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    return {"user": nobody.pw_uid, "group": nobody.pw_gid}
+
+
+def test_a_read_only_store_is_refused_before_any_work(request):
+    import os
+    import shutil
+    import sqlite3
+    import subprocess
+    import sys
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="qdet-ro-"))  # pytest's own folders are private to root
+    request.addfinalizer(lambda: shutil.rmtree(folder, ignore_errors=True))
+    db = folder / "mlflow.db"
+    with sqlite3.connect(db) as connection:
+        connection.execute("CREATE TABLE t (x)")
+    db.chmod(0o444)  # readable by all, writable by nobody but root
+    folder.chmod(0o777)
+    # the child runs check_sqlite's own source with the system Python: "nobody" may not enter
+    # the project's venv, and as root every file is writable
+    source = inspect.getsource(check_sqlite)
+    code = (
+        "import os, sqlite3\nfrom pathlib import Path\nclass TrackingUnavailable(Exception): pass\n"
+        f"{source}\ntry:\n    check_sqlite(Path({str(db)!r}), 1.0)\n"
+        "except TrackingUnavailable as e:\n    print(e)\nelse:\n    print('passed')\n"
+    )
+    python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+    done = subprocess.run([python, "-c", code], capture_output=True, text=True, **_as_unprivileged())
+    assert "attempt to write a readonly database; make it writable" in done.stdout, done.stdout + done.stderr
+
+
+def test_a_server_whose_health_answers_but_api_fails_is_refused(tmp_path):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class HalfUp(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            self.send_response(200 if self.path == "/health" else 500)
+            self.end_headers()
+            self.wfile.write(b"OK" if self.path == "/health" else b"backend store unavailable")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), HalfUp)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    uri = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with pytest.raises(TrackingUnavailable) as caught:
+            check_reachable(uri)
+    finally:
+        server.shutdown()
+    assert str(caught.value).startswith(
+        f"MLflow tracking server {uri} answers /health but its API fails (500)"
+    )
+    assert "\n" not in str(caught.value)

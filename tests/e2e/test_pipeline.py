@@ -149,6 +149,38 @@ def test_mlflow_has_one_finished_parent_with_stage_children(repo):
     assert [m.step for m in history] == [1]
 
 
+def test_models_view_compares_every_variant_and_the_parent_says_who_won(repo):
+    mlflow.set_tracking_uri(default_uri(repo))
+    exp = mlflow.get_experiment_by_name("qdet")
+    models = {m.name: m for m in mlflow.search_logged_models([exp.experiment_id], output_format="list")}
+    bench = _metrics(repo, "benchmark")["variants"]
+    registered = {"model_float", "model_ptq", "model_qat"}
+    references = {f"ref_{v}" for v in bench if v not in ("ptq", "qat", "float_ts", "float_inductor")}
+    assert registered <= set(models) and references <= set(models), sorted(models)
+    qat = {m.key: m.value for m in models["model_qat"].metrics}
+    assert qat["map50"] == pytest.approx(bench["qat"]["map50"], rel=1e-3)
+    assert qat["speedup_vs_best_float"] == pytest.approx(bench["qat"]["speedup_vs_best_float"], rel=1e-3)
+    assert {"speedup_vs_float_eager", "latency_ms_p50_ci95_lo", "map50_drop", "size_mb"} <= set(qat)
+    ov = {m.key: m.value for m in models["ref_ov_fp32"].metrics}
+    assert ov["latency_ms_p50"] == pytest.approx(bench["ov_fp32"]["latency_ms_p50"], rel=1e-3)
+    assert models["ref_ov_fp32"].tags["qdet.registered"].startswith("no")
+    (parent,) = [
+        r for r in mlflow.search_runs([exp.experiment_id], output_format="list")
+        if "mlflow.parentRunId" not in r.data.tags
+    ]  # fmt: skip
+    champion = _metrics(repo, "register")["champion"]
+    assert parent.data.tags["champion"] == champion
+    note = parent.data.tags["mlflow.note.content"]
+    assert note.startswith(f"**champion: {champion}**") and "| ov_fp32 |" in note and "http" not in note
+    summary = _metrics(repo, "summary")
+    assert summary["champion"] == champion and summary["float_map50"] == pytest.approx(
+        _metrics(repo, "eval")["float_eager"]["map50"], rel=1e-3
+    )
+    shown = run(["dvc", "metrics", "show"], repo).stdout
+    assert "summary.json" in shown and "eval.json" not in shown
+    assert max(len(line) for line in shown.splitlines()) <= 200, shown
+
+
 def test_champion_follows_the_rule_and_every_variant_has_its_reason(repo):
     """register.json's champion is what the rule gives on the run's own metrics; PTQ and QAT
     share one int8 graph, so speed noise cannot split them."""
@@ -219,14 +251,37 @@ def test_predict_goes_on_past_bad_inputs_and_keeps_every_output(repo, tmp_path):
         "50000000",
     )
     assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert "broken.png: cannot read image" in done.stderr
-    assert "huge.png: 81 megapixels is above --max-pixels 50000000" in done.stderr
+    assert "broken.png: cannot read image: not a readable image" in done.stderr
+    assert (
+        "huge.png: cannot read image: 9000x9000 pixels (81 megapixels) is above the limit of 50"
+        in done.stderr
+    )
     assert "3 images" in done.stderr and "3 failed" in done.stderr
+    assert "warm-up calls" in done.stderr and "p90" in done.stderr
+    assert not [p for p in out.rglob("*") if ".partial" in p.name]
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
     assert written == ["a/street.jpg.pred.png", "a/street.png.pred.png", "b/street.png.pred.png"]
     assert (out / "detections.csv").read_text().startswith("file,class_name,label,score,x_min")
     latency = (out / "latency.csv").read_text().splitlines()
     assert latency[0] == "file,latency_ms,detections" and len(latency) == 4
+
+
+def test_predict_checks_inputs_first_and_times_one_image_steadily(repo, tmp_path):
+    (tmp_path / "empty").mkdir()
+    artifact = repo / "models" / "export" / "qat.ts"
+    out = tmp_path / "out"
+    done = _predict(repo, artifact, tmp_path / "empty", tmp_path / "gone.jpg", "--out", out)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "empty: no image or video inside" in done.stderr and "gone.jpg: no such file" in done.stderr
+    assert not out.exists()
+    image = sorted((repo / "data" / "processed" / "images").iterdir())[0]
+    done = _predict(repo, artifact, image, image, image, image, image, "--out", out, "--threshold", "0")
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = (out / "latency.csv").read_text().splitlines()[1:]
+    warm = sorted(float(r.split(",")[1]) for r in rows)[2]
+    one = _predict(repo, artifact, image, "--out", tmp_path / "one")
+    p50 = float(one.stderr.split("p50 ")[1].split(" ms")[0])
+    assert p50 < 2 * warm, (p50, warm, one.stderr)  # a one-image run is timed after warm-up
 
 
 def test_predict_model_errors_are_one_line(repo, tmp_path):
@@ -393,3 +448,13 @@ def test_qat_control_adds_float_ft(repo):
     assert lo <= ev["qat"]["map50_vs_float_ft"] == pytest.approx(ev["qat"]["map50"] - ev["float_ft"]["map50"])
     assert ev["qat"]["map50_vs_float_ft"] <= hi
     assert _metrics(repo, "control")["epochs"] == 1
+
+
+@pytest.mark.slow
+def test_a_temporary_quantization_experiment_reuses_the_float_model(repo):
+    """A --temp (or queued) experiment runs in a copy without checkpoints/: only the stages
+    whose inputs changed run, the float model comes from the cache."""
+    done = run(["dvc", "exp", "run", "--temp", "-S", "calibrate.images=3"], repo)
+    ran = stages_run(done.stdout)
+    assert "calibrate" in ran and "register" in ran, ran
+    assert "train" not in ran and "preprocess" not in ran, ran
