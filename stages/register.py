@@ -8,22 +8,19 @@ import typer
 from qdet import stage
 from qdet.config import ConfigError
 from qdet.console import console, exit_on_error
+from qdet.data.processed import evaluation_digest
 from qdet.files import read_json, write_json
 from qdet.serving.registry import (
     RegistryUnreachable,
     candidates,
     choose_champion,
-    describe_parent,
-    log_reference,
     model_name,
-    register_variant,
+    publish,
     registered_rows,
-    set_alias,
     summary,
     variant_metrics,
 )
 from qdet.tracking import store_lock
-from qdet.variants import label
 
 app = typer.Typer(add_completion=False)
 
@@ -32,6 +29,7 @@ app = typer.Typer(add_completion=False)
 @exit_on_error
 def main(
     exported: Path = typer.Argument(...),
+    processed: Path = typer.Option(..., help="the processed dataset the variants were scored on"),
     eval_metrics: Path = typer.Option(...),
     bench_metrics: Path = typer.Option(...),
     out: Path = typer.Option(...),
@@ -50,35 +48,30 @@ def main(
     champion, why = choose_champion(variants, r.max_map_drop, r.min_speedup)
     with stage.tracker(cfg, "register", params, out.parent) as run:
         tags = {"dataset": cfg.dataset, "backbone": cfg.backbone, "run_id": str(run.run_id)}
+        tags["evaluation"] = evaluation_digest(processed, "valid")
         with store_lock(run.uri):  # parallel exps: one at a time
-            versions = {
-                c.variant: register_variant(name, c, tags, run, rows[registered[c.variant]], step)
-                for step, c in enumerate(variants)
-            }
-            for step, row in enumerate(r for r in rows if r not in registered.values()):
-                log_reference(row, label(row), rows[row], len(variants) + step, run)
-            describe_parent(champion.variant if champion else None, rows, bench, run)
-            moved = champion is not None and versions[champion.variant] is not None
-            moved = moved and set_alias(name, r.alias, versions[champion.variant], run)
+            versions, moved, reason = publish(
+                name, r.alias, variants, registered, rows, champion, bench, tags, run
+            )
         failed = list(run.failed)
     champion_name = champion.variant if champion else None
     result = {"model_name": name, "versions": versions, "alias": r.alias, "champion": champion_name}
-    write_json({**result, "alias_moved": moved, "why": why}, out)
+    write_json({**result, "alias_moved": moved, "alias_reason": reason, "why": why}, out)
     write_json(summary(champion_name, rows, registered), summary_out)
-    for variant, reason in why.items():
-        console.print(f"  {variant}: {reason}")
+    for variant, because in why.items():
+        console.print(f"  {variant}: {because}")
     if failed:
         raise RegistryUnreachable(
             f"the model registry at {run.uri} could not be reached ({len(failed)} call(s) failed; "
             f"registered: {sorted(v for v, n in versions.items() if n)}); rerun `dvc repro` when it is back"
         )
-    if champion:
+    if moved:
         console.print(
-            f"[green]{name}@{r.alias} -> version {versions[champion.variant]} "
-            f"({champion.variant}, x{champion.speedup:.2f}, mAP@.5 {champion.map50:.3f})[/green]"
+            f"[green]{name}@{r.alias} -> version {versions[champion.variant]} ({champion.variant}, "
+            f"x{champion.speedup:.2f} vs best float, mAP@.5 {champion.map50:.3f}): {reason}[/green]"
         )
     else:
-        console.print(f"[yellow]no variant passes the gate; {r.alias} not moved[/yellow]")
+        console.print(f"[yellow]{name}@{r.alias} not moved: {reason}[/yellow]")
 
 
 if __name__ == "__main__":

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from qdet.errors import QdetError
+from qdet.serving.champion import Candidate, Holder
 
 PYFUNC_FILE = Path(__file__).with_name("detector_pyfunc.py")
 IMAGE_INPUT_FILE = Path(__file__).with_name("image_input.py")  # the pyfunc's image reader, shipped beside it
@@ -14,18 +14,6 @@ REQUIREMENTS = ["torch==2.14.1", "torchvision==0.29.1", "pillow", "pandas", "num
 
 class RegistryUnreachable(QdetError):
     """Register could not reach the store: what it did is in its offline log, rerun later."""
-
-
-@dataclass
-class Candidate:
-    variant: str
-    artifact: Path
-    map50: float
-    map50_drop: float
-    speedup: float  # vs the fastest float variant of the benchmark run
-    speedup_ci95: list[float]
-    latency_ms: float
-    graph: str  # int8 graph signature; equal graphs run at equal speed, whatever the noise says
 
 
 REGISTERED = ("float", "ptq", "qat")  # reference variants (ONNX Runtime peers) are never registered
@@ -62,67 +50,74 @@ def candidates(exported: Path, maps: dict, bench: dict) -> list[Candidate]:
             rows[row[v]]["speedup_vs_best_float_ci95"],
             rows[row[v]]["latency_ms_p50"],
             graphs.get(v, v),
+            maps[row[v]].get("map50_ci95", [maps[row[v]]["map50"]] * 2),
+            artifact_md5(exported / manifest["variants"][row[v]]),
         )
         for v in REGISTERED
     ]
 
 
-def faster_beyond_noise(a: Candidate, b: Candidate) -> bool:
-    """``a`` is faster than ``b`` and their speedup intervals do not overlap; never between two
-    variants with the same graph (PTQ and QAT of one plan), whose timings differ by noise only."""
-    from qdet.stats import disjoint
+def artifact_md5(path: Path) -> str:
+    """The artifact's bytes, a file or a folder's files in name order (missing: empty)."""
+    import hashlib
 
-    return a.graph != b.graph and a.speedup > b.speedup and disjoint(a.speedup_ci95, b.speedup_ci95)
+    from qdet.files import md5sum
+
+    if path.is_file():
+        return md5sum(path)
+    if not path.is_dir():
+        return ""
+    digest = hashlib.md5()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f"{file.relative_to(path)}:{md5sum(file)}".encode())
+    return digest.hexdigest()
 
 
-def _speed(c: Candidate) -> str:
-    lo, hi = c.speedup_ci95
-    return f"x{c.speedup:.2f} [{lo:.2f}, {hi:.2f}]"
+def _numbers(text: str | None) -> list[float] | None:
+    """A ``[lo, hi]`` tag back to numbers (None when absent or unreadable)."""
+    import json
+
+    try:
+        value = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return [float(v) for v in value] if isinstance(value, list) and len(value) == 2 else None
 
 
-def choose_champion(
-    candidates: list[Candidate], max_map_drop: float, min_speedup: float
-) -> tuple[Candidate | None, dict[str, str]]:
-    """The champion and, for every variant, why it won or lost.
+def current_holder(name: str, alias: str, run) -> Holder | None:
+    """The version ``alias`` points at, from its tags; None when the alias is not set."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
 
-    Gate first (mAP@.5 drop and speedup vs the best float). Among the variants that pass, the
-    most accurate one wins unless another passing variant is faster beyond noise; so the winner
-    is the most accurate variant that no other passing variant beats on speed beyond noise (the
-    fastest always qualifies, so there is one whenever any variant passes)."""
-    why, passing = {}, []
-    for c in candidates:
-        if c.map50_drop > max_map_drop:
-            why[c.variant] = f"fails the gate: mAP@.5 drop {c.map50_drop:.3f} > {max_map_drop}"
-        elif c.speedup < min_speedup:
-            why[c.variant] = f"fails the gate: speedup vs best float {c.speedup:.2f} < {min_speedup}"
-        else:
-            passing.append(c)
-    if not passing:
-        return None, why
-    beaten = {c.variant: next((o for o in passing if faster_beyond_noise(o, c)), None) for c in passing}
-    eligible = [c for c in passing if beaten[c.variant] is None]
-    champion = max(eligible, key=lambda c: (c.map50, -c.latency_ms))
-    for c in passing:
-        if c is champion:
-            why[c.variant] = (
-                f"champion: passes the gate, mAP@.5 {c.map50:.3f}, {_speed(c)} vs best float; "
-                "the most accurate variant that no other passing variant beats on speed beyond noise"
-            )
-        elif (faster := beaten[c.variant]) is not None:
-            why[c.variant] = (
-                f"passes the gate; {faster.variant} is faster beyond noise ({_speed(faster)} vs {_speed(c)})"
-            )
-        elif c.graph == champion.graph:
-            why[c.variant] = (
-                f"passes the gate; same int8 graph as {champion.variant}, so equal speed, and "
-                f"mAP@.5 {c.map50:.3f} vs {champion.map50:.3f}"
-            )
-        else:
-            why[c.variant] = (
-                f"passes the gate; mAP@.5 {c.map50:.3f} vs {champion.variant} {champion.map50:.3f}, "
-                f"and not faster beyond noise ({_speed(c)} vs {_speed(champion)})"
-            )
-    return champion, why
+    try:
+        version = mlflow.MlflowClient().get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            return None
+        run.call(_raise, exc)  # counted and logged offline like every registry failure
+        return None
+    tags = version.tags
+
+    def number(key: str) -> float | None:
+        try:
+            return float(tags[key])
+        except (KeyError, ValueError):
+            return None
+
+    return Holder(
+        str(version.version),
+        tags.get("variant", "?"),
+        number("map50"),
+        _numbers(tags.get("map50_ci95")),
+        number("speedup_vs_best_float"),
+        _numbers(tags.get("speedup_vs_best_float_ci95")),
+        tags.get("evaluation"),
+        tags.get("artifact_md5"),
+    )
+
+
+def _raise(exc: BaseException) -> None:
+    raise exc
 
 
 def signature():
@@ -287,6 +282,9 @@ def register_variant(
         "speedup_vs_best_float": f"{candidate.speedup:.3f}",
         "speedup_vs_best_float_ci95": "[{:.3f}, {:.3f}]".format(*candidate.speedup_ci95),
         "latency_ms_p50": f"{candidate.latency_ms:.1f}",
+        "map50_ci95": "[{:.4f}, {:.4f}]".format(*candidate.map50_ci95),
+        "artifact_md5": candidate.artifact_md5,
+        "graph": candidate.graph,
     }
     version = run.call(
         create_version, name, info.model_uri, run.parent_id or run.run_id, version_tags, info.model_id
@@ -309,6 +307,39 @@ def create_version(name: str, source: str, run_id: str, tags: dict[str, str], mo
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
     return client.create_model_version(name, source, run_id=run_id, tags=tags, model_id=model_id)
+
+
+def publish(
+    name: str,
+    alias: str,
+    variants: list[Candidate],
+    registered: dict[str, str],
+    rows: dict[str, dict[str, object]],
+    champion: Candidate | None,
+    bench: dict,
+    tags: dict[str, str],
+    run,
+) -> tuple[dict[str, str | None], bool, str]:
+    """Register every variant with its metrics (``registered``: variant -> its row in ``rows``),
+    log the other rows as references, describe the parent run, and move ``alias`` to
+    ``champion`` if it beats the version holding it (:func:`challenge`; ``tags["evaluation"]``
+    says what it was scored on). Returns (variant -> version, whether the alias moved, why)."""
+    from qdet.serving.champion import challenge
+    from qdet.variants import label
+
+    versions = {
+        c.variant: register_variant(name, c, tags, run, rows[registered[c.variant]], step)
+        for step, c in enumerate(variants)
+    }
+    for step, row in enumerate(r for r in rows if r not in registered.values()):
+        log_reference(row, label(row), rows[row], len(variants) + step, run)
+    describe_parent(champion.variant if champion else None, rows, bench, run)
+    if champion is None:
+        return versions, False, "no variant passes the gate"
+    if versions[champion.variant] is None:
+        return versions, False, "the registry could not be reached"
+    take, reason = challenge(champion, tags["evaluation"], current_holder(name, alias, run))
+    return versions, take and set_alias(name, alias, versions[champion.variant], run), reason
 
 
 def set_alias(name: str, alias: str, version: str, run) -> bool:

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from qdet.serving.registry import Candidate, candidates, choose_champion, model_name
+from qdet.serving.champion import Candidate, choose_champion
+from qdet.serving.registry import candidates, model_name
 
 
 def _bench(float_row: str) -> dict:
@@ -15,7 +16,7 @@ def _bench(float_row: str) -> dict:
                 "latency_ms_p50": ms,
                 "speedup_vs_best_float": s,
                 "speedup_vs_best_float_ci95": [s - 0.1, s + 0.1],
-                "speedup": s * 1.5,
+                "speedup_vs_float_eager": s * 1.5,
             }
             for k, (ms, s) in rows.items()
         }
@@ -104,12 +105,6 @@ def test_equal_graphs_are_never_split_by_noise():
         champion, why = choose_champion(order, 0.03, 1.5)
         assert champion is qat
         assert "same int8 graph as qat" in why["ptq"]
-
-
-def test_equal_accuracy_goes_to_the_faster():
-    ptq = _candidate("ptq", 0.79, 2.5, [2.3, 2.7], graph="same")
-    qat = _candidate("qat", 0.79, 2.4, [2.2, 2.6], graph="same")
-    assert choose_champion([qat, ptq], 0.03, 1.5)[0] is ptq
 
 
 def test_model_name_auto():
