@@ -71,15 +71,23 @@ def test_speedup_intervals_are_paired_by_round():
     assert hi - lo > 10
 
 
-def test_every_interval_holds_its_point_estimate():
-    rng = np.random.default_rng(1)
-    times = {name: list(rng.lognormal(np.log(scale), 0.2, 7)) for name, scale in (("a", 0.1), ("b", 0.04))}
-    out = summarize(times, "a", floats=("a",))
-    for row in out.values():
-        for key in ("speedup_vs_float_eager", "speedup_vs_best_float", "latency_ms_p50"):
-            lo, hi = row[f"{key}_ci95"]
-            assert lo <= row[key] <= hi
-    assert out["b"]["speedup_vs_float_eager_ci95"][1] > out["b"]["speedup_vs_float_eager_ci95"][0]
+def test_speedup_interval_covers_the_true_ratio_and_pairing_narrows_it():
+    """Simulated benchmarks with a known speedup of 2.5: rounds share a slowdown (a noisy
+    neighbour hits every variant of a round alike). The 95% interval must hold 2.5 in most of
+    them, and be narrow because the resampling is paired by round."""
+    covered, widths = 0, []
+    for seed in range(100):
+        rng = np.random.default_rng(seed)
+        shared = rng.lognormal(0.0, 0.3, 40)  # per-round slowdown, large
+        times = {
+            "a": list(0.1 * shared * rng.lognormal(0.0, 0.03, 40)),
+            "b": list(0.04 * shared * rng.lognormal(0.0, 0.03, 40)),
+        }
+        lo, hi = summarize(times, "a")["b"]["speedup_vs_float_eager_ci95"]
+        covered += lo <= 2.5 <= hi
+        widths.append(hi - lo)
+    assert covered >= 85, covered
+    assert np.median(widths) < 0.4  # 0.23 paired; resampled unpaired, the shared slowdown makes it 0.8
 
 
 def test_interval_widens_to_hold_the_point_and_disjoint():

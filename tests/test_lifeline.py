@@ -34,9 +34,13 @@ def test_a_signal_in_the_block_is_delivered_after_it():
 
 def test_no_signal_no_delivery():
     previous = signal.signal(signal.SIGUSR1, _stop)
+    finished = []
     try:
         with deferred_signal(signal.SIGUSR1):
-            pass
+            finished.append("block")
+        finished.append("after")  # nothing raised on the way out: no signal was made up
+        assert finished == ["block", "after"]
+        assert signal.getsignal(signal.SIGUSR1) is _stop
     finally:
         signal.signal(signal.SIGUSR1, previous)
 
