@@ -8,7 +8,7 @@ import typer
 from qdet import stage
 from qdet.config import ConfigError
 from qdet.console import console, exit_on_error
-from qdet.data.processed import evaluation_digest
+from qdet.data.digest import evaluation_digest
 from qdet.files import read_json, write_json
 from qdet.serving.registry import (
     RegistryUnreachable,

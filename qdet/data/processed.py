@@ -120,16 +120,3 @@ def read_split(processed: Path, split: str) -> list[ImageRecord]:
     for name, record in grouped.items():
         record.boxes = boxes[name]
     return list(grouped.values())
-
-
-def evaluation_digest(processed: Path, split: str) -> str:
-    """What a score was computed on: the split's rows (images, sizes, boxes), the class names
-    and every image's bytes. Two runs' scores compare only when this is equal."""
-    from qdet.files import md5sum
-
-    digest = hashlib.md5()
-    for name in (f"{split}.csv", "classes.txt"):
-        digest.update(md5sum(processed / name).encode())
-    for record in read_split(processed, split):
-        digest.update(f"{record.file_name}:{md5sum(record.source)}".encode())
-    return digest.hexdigest()
