@@ -1,0 +1,123 @@
+"""``reports/results.md``: the run's results as a page, written from its metric files only, so
+nothing in it is copied by hand and every figure is this run's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qdet.variants import label
+
+PLOTS = (  # (file below plots/, what it shows)
+    ("map_vs_latency.png", "accuracy against latency, every row"),
+    ("train_curves.png", "float training: losses and valid mAP per epoch"),
+    ("qat_curves.png", "quantization-aware training"),
+    ("sensitivity.png", "per-module int8 sensitivity (SQNR)"),
+    ("eval/pr_curves.png", "precision-recall at IoU 0.5"),
+)
+
+
+def _num(value: Any, fmt: str) -> str:
+    return format(value, fmt) if isinstance(value, int | float) and value != -1 else "-"
+
+
+def _ci(row: dict, key: str, fmt: str) -> str:
+    """``0.805 [0.77, 0.84]``: a figure with its 95% interval, or ``-``."""
+    point, band = row.get(key), row.get(f"{key}_ci95")
+    if not isinstance(point, int | float):
+        return "-"
+    if isinstance(band, list) and len(band) == 2:
+        return f"{point:{fmt}} [{band[0]:{fmt}}, {band[1]:{fmt}}]"
+    return f"{point:{fmt}}"
+
+
+def machine(environment: dict) -> list[str]:
+    versions = ", ".join(
+        f"{k} {environment[k]}" for k in ("torch", "torchao", "onnxruntime", "openvino", "nncf", "python")
+        if k in environment
+    )  # fmt: skip
+    return [
+        f"- CPU: {environment.get('cpu', '?')} (family {environment.get('cpu_family', '?')}), "
+        f"instruction sets that matter here: {environment.get('cpu_flags') or 'none beyond AVX'}",
+        f"- threads: {environment.get('threads', '?')}; "
+        f"quantized engine: {environment.get('quantized_engine', '?')}",
+        f"- {versions}",
+    ]
+
+
+def accuracy_table(evaluation: dict) -> list[str]:
+    lines = [
+        "| variant | mAP@.5 [95% CI] | mAP [95% CI] | mAP@.5 drop vs float eager [95% CI] |",
+        "|---|---|---|---|",
+    ]
+    for name, row in evaluation.items():
+        drop = _ci(row, "map50_drop", "+.3f") if name != "float_eager" else "reference"
+        lines.append(f"| {label(name)} | {_ci(row, 'map50', '.3f')} | {_ci(row, 'map', '.3f')} | {drop} |")
+    return lines
+
+
+def speed_table(variants: dict) -> list[str]:
+    lines = [
+        "| variant | p50 ms [95% CI] | p90 ms | size MB | x float eager | x best float | x best int8 peer |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    rows = sorted(variants.items(), key=lambda item: item[1]["latency_ms_p50"])
+    for name, row in rows:
+        lines.append(
+            f"| {label(name)} | {_ci(row, 'latency_ms_p50', '.1f')} | "
+            f"{_num(row.get('latency_ms_p90'), '.1f')} | "
+            f"{_num(row.get('size_mb'), '.1f')} | {_ci(row, 'speedup_vs_float_eager', '.2f')} | "
+            f"{_ci(row, 'speedup_vs_best_float', '.2f')} | {_ci(row, 'speedup_vs_best_int8_peer', '.2f')} |"
+        )
+    return lines
+
+
+def render(
+    *,
+    commit: str,
+    environment: dict,
+    preprocess: dict,
+    train: dict,
+    evaluation: dict,
+    benchmark: dict,
+    register: dict,
+    plots: list[str],
+) -> str:
+    """The page. Every argument is a metric file of the run, read as it is."""
+    best_float, best_peer = benchmark.get("best_float"), benchmark.get("best_int8_peer")
+    champion = register.get("champion")
+    lines = [
+        f"# qdet results: {preprocess.get('dataset', '?')}, {register.get('model_name', '?')}",
+        "",
+        f"Written by the pipeline's report stage from `metrics/*.json` of commit `{commit}`; "
+        "nothing here is typed by hand. Intervals are 95% bootstrap intervals (images for "
+        "accuracy, benchmark rounds for speed, paired).",
+        "",
+        "## Machine",
+        *machine(environment),
+        "",
+        "## Data and float training",
+        f"- images: train {preprocess.get('train', {}).get('images', '?')}, "
+        f"valid {preprocess.get('valid', {}).get('images', '?')} (every accuracy below is on valid)",
+        f"- float training: {train.get('epochs', '?')} epochs, valid mAP@.5 "
+        f"{_num(train.get('val_map50'), '.3f')} at the end",
+        "",
+        "## Accuracy",
+        *accuracy_table(evaluation),
+        "",
+        "## Speed",
+        f"Best float (the fastest row that is not int8): **{label(best_float) if best_float else '-'}**; "
+        f"best int8 peer: **{label(best_peer) if best_peer else '-'}**.",
+        "",
+        *speed_table(benchmark.get("variants", {})),
+        "",
+        "## Champion",
+        f"Run's champion: **{champion or 'none'}**; alias `{register.get('alias')}` "
+        f"{'moved' if register.get('alias_moved') else 'not moved'}: {register.get('alias_reason', '-')}.",
+        "",
+        *(f"- {variant}: {why}" for variant, why in register.get("why", {}).items()),
+        "",
+        "## Plots",
+        *(f"- [{what}](../plots/{name})" for name, what in PLOTS if name in plots),
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,39 @@
+"""report stage: reports/results.md from the run's metric files (machine, accuracy, speed against
+every row, the champion and why, the plots), so the README links results instead of copying them."""
+
+from pathlib import Path
+
+import typer
+
+from qdet.console import console, exit_on_error
+from qdet.files import read_json, write_atomically
+from qdet.report import render
+from qdet.tracking import git_commit
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command()
+@exit_on_error
+def main(
+    metrics: Path = typer.Option(Path("metrics"), help="the run's metric files"),
+    breakdown: Path = typer.Option(Path("reports/breakdown.json"), help="the benchmark's environment record"),
+    plots: Path = typer.Option(Path("plots"), help="the run's PNGs, linked from the page"),
+    out: Path = typer.Option(Path("reports/results.md")),
+) -> None:
+    text = render(
+        commit=git_commit(Path.cwd()),
+        environment=read_json(breakdown)["environment"],
+        preprocess=read_json(metrics / "preprocess.json"),
+        train=read_json(metrics / "train.json"),
+        evaluation=read_json(metrics / "eval.json"),
+        benchmark=read_json(metrics / "benchmark.json"),
+        register=read_json(metrics / "register.json"),
+        plots=sorted(p.relative_to(plots).as_posix() for p in plots.rglob("*.png")),
+    )
+    write_atomically(out, lambda partial: partial.write_text(text))
+    console.print(f"results written to {out}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,66 @@
+"""The results page renders every row the run measured, with its intervals, from the metric files."""
+
+from qdet.report import render
+
+ROW = {
+    "map50": 0.8046,
+    "map50_ci95": [0.759, 0.853],
+    "map": 0.512,
+    "map50_drop": -0.0396,
+    "map50_drop_ci95": [-0.089, 0.010],
+}
+BENCH = {
+    "latency_ms_p50": 89.04,
+    "latency_ms_p50_ci95": [86.2, 92.6],
+    "latency_ms_p90": 110.2,
+    "size_mb": 13.9,
+    "speedup_vs_float_eager": 2.61,
+    "speedup_vs_float_eager_ci95": [2.49, 2.80],
+    "speedup_vs_best_float": 1.61,
+    "speedup_vs_best_float_ci95": [1.56, 1.72],
+    "speedup_vs_best_int8_peer": 0.97,
+    "speedup_vs_best_int8_peer_ci95": [0.93, 1.02],
+}
+
+
+def _page(**changes) -> str:
+    args = dict(
+        commit="abc123",
+        environment={"cpu": "AMD EPYC", "cpu_family": "25", "cpu_flags": "avx2", "threads": 2,
+                     "torch": "2.14.1"},
+        preprocess={"dataset": "gtsdb", "train": {"images": 320}, "valid": {"images": 80}},
+        train={"epochs": 3, "val_map50": 0.7651},
+        evaluation={"float_eager": {"map50": 0.765, "map50_ci95": [0.716, 0.825], "map": 0.45}, "qat": ROW},
+        benchmark={
+            "best_float": "ov_fp32",
+            "best_int8_peer": "ov_int8",
+            "variants": {"qat": BENCH, "ov_fp32": {**BENCH, "latency_ms_p50": 143.2}},
+        },
+        register={"model_name": "qdet-gtsdb-resnet18", "champion": "qat", "alias": "champion",
+                  "alias_moved": True, "alias_reason": "no version holds the alias yet",
+                  "why": {"qat": "champion: passes the gate"}},
+        plots=["map_vs_latency.png"],
+    )  # fmt: skip
+    return render(**(args | changes))
+
+
+def test_page_carries_machine_accuracy_speed_and_champion_with_intervals():
+    page = _page()
+    assert "AMD EPYC (family 25)" in page and "avx2" in page and "torch 2.14.1" in page
+    assert "commit `abc123`" in page
+    assert "| QAT int8 | 0.805 [0.759, 0.853] | 0.512 | -0.040 [-0.089, +0.010] |" in page
+    assert "| float eager | 0.765 [0.716, 0.825] | 0.450 | reference |" in page
+    assert (
+        "| QAT int8 | 89.0 [86.2, 92.6] | 110.2 | 13.9 | 2.61 [2.49, 2.80] | 1.61 [1.56, 1.72] | 0.97 [0.93, 1.02] |"
+        in page
+    )
+    assert page.index("| QAT int8 | 89.0") < page.index("| OpenVINO fp32 | 143.2")  # fastest first
+    assert "Best float (the fastest row that is not int8): **OpenVINO fp32**" in page
+    assert "alias `champion` moved: no version holds the alias yet" in page
+    assert "[accuracy against latency, every row](../plots/map_vs_latency.png)" in page
+    assert "qat_curves.png" not in page  # only plots the run wrote
+
+
+def test_a_missing_figure_is_a_dash_not_a_made_up_number():
+    page = _page(train={"epochs": 3})
+    assert "valid mAP@.5 - at the end" in page
