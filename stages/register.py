@@ -10,10 +10,10 @@ from qdet.config import ConfigError
 from qdet.console import console, exit_on_error
 from qdet.data.digest import evaluation_digest
 from qdet.files import read_json, write_json
+from qdet.serving.champion import choose_champion
 from qdet.serving.registry import (
     RegistryUnreachable,
     candidates,
-    choose_champion,
     model_name,
     publish,
     registered_rows,
