@@ -47,6 +47,31 @@ def _image_b64() -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
+def _bomb_b64() -> str:
+    """A small PNG whose header claims 144 megapixels."""
+    buffer = io.BytesIO()
+    Image.new("1", (12000, 12000)).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_the_image_reader_ships_inside_the_model(registered):
+    """Served without qdet, the model reads images with the project's reader (EXIF, 16-bit,
+    transparency, bombs): it is copied beside the pyfunc."""
+    import numpy as np
+
+    uri, version = registered
+    mlflow.set_tracking_uri(uri)
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/tiny/{version}"))
+    assert (local / "code" / "image_input.py").is_file()
+    loaded = mlflow.pyfunc.load_model(f"models:/tiny/{version}")
+    deep = io.BytesIO()
+    Image.fromarray(np.arange(96 * 128, dtype=np.uint16).reshape(96, 128) * 5).save(deep, format="PNG")
+    frame = pd.DataFrame({"image": [base64.b64encode(deep.getvalue()).decode()]})
+    assert list(loaded.predict(frame).columns) == [
+        "image", "class_name", "label", "score", "x_min", "y_min", "x_max", "y_max"
+    ]  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def registered(tmp_path_factory):
     """A tiny float detector registered as version 1 of ``tiny`` in a fresh sqlite store."""
@@ -133,6 +158,11 @@ def test_bad_input_and_params_are_refused_in_one_line(registered):
         (frame, {"score_threshold": 1.5}, r"param score_threshold: must be a number in \[0, 1\], got 1.5"),
         (frame, {"score_threshold": -0.1}, "param score_threshold"),
         (frame, {"max_detections": -5}, "param max_detections: must be a whole number >= 0"),
+        (
+            pd.DataFrame({"image": [_bomb_b64()]}),
+            {},
+            r"row 0: 12000x12000 pixels \(144 megapixels\) is above",
+        ),
     ]
     for data, params, message in cases:
         with pytest.raises(MlflowException, match=message) as caught:
