@@ -24,12 +24,9 @@ def repo(tmp_path_factory):
     path = make_repo(tmp_path_factory.mktemp("pipeline"))
     done = run(["dvc", "repro"], path)
     order = stages_run(done.stdout)
-    assert order[:3] == ["download", "preprocess", "train"] and order[-3:] == [
-        "evaluate",
-        "benchmark",
-        "register",
-    ]
-    assert set(order[3:-3]) == {"calibrate", "qat", "control", "convert", "peers"}
+    assert order[:3] == ["download", "preprocess", "train"]
+    assert order[-4:] == ["evaluate", "benchmark", "register", "report"]
+    assert set(order[3:-4]) == {"calibrate", "qat", "control", "convert", "peers"}
     return path
 
 
@@ -353,7 +350,7 @@ def test_qat_param_reruns_only_downstream(repo):
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
     done = run(["dvc", "repro"], repo)
     ran = set(stages_run(done.stdout))
-    assert ran == {"download", "qat", "control", "convert", "evaluate", "benchmark", "register"}
+    assert ran == {"download", "qat", "control", "convert", "evaluate", "benchmark", "register", "report"}
 
 
 def test_benchmark_param_reruns_only_benchmark_and_register(repo):
@@ -361,7 +358,7 @@ def test_benchmark_param_reruns_only_benchmark_and_register(repo):
     params["benchmark"]["rounds"] = 3
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
     done = run(["dvc", "repro"], repo)
-    assert stages_run(done.stdout) == ["download", "benchmark", "register"]
+    assert stages_run(done.stdout) == ["download", "benchmark", "register", "report"]
 
 
 def test_unknown_param_fails_with_key_and_no_traceback(repo):
