@@ -249,12 +249,13 @@ def describe_parent(champion: str | None, rows: dict[str, dict[str, object]], be
 
 
 def register_variant(
-    name: str, candidate: Candidate, tags: dict[str, str], run, metrics: dict[str, object], step: int
-) -> str | None:
+    name: str, candidate: Candidate, tags: dict[str, str], run
+) -> tuple[str | None, str | None]:
     """Log ``candidate`` as a pyfunc model in ``run`` (a :class:`qdet.tracking.StageRun`) and
     register it with its tags in the same call (an interrupted register leaves no untagged
-    version); returns the version, or None when the store could not be reached (the run's
-    offline log has the call)."""
+    version); returns (the version, the logged model's id), None for what the store could not
+    take (the run's offline log has the call). Its metrics are logged after every model is:
+    MLflow links a run's metrics so far to each model logged in it."""
     import mlflow
 
     info = run.call(
@@ -271,9 +272,8 @@ def register_variant(
         model_config={"image_dir": None, "score_threshold": 0.0},
     )
     if info is None:
-        return None
+        return None, None
     run.call(mlflow.set_logged_model_tags, info.model_id, {"qdet.variant": candidate.variant})
-    log_model_metrics(info.model_id, metrics, step, run)
     version_tags = {
         **tags,
         "variant": candidate.variant,
@@ -289,7 +289,7 @@ def register_variant(
     version = run.call(
         create_version, name, info.model_uri, run.parent_id or run.run_id, version_tags, info.model_id
     )
-    return None if version is None else str(version.version)
+    return (None if version is None else str(version.version)), info.model_id
 
 
 def create_version(name: str, source: str, run_id: str, tags: dict[str, str], model_id: str):
@@ -327,10 +327,11 @@ def publish(
     from qdet.serving.champion import challenge
     from qdet.variants import label
 
-    versions = {
-        c.variant: register_variant(name, c, tags, run, rows[registered[c.variant]], step)
-        for step, c in enumerate(variants)
-    }
+    logged = {c.variant: register_variant(name, c, tags, run) for c in variants}
+    versions = {variant: version for variant, (version, _) in logged.items()}
+    for step, (variant, (_, model_id)) in enumerate(logged.items()):
+        if model_id is not None:
+            log_model_metrics(model_id, rows[registered[variant]], step, run)
     for step, row in enumerate(r for r in rows if r not in registered.values()):
         log_reference(row, label(row), rows[row], len(variants) + step, run)
     describe_parent(champion.variant if champion else None, rows, bench, run)

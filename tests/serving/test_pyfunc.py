@@ -85,9 +85,7 @@ def registered(tmp_path_factory):
     mlflow.set_experiment("pyfunc-test")
     with mlflow.start_run() as run:
         candidate = Candidate("float", artifact, 0.5, 0.0, 1.0, [0.9, 1.1], 100.0, "g")
-        version = register_variant(
-            "tiny", candidate, {"dataset": "x"}, DirectRun(run.info.run_id), {"map50": 0.5}, 0
-        )
+        version, _ = register_variant("tiny", candidate, {"dataset": "x"}, DirectRun(run.info.run_id))
     assert mlflow.MlflowClient().get_model_version("tiny", version).run_id == run.info.run_id
     return store, version
 
