@@ -157,6 +157,9 @@ def test_models_view_compares_every_variant_and_the_parent_says_who_won(repo):
     registered = {"model_float", "model_ptq", "model_qat"}
     references = {f"ref_{v}" for v in bench if v not in ("ptq", "qat", "float_ts", "float_inductor")}
     assert registered <= set(models) and references <= set(models), sorted(models)
+    for name in registered | references:  # one value per figure: no other model's figures linked in
+        keys = [m.key for m in models[name].metrics]
+        assert len(keys) == len(set(keys)), (name, sorted(keys))
     qat = {m.key: m.value for m in models["model_qat"].metrics}
     assert qat["map50"] == pytest.approx(bench["qat"]["map50"], rel=1e-3)
     assert qat["speedup_vs_best_float"] == pytest.approx(bench["qat"]["speedup_vs_best_float"], rel=1e-3)
