@@ -434,9 +434,9 @@ def test_a_strict_gate_moves_no_alias_and_says_why(repo, tmp_path):
     strict.write_text(yaml.safe_dump(merge(params, {"register": {"min_speedup": 1000.0}})))
     out = tmp_path / "register.json"
     done = run(stage_cmd("register", "--params", str(strict), "--out", str(out)), repo)
-    assert "no variant passes the gate; champion not moved" in done.stderr
+    assert "champion not moved: no variant passes the gate" in done.stderr
     result = json.loads(out.read_text())
-    assert result["champion"] is None
+    assert result["champion"] is None and result["alias_reason"] == "no variant passes the gate"
     assert all(why.startswith("fails the gate: speedup vs best float") for why in result["why"].values())
     client = mlflow.MlflowClient(default_uri(repo))
     alias = client.get_model_version_by_alias(before["model_name"], "champion")
