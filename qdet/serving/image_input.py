@@ -73,14 +73,12 @@ def _orientation(image: Image.Image) -> int:
 def to_rgb_array(image: Image.Image) -> np.ndarray:
     """HxWx3 float32 in [0, 1] as displayed (the image must be open and readable)."""
     image = ImageOps.exif_transpose(image)
-    scale = _HIGH_BIT_MODES.get(image.mode)
-    if scale is not None:  # 16-bit grey: convert("RGB") would clip every value above 255 to white
-        grey = np.asarray(image, dtype=np.float32) / scale
-        return np.repeat(np.clip(grey, 0.0, 1.0)[:, :, None], 3, axis=2)
-    if image.mode == "F":  # float samples: taken as [0, 1] when they are, else scaled by their peak
+    if image.mode in _HIGH_BIT_MODES or image.mode == "F":
         grey = np.asarray(image, dtype=np.float32)
-        peak = float(grey.max()) if grey.size else 1.0
-        grey = grey / peak if peak > 1.0 else grey
+        if image.mode in _HIGH_BIT_MODES:  # 16-bit: convert("RGB") would clip every value above 255
+            grey = grey / _HIGH_BIT_MODES[image.mode]
+        elif grey.size and grey.max() > 1.0:  # float samples: [0, 1] as they are, else by their peak
+            grey = grey / float(grey.max())
         return np.repeat(np.clip(grey, 0.0, 1.0)[:, :, None], 3, axis=2)
     if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
         image.mode in ("P", "L", "RGB") and "transparency" in image.info

@@ -84,17 +84,24 @@ def _numbers(text: str | None) -> list[float] | None:
     return [float(v) for v in value] if isinstance(value, list) and len(value) == 2 else None
 
 
-def current_holder(name: str, alias: str, run) -> Holder | None:
-    """The version ``alias`` points at, from its tags; None when the alias is not set."""
+def _version_by_alias(name: str, alias: str):
+    """The version ``alias`` points at, or None when the model or the alias does not exist."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
     try:
-        version = mlflow.MlflowClient().get_model_version_by_alias(name, alias)
+        return mlflow.MlflowClient().get_model_version_by_alias(name, alias)
     except MlflowException as exc:
         if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
             return None
-        run.call(_raise, exc)  # counted and logged offline like every registry failure
+        raise
+
+
+def current_holder(name: str, alias: str, run) -> Holder | None:
+    """The version ``alias`` points at, from its tags; None when the alias is not set or the
+    store could not be reached (counted and logged offline like every registry call)."""
+    version = run.call(_version_by_alias, name, alias)
+    if version is None:
         return None
     tags = version.tags
 
@@ -114,10 +121,6 @@ def current_holder(name: str, alias: str, run) -> Holder | None:
         tags.get("evaluation"),
         tags.get("artifact_md5"),
     )
-
-
-def _raise(exc: BaseException) -> None:
-    raise exc
 
 
 def signature():
