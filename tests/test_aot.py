@@ -32,6 +32,7 @@ print(json.dumps({k: list(v.shape) for k, v in out.items()}), detector.classes)
 """
 
 
+@pytest.mark.slow  # an AOTInductor compile (1.8 min); the PT2E pipeline test compiles too
 def test_pt2e_path_raises_no_torch_deprecation_and_loads_without_qdet(tmp_path):
     torch.manual_seed(0)
     model = build_detector("resnet18", TINY_MODEL, num_classes=2).eval()

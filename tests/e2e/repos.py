@@ -125,5 +125,13 @@ def _failed_task_logs(repo: Path, e: dict[str, str], status: str) -> str:
     return text
 
 
+def torch_deprecations(repo: Path, console: str) -> list[str]:
+    """Lines of the console and of every stage log (third-party output goes to ``logs/``) where
+    torch says something is deprecated: Python warnings and the C++ ``[W ...] Warning:`` lines."""
+    text = console + "".join(log.read_text() for log in sorted((repo / "logs").glob("*.log")))
+    words = ("DeprecationWarning", "FutureWarning", "is deprecated", "are deprecated")
+    return [line for line in text.splitlines() if "torch" in line and any(w in line for w in words)]
+
+
 def stages_run(output: str) -> list[str]:
     return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")]

@@ -28,6 +28,7 @@ def _history(repo, name):
         return [float(r["loss"]) for r in csv.DictReader(f)]
 
 
+@pytest.mark.slow  # two trainings (1.5 min); two nodes stay in the default suite
 def test_torchrun_two_processes_matches_one_process(tmp_path):
     repo = make_prepared_repo(tmp_path / "ddp", TINY)
     run(
@@ -116,6 +117,7 @@ def _resumes(repo) -> None:
     assert json.loads((repo / "metrics" / "train.json").read_text())["epochs"] == 3
 
 
+@pytest.mark.slow  # 1.3 min
 def test_kill_9_of_one_rank_stops_the_others_and_the_rerun_resumes(ddp_repo):
     proc, ranks = _start_and_wait_for_first_checkpoint(ddp_repo)
     victim = next(p for p in ranks if p.environ()["LOCAL_RANK"] == "1")
@@ -127,6 +129,7 @@ def test_kill_9_of_one_rank_stops_the_others_and_the_rerun_resumes(ddp_repo):
     _resumes(ddp_repo)
 
 
+@pytest.mark.slow  # 1.2 min
 def test_kill_9_of_the_stage_leaves_no_rank_training(ddp_repo):
     proc, ranks = _start_and_wait_for_first_checkpoint(ddp_repo)
     proc.kill()  # the stage process; torchrun and the ranks must follow it

@@ -15,7 +15,7 @@ from qdet.checkpoint import load_checkpoint
 from qdet.metrics import coco_evaluate
 from qdet.peers import bf16_support
 from qdet.tracking import default_uri
-from tests.e2e.repos import env, make_repo, run, stages_run
+from tests.e2e.repos import env, make_repo, run, stages_run, torch_deprecations
 from tests.helpers import merge, stage_cmd
 
 
@@ -106,6 +106,12 @@ def test_same_params_and_seed_give_identical_models_and_metrics(repo, tmp_path):
     for variant in ("float_eager", "ptq", "qat"):
         name = f"detections_{variant}.json"
         assert (again / "eval" / name).read_bytes() == (repo / "eval" / name).read_bytes(), name
+
+
+def test_the_fx_engine_logs_torch_deprecations_where_the_pt2e_test_looks(repo):
+    """FX and quint8 are deprecated upstream: its logs must say so, or the PT2E pipeline's
+    'no deprecation' test could not fail."""
+    assert torch_deprecations(repo, "")
 
 
 def test_second_repro_is_a_noop(repo):
@@ -320,6 +326,7 @@ def test_predict_model_errors_are_one_line(repo, tmp_path):
     assert done.returncode == 2 and "Traceback" not in done.stderr
 
 
+@pytest.mark.slow  # three QAT runs (1.1 min)
 def test_qat_restarted_over_a_stale_checkpoint_equals_a_fresh_run(repo, tmp_path):
     """A checkpoint left by other params is not resumed, and the restart still calibrates
     the ranges first (it used to skip that whenever any checkpoint file existed)."""
@@ -356,12 +363,24 @@ def test_qat_param_reruns_only_downstream(repo):
     assert ran == {"download", "qat", "control", "convert", "evaluate", "benchmark", "register", "report"}
 
 
+@pytest.mark.slow  # reruns benchmark → report (2.3 min)
 def test_benchmark_param_reruns_only_benchmark_and_register(repo):
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["benchmark"]["rounds"] = 3
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
     done = run(["dvc", "repro"], repo)
     assert stages_run(done.stdout) == ["download", "benchmark", "register", "report"]
+
+
+def test_register_param_reruns_only_register_and_report(repo):
+    """The default suite's check that a param reruns only what depends on it (the cheap end
+    of the pipeline; the slow suite changes qat and benchmark params)."""
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["register"]["max_map_drop"] = 0.9
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    done = run(["dvc", "repro"], repo)
+    assert stages_run(done.stdout) == ["download", "register", "report"]
+    assert stages_run(run(["dvc", "repro"], repo).stdout) == ["download"]
 
 
 def test_unknown_param_fails_with_key_and_no_traceback(repo):

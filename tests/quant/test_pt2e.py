@@ -135,6 +135,7 @@ def test_qat_graph_keeps_each_batch_norms_eps():
         assert _relative_error(model.backbone(x), prepared.backbone(x)) < 1e-4
 
 
+@pytest.mark.slow  # 1.2 min
 def test_converted_qat_model_is_the_fake_quant_model_it_trained():
     """convert_pt2e folded MobileNetV3's BN with eps 1e-5 instead of its 1e-3: the int8 model
     drifted from its fake-quant model."""
