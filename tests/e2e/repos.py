@@ -52,11 +52,16 @@ def make_repo(dest: Path, overrides: dict | None = None) -> Path:
             shutil.copy2(src, dest / item)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     (dest / "params.yaml").write_text(yaml.safe_dump(merge(merge(params, TINY), overrides or {})))
-    git = ["git", "-c", "user.name=qdet", "-c", "user.email=qdet@localhost"]
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
-    subprocess.run([*git, "add", "-A"], cwd=dest, check=True)
-    subprocess.run([*git, "commit", "-qm", "test repo"], cwd=dest, check=True)
+    commit(dest, "test repo")
     return dest
+
+
+def commit(repo: Path, message: str) -> None:
+    """Everything in the work tree, as a user commits a run (dvc.lock included)."""
+    git = ["git", "-c", "user.name=qdet", "-c", "user.email=qdet@localhost"]
+    subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", message], cwd=repo, check=True)
 
 
 def make_prepared_repo(dest: Path, overrides: dict | None = None) -> Path:

@@ -15,7 +15,7 @@ from qdet.checkpoint import load_checkpoint
 from qdet.metrics import coco_evaluate
 from qdet.peers import bf16_support
 from qdet.tracking import default_uri
-from tests.e2e.repos import env, make_repo, run, stages_run, torch_deprecations
+from tests.e2e.repos import commit, env, make_repo, run, stages_run, torch_deprecations
 from tests.helpers import merge, stage_cmd
 
 
@@ -477,7 +477,9 @@ def test_qat_control_adds_float_ft(repo):
 @pytest.mark.slow
 def test_a_temporary_quantization_experiment_reuses_the_float_model(repo):
     """A --temp (or queued) experiment runs in a copy without checkpoints/: only the stages
-    whose inputs changed run, the float model comes from the cache."""
+    whose inputs changed run, the float model comes from the cache. The run is committed first,
+    as a user's is: an experiment leaves untracked files (this repo's dvc.lock) behind."""
+    commit(repo, "the run so far")
     done = run(["dvc", "exp", "run", "--temp", "-S", "calibrate.images=3"], repo)
     ran = stages_run(done.stdout)
     assert "calibrate" in ran and "register" in ran, ran
