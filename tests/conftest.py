@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import pytest
@@ -13,8 +12,7 @@ from qdet.data.synthetic import write_gtsdb, write_pennfudan
 
 
 @pytest.fixture(autouse=True)
-def _quiet():
-    warnings.filterwarnings("ignore", category=UserWarning)
+def _two_threads():
     torch.set_num_threads(2)
 
 

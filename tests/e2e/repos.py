@@ -75,7 +75,7 @@ def make_prepared_repo(dest: Path, overrides: dict | None = None) -> Path:
 def env() -> dict[str, str]:
     e = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
     e["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{e.get('PATH', '')}"
-    e["PYTHONWARNINGS"] = "ignore"
+    e.pop("PYTHONWARNINGS", None)  # stages run with warnings as a user's shell has them
     return e
 
 
