@@ -10,8 +10,8 @@ from qdet.config import ConfigError
 from qdet.console import console, exit_on_error
 from qdet.data.digest import evaluation_digest
 from qdet.files import read_json, write_json
-from qdet.serving.champion import choose_champion
-from qdet.serving.registry import (
+from qdet.registry.champion import choose_champion
+from qdet.registry.publish import (
     RegistryUnreachable,
     candidates,
     model_name,

@@ -1,1 +1,4 @@
-"""Quantization with FX graph mode: which parts, qconfigs, calibration, QAT, conversion, sensitivity."""
+"""Quantization, behind one engine interface (:mod:`qdet.quant.engines`): PT2E (``torch.export``
++ torchao's X86 Inductor quantizer, AOTInductor artifacts; the maintained route) and FX graph
+mode (``torch.ao.quantization`` + TorchScript; deprecated upstream). Shared by both: which parts
+are quantized (the plan), calibration, QAT controls and per-module sensitivity."""

@@ -1,1 +1,3 @@
-"""Serving: the MLflow pyfunc wrapper around a TorchScript detector, and registry helpers."""
+"""Serving: what ships inside artifacts and registered models, importing nothing else of qdet
+(torch, torchvision, MLflow, Pillow only): the MLflow pyfunc around any qdet artifact
+(TorchScript file or AOTInductor folder), the image reader, the AOT loader and RoI align."""

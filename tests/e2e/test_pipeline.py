@@ -193,8 +193,8 @@ def test_models_view_compares_every_variant_and_the_parent_says_who_won(repo):
 def test_champion_follows_the_rule_and_every_variant_has_its_reason(repo):
     """register.json's champion is what the rule gives on the run's own metrics; PTQ and QAT
     share one int8 graph, so speed noise cannot split them."""
-    from qdet.serving.champion import choose_champion
-    from qdet.serving.registry import candidates
+    from qdet.registry.champion import choose_champion
+    from qdet.registry.publish import candidates
 
     reg = _metrics(repo, "register")
     assert set(reg["why"]) == {"float", "ptq", "qat"}

@@ -20,8 +20,8 @@ from PIL import Image
 
 from qdet.export import save_artifact, script_detector
 from qdet.models.detector import build_detector
-from qdet.serving.champion import Candidate
-from qdet.serving.registry import register_variant
+from qdet.registry.champion import Candidate
+from qdet.registry.publish import register_variant
 from qdet.tracking import default_uri
 from tests.helpers import TINY_MODEL, answers
 

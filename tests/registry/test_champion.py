@@ -1,6 +1,6 @@
 """The alias moves only to a model that beats the one holding it, on the same evaluation."""
 
-from qdet.serving.champion import Candidate, Holder, challenge, choose_champion
+from qdet.registry.champion import Candidate, Holder, challenge, choose_champion
 
 DATA = "a" * 32
 

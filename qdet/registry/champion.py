@@ -1,4 +1,4 @@
-"""Which variant holds the registry alias: pure policy, no MLflow (the I/O is in registry.py).
+"""Which variant holds the registry alias: pure policy, no MLflow (the I/O is in publish.py).
 
 Within a run, the gate and then merit choose the run's best variant (:func:`choose_champion`);
 across runs, that variant takes the alias only if it beats the model holding it on the same

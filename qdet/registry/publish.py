@@ -1,14 +1,17 @@
-"""Register TorchScript variants as MLflow pyfunc models and move an alias behind a gate."""
+"""The registry's MLflow I/O: register every variant as a pyfunc model (TorchScript file or
+AOTInductor folder), tag the versions, log the reference models and their metrics, and move
+the alias where :mod:`qdet.registry.champion` says."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from qdet.errors import QdetError
-from qdet.serving.champion import Candidate, Holder
+from qdet.registry.champion import Candidate, Holder
 
-PYFUNC_FILE = Path(__file__).with_name("detector_pyfunc.py")
-IMAGE_INPUT_FILE = Path(__file__).with_name("image_input.py")  # the pyfunc's image reader, shipped beside it
+SERVING = Path(__file__).resolve().parents[1] / "serving"  # what ships inside a registered model
+PYFUNC_FILE = SERVING / "detector_pyfunc.py"
+IMAGE_INPUT_FILE = SERVING / "image_input.py"  # the pyfunc's image reader, shipped beside it
 REQUIREMENTS = ["torch==2.14.1", "torchvision==0.29.1", "pillow", "pandas", "numpy"]
 
 
@@ -327,7 +330,7 @@ def publish(
     log the other rows as references, describe the parent run, and move ``alias`` to
     ``champion`` if it beats the version holding it (:func:`challenge`; ``tags["evaluation"]``
     says what it was scored on). Returns (variant -> version, whether the alias moved, why)."""
-    from qdet.serving.champion import challenge
+    from qdet.registry.champion import challenge
     from qdet.variants import label
 
     logged = {c.variant: register_variant(name, c, tags, run) for c in variants}

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from qdet.serving.champion import Candidate, choose_champion
-from qdet.serving.registry import candidates, model_name
+from qdet.registry.champion import Candidate, choose_champion
+from qdet.registry.publish import candidates, model_name
 
 
 def _bench(float_row: str) -> dict:
