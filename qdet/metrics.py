@@ -144,7 +144,7 @@ def evaluate_detector(
     detector: Callable, dataset, out_dir: Path, variant: str, progress: Progress | None = None
 ) -> VariantScore:
     """Predict every image of ``dataset`` and score it; COCO JSON files go to ``out_dir``."""
-    from qdet.engine import predict_dataset
+    from qdet.training.steps import predict_dataset
 
     predictions = predict_dataset(detector, dataset, progress, f"evaluate {variant}")
     stats, ev = score(

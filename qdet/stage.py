@@ -16,6 +16,7 @@ from pathlib import Path
 from qdet.config import Config, config_to_dict, flatten, load_config
 from qdet.console import LOGS, quiet_warnings, third_party_to_log
 from qdet.errors import QdetError
+from qdet.quant import deprecated_upstream
 from qdet.tracking import NoRun, StageRun, check_reachable, default_uri, git, git_commit, pipeline_key
 
 
@@ -116,7 +117,7 @@ def load(params: Path, stage: str, uses_torch: bool = True) -> Config:
     cfg = load_config(params)
     if cfg.tracking.enabled:
         check_reachable(tracking_uri())  # before any work, not after it
-    quiet_warnings(deprecations=cfg.quant.engine == "fx")
+    quiet_warnings(deprecations=deprecated_upstream(cfg.quant.engine))
     seed_everything(cfg.seed, uses_torch)
     return cfg
 

@@ -17,7 +17,7 @@ from qdet.files import write_json
 from qdet.models.detector import load_trained
 from qdet.quant.qat import freeze_layers
 from qdet.tracking import NoRun
-from qdet.training import FitHooks, epoch_logger, fit, write_history
+from qdet.training.loop import FitHooks, epoch_logger, fit, write_history
 
 app = typer.Typer(add_completion=False)
 

@@ -6,13 +6,13 @@ from pathlib import Path
 import typer
 
 from qdet import stage
-from qdet.aot import save_compiled
 from qdet.checkpoint import load_checkpoint
 from qdet.console import console, exit_on_error
-from qdet.export import graph_signature, save_artifact, script_detector, size_summary, write_manifest
+from qdet.export import graph_signature, size_summary, write_manifest
 from qdet.files import compile_room, require_free_space, write_json
 from qdet.models.detector import load_trained
-from qdet.quant.engines import int8_from_state
+from qdet.quant.aot import save_compiled
+from qdet.quant.engines import get_engine, int8_from_state
 from qdet.quant.plan import QuantPlan
 
 app = typer.Typer(add_completion=False)
@@ -41,23 +41,17 @@ def main(
     for variant, path, key, qat in (("ptq", ptq_state, "observed", False), ("qat", qat_state, "qat", True)):
         state = load_checkpoint(path)
         plan = QuantPlan(**state["plan"])
+        engine = get_engine(plan.engine)
         int8 = int8_from_state(trained.model, state, key, qat)
         graphs[variant] = graph_signature(int8)
         artifact_meta = {**meta, "variant": variant, "plan": state["plan"]}
-        if plan.engine == "fx":
-            files[variant] = out_dir / f"{variant}.ts"
-            sizes[variant] = save_artifact(script_detector(int8), files[variant], artifact_meta)
-        else:
-            files[variant] = out_dir / variant
-            with console.status(f"compiling {variant} with AOTInductor"):
-                sizes[variant], seconds[variant] = save_compiled(
-                    int8, trained.config, artifact_meta, files[variant]
-                )
-    if plan.engine == "fx":
-        files["float_ts"] = out_dir / "float.ts"
-        sizes["float_ts"] = save_artifact(
-            script_detector(trained.model), files["float_ts"], {**meta, "variant": "float"}
-        )
+        with console.status(f"writing {variant} as a {engine.ARTIFACT}"):
+            saved = engine.save_int8(int8, trained.config, artifact_meta, out_dir, variant)
+        files[variant], sizes[variant] = saved.path, saved.size
+        if saved.compile_seconds:
+            seconds[variant] = saved.compile_seconds
+    for name, saved in engine.save_float(trained.model, trained.config, meta, out_dir).items():
+        files[name], sizes[name] = saved.path, saved.size
     write_manifest(out_dir, files, plan.engine, graphs)
     result = size_summary(sizes) | {f"{k}_compile_seconds": sum(v.values()) for k, v in seconds.items()}
     write_json(result, metrics)

@@ -17,7 +17,7 @@ from qdet.quant.engines import get_engine
 from qdet.quant.plan import make_plan, plan_dict
 from qdet.quant.qat import calibrate_ranges, epoch_controls, freeze_layers, observers_frozen_while
 from qdet.tracking import NoRun
-from qdet.training import FitHooks, epoch_logger, fit, validation_map, write_history
+from qdet.training.loop import FitHooks, epoch_logger, fit, validation_map, write_history
 
 app = typer.Typer(add_completion=False)
 

@@ -11,14 +11,13 @@ from qdet.console import console, exit_on_error
 from qdet.data.digest import evaluation_digest
 from qdet.files import read_json, write_json
 from qdet.registry.champion import choose_champion
+from qdet.registry.figures import summary, variant_metrics
 from qdet.registry.publish import (
     RegistryUnreachable,
     candidates,
     model_name,
     publish,
     registered_rows,
-    summary,
-    variant_metrics,
 )
 from qdet.tracking import store_lock
 

@@ -14,7 +14,7 @@ from qdet.data.dataset import training_datasets
 from qdet.distributed import distributed, finish_distributed
 from qdet.models.detector import build_detector
 from qdet.tracking import NoRun
-from qdet.training import FitHooks, epoch_logger, fit, write_history
+from qdet.training.loop import FitHooks, epoch_logger, fit, write_history
 
 app = typer.Typer(add_completion=False)
 

@@ -10,9 +10,9 @@ import zipfile
 import pytest
 import torch
 
-from qdet.aot import CompilerMissing, check_compiler, save_compiled
 from qdet.models.detector import build_detector
 from qdet.quant import pt2e
+from qdet.quant.aot import CompilerMissing, check_compiler, save_compiled
 from qdet.quant.parts import PARTS
 from qdet.quant.plan import QuantPlan
 from tests.helpers import TINY_MODEL

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from qdet.export import forget_dead_builtins
+from qdet.quant.torchscript import forget_dead_builtins
 
 
 def test_a_dead_op_id_reused_by_a_module_attribute_does_not_break_scripting():

@@ -7,7 +7,7 @@ import torch
 
 from qdet.plots import PREDICTED, TRUTH, draw_detections, training_curves, write_history_csv
 from qdet.tracking import numeric_metrics
-from qdet.training import epoch_logger
+from qdet.training.loop import epoch_logger
 
 
 def _history(epochs: int, iterations: int) -> list[dict]:

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-TRAINING = ("qdet.training", "qdet.engine", "qdet.stage", "qdet.distributed", "qdet.quant", "qdet.tracking")
+TRAINING = ("qdet.training", "qdet.stage", "qdet.distributed", "qdet.quant", "qdet.tracking")
 
 
 def test_predict_cli_imports_none_of_the_training_code():

@@ -84,7 +84,7 @@ def build_openvino(
 def build_bf16(trained, out_dir: Path) -> tuple[Path, float]:
     """torch's bf16 float: the float detector's parts compiled by AOTInductor under bf16
     autocast (the same loader as ``float_inductor``); returns its folder and compile seconds."""
-    from qdet.aot import save_compiled
+    from qdet.quant.aot import save_compiled
 
     folder = out_dir / "float_bf16"
     meta = {"classes": trained.classes, "backbone": trained.backbone, "variant": "float_bf16"}

@@ -8,6 +8,8 @@ forward. Parts take float tensors and return float tensors: quantize/dequantize 
 from __future__ import annotations
 
 import copy
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -22,9 +24,14 @@ from torch.ao.ns.fx.utils import compute_sqnr
 from torch.ao.quantization import disable_fake_quant, disable_observer, enable_fake_quant, enable_observer
 from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx, prepare_qat_fx
 
+from qdet.config import ModelConfig
+from qdet.quant.engines import Saved
 from qdet.quant.parts import PARTS, check_parts, check_skip, example_inputs, get_part, quant_report, set_part
 from qdet.quant.plan import QuantPlan
 from qdet.quant.qconfig import make_mapping
+from qdet.quant.torchscript import save_artifact, script_detector
+
+ARTIFACT = "TorchScript file"
 
 
 def prepare(model: nn.Module, plan: QuantPlan, qat: bool) -> nn.Module:
@@ -134,3 +141,18 @@ def module_sqnr(
                 values = [float(s) for e in kind["int8"] for s in e["sqnr"]]
                 out[name] = sum(values) / len(values)
     return dict(sorted(out.items(), key=lambda kv: kv[1]))
+
+
+def save_int8(
+    model: nn.Module, model_cfg: ModelConfig, meta: dict[str, Any], out_dir: Path, variant: str
+) -> Saved:
+    """The whole detector scripted to ``<variant>.ts`` (``model_cfg`` travels inside the script)."""
+    path = out_dir / f"{variant}.ts"
+    return Saved(path, save_artifact(script_detector(model), path, meta), {})
+
+
+def save_float(
+    model: nn.Module, model_cfg: ModelConfig, meta: dict[str, Any], out_dir: Path
+) -> dict[str, Saved]:
+    """The float model as TorchScript too (``float_ts``): a row in the int8 artifacts' format."""
+    return {"float_ts": save_int8(model, model_cfg, {**meta, "variant": "float"}, out_dir, "float")}

@@ -78,3 +78,17 @@ def example_inputs(model: nn.Module, part: str, batch: int = 1) -> tuple[torch.T
         size = model.roi_heads.box_roi_pool.output_size[0]
         return (torch.rand(4 * batch, channels, size, size),)
     return (torch.rand(4 * batch, model.roi_heads.box_predictor.cls_score.in_features),)
+
+
+def capture_inputs(model: nn.Module, part: str) -> tuple[torch.Tensor, ...]:
+    """Example inputs for ``torch.export``: every dimension but the channels above 1, so that
+    they stay dynamic (export specialises dimensions of size 0 and 1). A captured part keeps the
+    inputs it was captured with (its float attributes, e.g. the predictor's width, are gone)."""
+    example = getattr(get_part(model, part), "example", None)  # a captured part (pt2e's ExportedPart)
+    return example if example is not None else example_inputs(model, part, batch=2)
+
+
+def dynamic_shapes(inputs: tuple[torch.Tensor, ...]) -> tuple[dict[int, object], ...]:
+    """Every dimension but the channels may vary: batch, RoI count, image and feature sizes."""
+    auto = torch.export.Dim.AUTO
+    return tuple({d: auto for d in range(x.dim()) if d != 1 or x.dim() == 2} for x in inputs)

@@ -145,7 +145,7 @@ def _load(path: Path) -> tuple[object, list[str]]:
         spec.loader.exec_module(module)
         detector = module.load(path)
         return detector, detector.classes
-    files = {"qdet.json": ""}
+    files = {"qdet.json": ""}  # qdet.serving.TORCHSCRIPT_META: this file runs without qdet
     model = torch.jit.load(str(path), map_location="cpu", _extra_files=files).eval()
     return model, json.loads(files["qdet.json"] or "{}").get("classes", [])
 

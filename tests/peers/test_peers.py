@@ -10,11 +10,11 @@ import onnx
 import pytest
 import torch
 
-from qdet.aot import compile_part
 from qdet.export import artifact_size, load_variant
 from qdet.models.detector import build_detector
 from qdet.peers import bf16_support, cpu_flags, openvino, peer_files, write_manifest
 from qdet.peers import onnx as ort_peers
+from qdet.quant.aot import compile_part
 from qdet.quant.parts import QuantError
 from tests.helpers import TINY_MODEL
 

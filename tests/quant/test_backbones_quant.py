@@ -5,11 +5,11 @@ import copy
 import pytest
 import torch
 
-from qdet.export import script_detector
 from qdet.models.detector import build_detector
 from qdet.quant.fx import convert, describe, prepare
 from qdet.quant.parts import PARTS
 from qdet.quant.plan import QuantPlan
+from qdet.quant.torchscript import script_detector
 from tests.helpers import LISTED, TINY_MODEL
 
 QUICK = {"resnet18", "squeezenet1_1", "mobilenet_v3_large"}

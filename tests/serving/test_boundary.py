@@ -33,3 +33,9 @@ def test_the_check_sees_a_qdet_import(tmp_path):
     leaky = tmp_path / "leaky.py"
     leaky.write_text("import os\n\ndef f():\n    from qdet.stats import disjoint\n")
     assert qdet_imports(leaky) == ["qdet.stats"]
+
+
+def test_the_pyfunc_reads_the_metadata_file_torchscript_artifacts_carry():
+    from qdet.serving import TORCHSCRIPT_META
+
+    assert f'files = {{"{TORCHSCRIPT_META}": ""}}' in (SERVING / "detector_pyfunc.py").read_text()

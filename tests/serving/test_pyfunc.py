@@ -18,8 +18,8 @@ import torch
 from mlflow.exceptions import MlflowException
 from PIL import Image
 
-from qdet.export import save_artifact, script_detector
 from qdet.models.detector import build_detector
+from qdet.quant.torchscript import save_artifact, script_detector
 from qdet.registry.champion import Candidate
 from qdet.registry.publish import register_variant
 from qdet.tracking import default_uri

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from qdet.engine import NonFiniteLoss, make_optimizer, make_scheduler, train_one_epoch
+from qdet.training.steps import NonFiniteLoss, make_optimizer, make_scheduler, train_one_epoch
 from tests.helpers import config
 
 

@@ -21,7 +21,7 @@ from torch import nn
 
 from qdet.config import ModelConfig
 from qdet.errors import QdetError
-from qdet.quant.parts import PARTS, get_part
+from qdet.quant.parts import PARTS, capture_inputs, dynamic_shapes, get_part
 from qdet.serving import aot_detector
 
 COMPILERS = ("c++", "g++", "clang++")
@@ -44,11 +44,9 @@ def check_compiler() -> None:
 
 
 def _graph(module: nn.Module) -> nn.Module:
-    # qdet.quant.pt2e imports torchao, which logs a deprecation at import: importing it here, not
-    # at the top, keeps FX runs (float Inductor only) from importing it before the stage's log is set
-    from qdet.quant.pt2e import ExportedPart
-
-    return module.graph_module if isinstance(module, ExportedPart) else module.eval()
+    """What to export: a part captured by the PT2E engine carries its converted graph."""
+    graph = getattr(module, "graph_module", None)
+    return graph if graph is not None else module.eval()
 
 
 PER_IMAGE = ("backbone", "rpn_head")  # compiled for one image; the loader loops over a batch
@@ -59,8 +57,6 @@ def compile_inputs(model: nn.Module, part: str) -> tuple[tuple[torch.Tensor, ...
     any height and width (the detector runs one image at a time; a dynamic batch dimension
     starts at 2, and padding a single image to 2 doubled the work), RoI-level parts for any
     number of RoIs."""
-    from qdet.quant.pt2e import capture_inputs, dynamic_shapes  # see _graph
-
     inputs = capture_inputs(model, part)
     if part not in PER_IMAGE:
         return inputs, dynamic_shapes(inputs)

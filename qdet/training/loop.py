@@ -19,11 +19,17 @@ from qdet.config import ConfigError, ScheduleConfig
 from qdet.console import console
 from qdet.data.dataset import DetectionDataset, collate
 from qdet.distributed import Ranks
-from qdet.engine import EpochCallback, make_optimizer, make_scheduler, predict_dataset, train_one_epoch
 from qdet.files import write_json
 from qdet.metrics import score
 from qdet.plots import training_curves, write_history_csv
 from qdet.progress import progress_bar
+from qdet.training.steps import (
+    EpochCallback,
+    make_optimizer,
+    make_scheduler,
+    predict_dataset,
+    train_one_epoch,
+)
 
 
 def validation_map(detector: Callable, dataset: DetectionDataset) -> dict[str, float]:

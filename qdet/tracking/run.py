@@ -9,7 +9,6 @@ mid-training) do not stop the work: they are kept in a local JSONL file and repo
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -19,24 +18,15 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import requests
 
-from qdet.errors import QdetError
 from qdet.lifeline import deferred_signal
-
-
-class TrackingUnavailable(QdetError):
-    """The tracking store cannot be reached; the message names the URI."""
-
-
-def default_uri(root: Path) -> str:
-    """The embedded store, absolute so queued ``dvc exp`` runs in temp copies share it."""
-    return f"sqlite:///{(root / 'mlflow.db').resolve()}"
+from qdet.tracking.store import check_reachable, short_http_retries, store_lock
+from qdet.tracking.summary import numeric_metrics
 
 
 def git(args: list[str], cwd: Path | None = None) -> str | None:
@@ -58,94 +48,10 @@ def pipeline_key(exp_name: str | None, commit: str, params_text: str) -> str:
     return "repro-" + hashlib.sha1(f"{commit}\n{params_text}".encode()).hexdigest()[:12]
 
 
-def check_reachable(uri: str, timeout: float = 5.0) -> None:
-    """Fail fast, before any training, when the store is not there or cannot answer."""
-    if uri.startswith(("http://", "https://")):
-        base = uri.rstrip("/")
-        try:
-            requests.get(base + "/health", timeout=timeout).raise_for_status()
-        except requests.RequestException as exc:
-            raise TrackingUnavailable(
-                f"MLflow tracking server {uri} is not reachable ({exc.__class__.__name__}); "
-                "start it, or unset MLFLOW_TRACKING_URI to use the local sqlite store"
-            ) from None
-        try:  # /health answers even when the server's own store is broken: ask the API too
-            response = requests.get(
-                base + "/api/2.0/mlflow/experiments/search", params={"max_results": 1}, timeout=timeout
-            )
-            response.raise_for_status()
-        except requests.RequestException as exc:
-            status = getattr(exc.response, "status_code", None)
-            raise TrackingUnavailable(
-                f"MLflow tracking server {uri} answers /health but its API fails "
-                f"({status or exc.__class__.__name__}); check the server's log and its backend "
-                "store, or unset MLFLOW_TRACKING_URI to use the local sqlite store"
-            ) from None
-    elif uri.startswith("sqlite:///"):
-        check_sqlite(Path(uri.removeprefix("sqlite:///")), timeout)
-
-
-def check_sqlite(db: Path, timeout: float) -> None:
-    """The sqlite store can be read and written: a locked, read-only or corrupt ``mlflow.db``
-    is one line naming it, before the stage does any work (not a long traceback at its end)."""
-    import sqlite3
-
-    if not db.parent.is_dir():
-        raise TrackingUnavailable(f"MLflow store {db}: folder {db.parent} does not exist")
-    if not db.exists():
-        if not os.access(db.parent, os.W_OK):
-            raise TrackingUnavailable(f"MLflow store {db}: folder {db.parent} is not writable")
-        return  # MLflow creates it
-    try:
-        with sqlite3.connect(db, timeout=timeout) as connection:
-            connection.execute("PRAGMA schema_version").fetchone()  # reads the header: corrupt?
-            version = connection.execute("PRAGMA user_version").fetchone()[0]
-            connection.execute("BEGIN IMMEDIATE")  # takes the write lock: locked?
-            # a real write, rolled back: a read-only file or folder (no journal) passes BEGIN
-            # and fails only on the first write, which would be after the stage's work
-            connection.execute(f"PRAGMA user_version = {int(version)}")
-            connection.rollback()
-    except sqlite3.Error as exc:
-        hint = {
-            "database is locked": "another process holds it; wait, or stop that process",
-            "attempt to write a readonly database": "make it writable, or set MLFLOW_TRACKING_URI",
-            "unable to open database file": f"make {db.parent} writable (sqlite writes a journal beside it)",
-            "file is not a database": "it is not a sqlite file: move it away, or set MLFLOW_TRACKING_URI",
-        }.get(str(exc), "set MLFLOW_TRACKING_URI to another store")
-        raise TrackingUnavailable(f"MLflow store {db}: {exc}; {hint}") from None
-
-
 def _log_errors() -> tuple[type[BaseException], ...]:
     from mlflow.exceptions import MlflowException
 
     return (MlflowException, requests.RequestException, OSError)
-
-
-@contextmanager
-def store_lock(uri: str) -> Iterator[None]:
-    """An exclusive lock beside a sqlite store (a no-op for servers, which serialise themselves)."""
-    if not uri.startswith("sqlite:///"):
-        yield
-        return
-    path = Path(uri.removeprefix("sqlite:///") + ".lock")
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def short_http_retries() -> None:
-    """MLflow retries a failed HTTP call 7 times with doubling waits (minutes per call): with
-    the server gone mid-training every epoch would stall. A few seconds per call is enough for a
-    blip; after that the record goes to the local copy. A user's own settings win."""
-    for key, value in (
-        ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"),
-        ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1"),
-        ("MLFLOW_HTTP_REQUEST_TIMEOUT", "15"),
-    ):
-        os.environ.setdefault(key, value)
 
 
 class StageRun(AbstractContextManager):
@@ -357,46 +263,6 @@ def process_alive(tags: dict[str, str]) -> bool:
     except PermissionError:
         return True
     return True
-
-
-SUMMARY = (  # per variant, on the pipeline's run; intervals and the rest stay on the stage's run
-    "map50",  # and every registered variant's logged model carries these with their intervals
-    "map50_drop",
-    "latency_ms_p50",
-    "speedup_vs_best_float",
-    "speedup_vs_best_int8_peer",
-)
-
-
-def split_summary(rows: dict[str, dict[str, object]]) -> tuple[dict[str, object], dict[str, object]]:
-    """``(summary, detail)`` of per-variant rows, as ``<variant>_<key>`` metrics: the summary
-    (:data:`SUMMARY`) for the parent run, the detail for the stage's run. ``-1`` (COCO's "no such
-    objects", not a score) is left out of both."""
-    summary: dict[str, object] = {}
-    detail: dict[str, object] = {}
-    for variant, row in rows.items():
-        for key, value in row.items():
-            if value != -1.0:
-                (summary if key in SUMMARY else detail)[f"{variant}_{key}"] = value
-    return summary, detail
-
-
-def numeric_metrics(metrics: dict[str, object]) -> dict[str, float]:
-    """What MLflow can plot: numbers (at :func:`shown` precision), a ``[lo, hi]`` interval as
-    ``<key>_lo`` and ``<key>_hi``; anything else (text, nested rows) is not a metric."""
-    out = {}
-    for key, value in metrics.items():
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            out[key] = shown(value)
-        elif key.endswith("_ci95") and isinstance(value, list) and len(value) == 2:
-            out[f"{key}_lo"], out[f"{key}_hi"] = shown(value[0]), shown(value[1])
-    return out
-
-
-def shown(value: float) -> float:
-    """A figure at the precision it carries (4 significant digits: 0.8186, 3.107, 89.04): the
-    UI prints every digit it is given, and the noise of a benchmark is in the second one."""
-    return float(f"{float(value):.4g}")
 
 
 class NoRun(AbstractContextManager):

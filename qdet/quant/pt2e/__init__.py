@@ -1,0 +1,118 @@
+"""The PT2E engine: PyTorch's maintained quantization route (torchao + Inductor).
+
+Each planned part is captured on its own with ``torch.export`` (whole torchvision detectors do
+not export), annotated by torchao's ``X86InductorQuantizer``, observed (PTQ) or fake-quantized
+(QAT) while the detector runs end to end as usual, then converted to quantize/dequantize +
+float ops that Inductor lowers to int8 kernels. No ``torch.ao.quantization`` call, no quantized
+dtype, no TorchScript.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+from torchao.quantization.pt2e import disable_fake_quant, disable_observer, enable_fake_quant, enable_observer
+from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e, prepare_qat_pt2e
+
+from qdet.config import ModelConfig
+from qdet.quant.aot import save_compiled
+from qdet.quant.engines import Saved
+from qdet.quant.parts import capture_inputs, check_skip, dynamic_shapes, get_part, set_part
+from qdet.quant.plan import QuantPlan
+from qdet.quant.pt2e.capture import ExportedPart, capture
+from qdet.quant.pt2e.diagnostics import describe, module_sqnr
+from qdet.quant.pt2e.quantizer import make_quantizer, quantization_config
+from qdet.quant.pt2e.workarounds import (
+    BN_FOLD,
+    bn_constants,
+    folding_with_own_bn_constants,
+    split_shared_activations,
+)
+
+__all__ = [  # the engine interface (qdet.quant.engines), and what aot.py and the tests use
+    "ExportedPart",
+    "capture_inputs",
+    "convert",
+    "describe",
+    "dynamic_shapes",
+    "fake_quant",
+    "freeze_bn",
+    "module_sqnr",
+    "observers",
+    "prepare",
+    "quantization_config",
+    "save_float",
+    "save_int8",
+    "split_shared_activations",
+]
+ARTIFACT = "AOTInductor folder (compiling)"
+
+
+def prepare(model: nn.Module, plan: QuantPlan, qat: bool) -> nn.Module:
+    """Replace each planned part by its observed (PTQ) or fake-quant (QAT) captured graph, in
+    place; returns the model, which still runs end to end for calibration and training."""
+    check_skip(model, plan.parts, plan.skip)
+    inputs_by_part = {part: capture_inputs(model, part) for part in plan.parts}
+    for part in plan.parts:
+        module = get_part(model, part)
+        graph_module = capture(copy.deepcopy(module), inputs_by_part[part], training=qat)
+        quantizer = make_quantizer(plan, part, qat)
+        prepared = prepare_qat_pt2e(graph_module, quantizer) if qat else prepare_pt2e(graph_module, quantizer)
+        channels = getattr(module, "out_channels", None)
+        wrapped = ExportedPart(prepared, channels, inputs_by_part[part], bn_constants(module))
+        set_part(model, part, wrapped.train(qat))
+    return model
+
+
+def freeze_bn(model: nn.Module) -> None:
+    """QAT: batch-norm statistics stop moving (the weights still train)."""
+    for module in model.modules():
+        if isinstance(module, ExportedPart):
+            module.freeze_bn()
+
+
+def fake_quant(model: nn.Module, on: bool) -> None:
+    for module in model.modules():
+        if isinstance(module, ExportedPart):
+            module.graph_module.apply(enable_fake_quant if on else disable_fake_quant)
+
+
+def observers(model: nn.Module, on: bool) -> None:
+    for module in model.modules():
+        if isinstance(module, ExportedPart):
+            module.graph_module.apply(enable_observer if on else disable_observer)
+
+
+def convert(model: nn.Module, plan: QuantPlan) -> nn.Module:
+    """Convert each captured part to its quantized graph (quantize/dequantize around float ops,
+    which Inductor fuses into int8 kernels); a deep copy, the prepared model stays usable."""
+    model = copy.deepcopy(model).eval()
+    for part in plan.parts:
+        wrapped = get_part(model, part)
+        wrapped.freeze_bn()  # eval batch norms with their own eps: convert folds them into the convs
+        own_constants = folding_with_own_bn_constants(wrapped.bn_constants)
+        with own_constants if BN_FOLD.needed else contextlib.nullcontext():
+            converted = convert_pt2e(wrapped.graph_module)
+        channels = getattr(wrapped, "out_channels", None)
+        set_part(model, part, ExportedPart(converted, channels, wrapped.example).eval())
+    return model
+
+
+def save_int8(
+    model: nn.Module, model_cfg: ModelConfig, meta: dict[str, Any], out_dir: Path, variant: str
+) -> Saved:
+    """Every part compiled by AOTInductor into the folder ``<variant>``, with its loader."""
+    path = out_dir / variant
+    size, seconds = save_compiled(model, model_cfg, meta, path)
+    return Saved(path, size, seconds)
+
+
+def save_float(
+    model: nn.Module, model_cfg: ModelConfig, meta: dict[str, Any], out_dir: Path
+) -> dict[str, Saved]:
+    """Nothing more: the float model in this format (``float_inductor``) is built for every engine."""
+    return {}

@@ -1,0 +1,37 @@
+"""Each engine implements the whole :class:`Engine` interface, artifacts included, and the
+choice of engine is checked in one place."""
+
+import inspect
+
+import pytest
+
+from qdet.quant import deprecated_upstream
+from qdet.quant.engines import ENGINES, Engine, get_engine
+from qdet.quant.parts import QuantError
+
+MEMBERS = [name for name in vars(Engine) if not name.startswith("_")] + list(Engine.__annotations__)
+
+
+@pytest.mark.parametrize("name", sorted(ENGINES))
+def test_engine_implements_every_member_of_the_interface(name):
+    engine = get_engine(name)
+    missing = [m for m in MEMBERS if not hasattr(engine, m)]
+    assert not missing
+    for member in MEMBERS:
+        declared = getattr(Engine, member, None)
+        if inspect.isfunction(declared):  # same parameters, without the protocol's self
+            wanted = list(inspect.signature(declared).parameters)[1:]
+            assert list(inspect.signature(getattr(engine, member)).parameters) == wanted, member
+
+
+def test_interface_covers_the_artifact():
+    assert {"save_int8", "save_float", "ARTIFACT", "prepare", "convert"} <= set(MEMBERS)
+
+
+def test_unknown_engine_is_one_line_naming_the_key():
+    with pytest.raises(QuantError, match="quant.engine: unknown engine 'onnx'; valid: fx, pt2e"):
+        get_engine("onnx")
+
+
+def test_only_fx_is_deprecated_upstream():
+    assert [n for n in sorted(ENGINES) if deprecated_upstream(n)] == ["fx"]
