@@ -36,8 +36,17 @@ def test_artifacts_are_compiled_folders_not_torchscript(repo):
     assert convert["qat_compile_seconds"] > 0 and convert["ptq_size_mb"] < convert["float_inductor_size_mb"]
 
 
+# Deprecations that are not a call of ours, each named with why. torchao 0.18 registers its
+# KernelPreference enum with torch's pytree when it is imported; torch 2.14 logs that
+# register_constant() on an Enum is deprecated (to logs/, at every import of torchao).
+UPSTREAM = ("Calling register_constant() on Enum subclasses is deprecated",)
+
+
 def test_no_torch_deprecation_warning_on_the_console_or_in_the_logs(repo):
-    assert torch_deprecations(repo, (repo / "repro.log").read_text()) == []
+    console = (repo / "repro.log").read_text()
+    assert [line for line in console.splitlines() if "deprecat" in line.lower()] == []
+    found = torch_deprecations(repo, console)
+    assert [line for line in found if not any(known in line for known in UPSTREAM)] == []
 
 
 def test_metrics_have_both_speedups_and_the_peers(repo):
