@@ -10,6 +10,7 @@ from qdet.quant import pt2e
 from qdet.quant.engines import restore
 from qdet.quant.parts import PARTS, QuantError, get_part
 from qdet.quant.plan import QuantPlan
+from qdet.quant.pt2e.diagnostics import _sqnr_db as sqnr_db
 from qdet.quant.sensitivity import InputRecorder
 from tests.helpers import TINY_MODEL
 
@@ -158,4 +159,4 @@ def test_converted_qat_model_is_the_fake_quant_model_it_trained():
     x = torch.rand(2, 3, 96, 128)
     with torch.no_grad():
         fake, real = qat.backbone(x), int8.backbone(x)
-    assert min(pt2e._sqnr_db(fake[k], real[k]) for k in fake) > 30
+    assert min(sqnr_db(fake[k], real[k]) for k in fake) > 30
