@@ -4,55 +4,25 @@
 ``pt2e``: torch.export + torchao's X86InductorQuantizer, AOTInductor artifacts (maintained).
 
 Both quantize the same parts and leave the same data-dependent parts in float. An engine is a
-module implementing :class:`Engine`, from preparing the model to writing the artifact a user
-runs; code outside ``qdet/quant`` asks the engine and never compares engine names.
+module implementing :class:`qdet.quant.interface.Engine`, from preparing the model to writing
+the artifact a user runs; code outside ``qdet/quant`` asks the engine and never compares engine
+names.
 """
 
 from __future__ import annotations
 
 import copy
 import importlib
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import cast
 
 import torch
 from torch import nn
 
-from qdet.config import ModelConfig
+from qdet.quant.interface import Engine
 from qdet.quant.parts import QuantError
 from qdet.quant.plan import QuantPlan
 
 ENGINES = {"fx": "qdet.quant.fx", "pt2e": "qdet.quant.pt2e"}  # quant.engine: the module implementing it
-
-
-@dataclass(frozen=True)
-class Saved:
-    """An artifact written by an engine: where, its size in bytes, compile seconds per part."""
-
-    path: Path
-    size: int
-    compile_seconds: dict[str, float]
-
-
-class Engine(Protocol):
-    ARTIFACT: str  # what convert writes, for the console ("TorchScript file", ...)
-
-    def prepare(self, model: nn.Module, plan: QuantPlan, qat: bool) -> nn.Module: ...
-    def convert(self, model: nn.Module, plan: QuantPlan) -> nn.Module: ...
-    def describe(self, model: nn.Module, plan: QuantPlan) -> dict[str, object]: ...
-    def module_sqnr(
-        self, float_model: nn.Module, int8_model: nn.Module, inputs: dict[str, list[torch.Tensor]]
-    ) -> dict[str, float]: ...
-    def fake_quant(self, model: nn.Module, on: bool) -> None: ...
-    def observers(self, model: nn.Module, on: bool) -> None: ...
-    def freeze_bn(self, model: nn.Module) -> None: ...
-    def save_int8(
-        self, model: nn.Module, model_cfg: ModelConfig, meta: dict[str, Any], out_dir: Path, variant: str
-    ) -> Saved: ...
-    def save_float(
-        self, model: nn.Module, model_cfg: ModelConfig, meta: dict[str, Any], out_dir: Path
-    ) -> dict[str, Saved]: ...
 
 
 def get_engine(name: str) -> Engine:

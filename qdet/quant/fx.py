@@ -25,7 +25,7 @@ from torch.ao.quantization import disable_fake_quant, disable_observer, enable_f
 from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx, prepare_qat_fx
 
 from qdet.config import ModelConfig
-from qdet.quant.engines import Saved
+from qdet.quant.interface import Saved
 from qdet.quant.parts import PARTS, check_parts, check_skip, example_inputs, get_part, quant_report, set_part
 from qdet.quant.plan import QuantPlan
 from qdet.quant.qconfig import make_mapping

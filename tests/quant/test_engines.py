@@ -6,7 +6,8 @@ import inspect
 import pytest
 
 from qdet.quant import deprecated_upstream
-from qdet.quant.engines import ENGINES, Engine, get_engine
+from qdet.quant.engines import ENGINES, get_engine
+from qdet.quant.interface import Engine
 from qdet.quant.parts import QuantError
 
 MEMBERS = [name for name in vars(Engine) if not name.startswith("_")] + list(Engine.__annotations__)

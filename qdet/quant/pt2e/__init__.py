@@ -20,7 +20,7 @@ from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e, 
 
 from qdet.config import ModelConfig
 from qdet.quant.aot import save_compiled
-from qdet.quant.engines import Saved
+from qdet.quant.interface import Saved
 from qdet.quant.parts import capture_inputs, check_skip, dynamic_shapes, get_part, set_part
 from qdet.quant.plan import QuantPlan
 from qdet.quant.pt2e.capture import ExportedPart, capture
