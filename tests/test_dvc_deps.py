@@ -2,52 +2,13 @@
 
 from __future__ import annotations
 
-import ast
-import re
 import shlex
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.helpers import REPO
-
-MODULE_STRING = re.compile(r"^qdet(\.[a-z0-9_]+)+$")  # e.g. "-m", "qdet.memprobe" in a subprocess
-
-
-def module_file(name: str) -> Path | None:
-    """The file of a qdet module or package, or None for anything else."""
-    if name != "qdet" and not name.startswith("qdet."):
-        return None
-    base = REPO.joinpath(*name.split("."))
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def imported_files(path: Path) -> set[Path]:
-    """qdet files that ``path`` imports, anywhere in it (function-local imports included), plus
-    modules it starts by name in a subprocess (``python -m qdet.x``); the packages on the way too."""
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            names |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module)
-            names |= {f"{node.module}.{a.name}" for a in node.names}  # `from qdet import bench`
-        elif (
-            isinstance(node, ast.Constant) and isinstance(node.value, str) and MODULE_STRING.match(node.value)
-        ):
-            names.add(node.value)
-    files = set()
-    for name in names:
-        parts = name.split(".")
-        for i in range(1, len(parts) + 1):  # importing qdet.a.b runs qdet/__init__ and qdet/a/__init__
-            found = module_file(".".join(parts[:i]))
-            if found:
-                files.add(found)
-    return files
+from tests.helpers import REPO, imported_files
 
 
 def closure(start: Path) -> set[Path]:

@@ -8,44 +8,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO
+from tests.helpers import REPO, imported_files
 
 QDET = REPO / "qdet"
 ENGINE_NAMES = {"fx", "pt2e"}
 
 
-def modules() -> dict[str, Path]:
-    out = {}
-    for path in QDET.rglob("*.py"):
-        name = ".".join(path.relative_to(REPO).with_suffix("").parts)
-        out[name.removesuffix(".__init__")] = path
-    return out
-
-
-def imports(path: Path, known: dict[str, Path]) -> set[str]:
-    """The qdet modules ``path`` imports (function-level imports too), with the packages whose
-    ``__init__`` such an import runs."""
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        names = []
-        if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-        for name in names:
-            parts = name.split(".")
-            found |= {".".join(parts[:i]) for i in range(2, len(parts) + 1) if ".".join(parts[:i]) in known}
-    return found
-
-
-def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+def cycles(graph: dict) -> list[list]:
     """Strongly connected groups of more than one module (Tarjan)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    groups: list[list[str]] = []
+    index: dict = {}
+    low: dict = {}
+    stack: list = []
+    groups: list[list] = []
 
-    def visit(v: str) -> None:
+    def visit(v) -> None:
         index[v] = low[v] = len(index)
         stack.append(v)
         for w in graph[v]:
@@ -70,12 +46,15 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return groups
 
 
-def import_graph() -> dict[str, set[str]]:
-    known = modules()
-    return {
-        name: {m for m in imports(path, known) if m != name and not name.startswith(m + ".")}
-        for name, path in known.items()
-    }
+def import_graph() -> dict[Path, set[Path]]:
+    """Each qdet file and the qdet files it imports, without the ``__init__`` files of the
+    packages it is inside of (importing those is not a dependency of its own)."""
+
+    def own_package(f: Path, g: Path) -> bool:
+        return g.name == "__init__.py" and g.parent in f.parents
+
+    files = sorted(QDET.rglob("*.py"))
+    return {f: {g for g in imported_files(f, by_name=False) if not own_package(f, g)} - {f} for f in files}
 
 
 def test_no_import_cycle():
