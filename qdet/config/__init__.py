@@ -6,7 +6,7 @@ params.yaml is the one source of defaults: the dataclasses have none, and a miss
 error naming it.
 """
 
-from qdet.config.load import config_from_dict, config_to_dict, flatten, load_config, section_from_dict
+from qdet.config.load import config_from_dict, load_config, section_from_dict
 from qdet.config.ranges import RANGES
 from qdet.config.sections import (
     BenchmarkConfig,
@@ -23,6 +23,8 @@ from qdet.config.sections import (
     SyntheticConfig,
     TrackingConfig,
     TrainConfig,
+    config_to_dict,
+    flatten,
 )
 
 __all__ = [

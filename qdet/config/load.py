@@ -86,7 +86,7 @@ def section_from_dict(cls: type, data: dict[str, Any], prefix: str) -> Any:
 def config_from_dict(data: dict[str, Any]) -> Config:
     """Build and validate a :class:`Config`; unknown keys and bad values raise ConfigError."""
     cfg = _build(Config, data or {}, "")
-    check_ranges(cfg, flatten(config_to_dict(cfg)))
+    check_ranges(cfg)
     return cfg
 
 
@@ -100,20 +100,3 @@ def load_config(path: Path) -> Config:
         return config_from_dict(data)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
-
-
-def config_to_dict(cfg: Config) -> dict[str, Any]:
-    """Plain dict of the resolved config, stored inside checkpoints and logged to MLflow."""
-    return dataclasses.asdict(cfg)
-
-
-def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; used for MLflow params."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}.{k}" if prefix else k
-        if isinstance(v, dict):
-            out.update(flatten(v, key))
-        else:
-            out[key] = v
-    return out

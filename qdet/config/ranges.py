@@ -3,13 +3,9 @@ make sense stops the stage with one line naming the key."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from qdet.config.sections import Config, ConfigError
+from qdet.config.sections import Config, ConfigError, config_to_dict, flatten
 
 POSITIVE, NON_NEGATIVE, FRACTION, UNIT = "> 0", ">= 0", "in (0, 1)", "in [0, 1]"
-
-
 _SCHEDULE = {
     "epochs": POSITIVE,
     "batch_size": POSITIVE,
@@ -20,8 +16,6 @@ _SCHEDULE = {
     "gamma": POSITIVE,
     "warmup_iters": NON_NEGATIVE,
 }
-
-
 RANGES: dict[str, str] = {
     "seed": NON_NEGATIVE,
     "data.valid_fraction": FRACTION,
@@ -71,8 +65,6 @@ RANGES: dict[str, str] = {
     "register.max_map_drop": UNIT,
     "register.min_speedup": NON_NEGATIVE,
 }  # every number in params.yaml has its range here (a test checks that none is missing)
-
-
 _IN_RANGE = {
     POSITIVE: lambda v: v > 0,
     NON_NEGATIVE: lambda v: v >= 0,
@@ -81,9 +73,9 @@ _IN_RANGE = {
 }
 
 
-def check_ranges(cfg: Config, values: dict[str, Any]) -> None:
-    """Every number in its range and the settings that only make sense together (``values``: the
-    config flattened to dotted keys)."""
+def check_ranges(cfg: Config) -> None:
+    """Every number in its range, and the settings that only make sense together."""
+    values = flatten(config_to_dict(cfg))
     for key, allowed in RANGES.items():
         value = values[key]
         for item in value if isinstance(value, list) else [value]:

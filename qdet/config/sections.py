@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from qdet.errors import QdetError
 
@@ -156,3 +157,20 @@ class Config:
     benchmark: BenchmarkConfig
     register: RegisterConfig
     tracking: TrackingConfig
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    """Plain dict of the resolved config, stored inside checkpoints and logged to MLflow."""
+    return dataclasses.asdict(cfg)
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; used for MLflow params."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}.{k}" if prefix else k
+        if isinstance(v, dict):
+            out.update(flatten(v, key))
+        else:
+            out[key] = v
+    return out

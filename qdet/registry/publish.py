@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from qdet.errors import QdetError
-from qdet.registry.champion import Candidate, Holder
+from qdet.registry.champion import Candidate, Holder, challenge
 from qdet.registry.figures import describe_parent, log_model_metrics, log_reference
 
 SERVING = Path(__file__).resolve().parents[1] / "serving"  # what ships inside a registered model
@@ -236,7 +236,6 @@ def publish(
     log the other rows as references, describe the parent run, and move ``alias`` to
     ``champion`` if it beats the version holding it (:func:`challenge`; ``tags["evaluation"]``
     says what it was scored on). Returns (variant -> version, whether the alias moved, why)."""
-    from qdet.registry.champion import challenge
     from qdet.variants import label
 
     logged = {c.variant: register_variant(name, c, tags, run) for c in variants}

@@ -60,8 +60,6 @@ PENNFUDAN_HEADER = (
     "# or have very small size.\n"
     "# Top left pixel co-ordinates : (1, 1)\n"
 )
-
-
 PENNFUDAN_OBJECT = (
     '# Details for pedestrian {i} ("PASpersonWalking")\n'
     'Original label for object {i} "PASpersonWalking" : "PennFudanPed"\n'

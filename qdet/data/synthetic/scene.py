@@ -7,23 +7,11 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 RED = (200, 20, 30)
-
-
 BLUE = (20, 70, 180)
-
-
 WHITE = (245, 245, 240)
-
-
 BLACK = (15, 15, 15)
-
-
 YELLOW = (250, 200, 20)
-
-
 GREY = (110, 110, 110)
-
-
 SUPERSAMPLE = 4
 
 
