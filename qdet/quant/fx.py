@@ -146,7 +146,8 @@ def module_sqnr(
 def save_int8(
     model: nn.Module, model_cfg: ModelConfig, meta: dict[str, Any], out_dir: Path, variant: str
 ) -> Saved:
-    """The whole detector scripted to ``<variant>.ts`` (``model_cfg`` travels inside the script)."""
+    """The whole detector scripted to ``<variant>.ts`` (the script holds the model: ``model_cfg``
+    is not needed)."""
     path = out_dir / f"{variant}.ts"
     return Saved(path, save_artifact(script_detector(model), path, meta), {})
 

@@ -9,7 +9,6 @@ dtype, no TorchScript.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 from pathlib import Path
 from typing import Any
@@ -27,13 +26,12 @@ from qdet.quant.pt2e.capture import ExportedPart, capture
 from qdet.quant.pt2e.diagnostics import describe, module_sqnr
 from qdet.quant.pt2e.quantizer import make_quantizer, quantization_config
 from qdet.quant.pt2e.workarounds import (
-    BN_FOLD,
     bn_constants,
     folding_with_own_bn_constants,
     split_shared_activations,
 )
 
-__all__ = [  # the engine interface (qdet.quant.engines), and what aot.py and the tests use
+__all__ = [  # the engine interface (qdet.quant.interface), and what the tests use
     "ExportedPart",
     "capture_inputs",
     "convert",
@@ -94,8 +92,7 @@ def convert(model: nn.Module, plan: QuantPlan) -> nn.Module:
     for part in plan.parts:
         wrapped = get_part(model, part)
         wrapped.freeze_bn()  # eval batch norms with their own eps: convert folds them into the convs
-        own_constants = folding_with_own_bn_constants(wrapped.bn_constants)
-        with own_constants if BN_FOLD.needed else contextlib.nullcontext():
+        with folding_with_own_bn_constants(wrapped.bn_constants):
             converted = convert_pt2e(wrapped.graph_module)
         channels = getattr(wrapped, "out_channels", None)
         set_part(model, part, ExportedPart(converted, channels, wrapped.example).eval())

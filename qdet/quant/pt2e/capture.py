@@ -8,13 +8,7 @@ from torch import nn
 from torchao.quantization.pt2e import move_exported_model_to_eval, move_exported_model_to_train
 
 from qdet.quant.parts import dynamic_shapes
-from qdet.quant.pt2e.workarounds import (
-    BN_CONSTANTS,
-    SHARED_ACTIVATIONS,
-    BnConstants,
-    restore_bn_constants,
-    split_shared_activations,
-)
+from qdet.quant.pt2e.workarounds import BnConstants, restore_bn_constants, split_shared_activations
 
 
 class ExportedPart(nn.Module):
@@ -51,8 +45,7 @@ class ExportedPart(nn.Module):
 
     def _bn_mode(self, training: bool) -> None:
         (move_exported_model_to_train if training else move_exported_model_to_eval)(self.graph_module)
-        if BN_CONSTANTS.needed:
-            restore_bn_constants(self.graph_module, self.bn_constants)
+        restore_bn_constants(self.graph_module, self.bn_constants)
 
     def forward(self, x: torch.Tensor):
         return self.graph_module(x)
@@ -65,6 +58,5 @@ def capture(module: nn.Module, inputs: tuple[torch.Tensor, ...], training: bool)
     exported = torch.export.export(module, inputs, dynamic_shapes=dynamic_shapes(inputs))
     generate_numeric_debug_handle(exported)  # lets module_sqnr pair float and int8 nodes
     graph_module = exported.module()
-    if SHARED_ACTIVATIONS.needed:
-        split_shared_activations(graph_module)
+    split_shared_activations(graph_module)
     return graph_module

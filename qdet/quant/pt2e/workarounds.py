@@ -1,7 +1,7 @@
 """What qdet fixes or works around in torchao's PT2E route, each with the upstream symptom and
-the torchao releases it applies to (:data:`TORCHAO`; checked on 0.18). Each is applied only
-while :func:`needed` says so; when torchao fixes one, set its ``fixed_in`` and the tests
-(tests/quant/test_pt2e.py) show whether the plain route now holds."""
+the torchao releases it applies to (:data:`TORCHAO`; checked on 0.18). Each function here does
+nothing once its :attr:`Workaround.needed` is false; when torchao fixes one, set its
+``fixed_in`` and the tests (tests/quant/test_pt2e.py) show whether the plain route now holds."""
 
 from __future__ import annotations
 
@@ -53,6 +53,8 @@ def split_shared_activations(graph_module: torch.fx.GraphModule) -> int:
     outputs, and stops with "Input partition has more than one output node". Naming every
     call apart gives it the conv + add + ReLU pattern it fuses. Returns how many were renamed.
     """
+    if not SHARED_ACTIVATIONS.needed:
+        return 0
     calls: collections.Counter[str] = collections.Counter()
     for node in graph_module.graph.nodes:
         stack = node.meta.get("nn_module_stack")
@@ -92,6 +94,8 @@ def restore_bn_constants(graph_module: torch.fx.GraphModule, constants: BnConsta
     0.458. Matched by the running-variance buffer, which the rewrites keep. Returns how many
     batch norms were set.
     """
+    if not BN_CONSTANTS.needed:
+        return 0
     restored = sum(_set_bn_constants(node, constants) for node in list(graph_module.graph.nodes))
     graph_module.recompile()
     return restored
@@ -120,7 +124,9 @@ def folding_with_own_bn_constants(constants: BnConstants) -> Iterator[None]:
     just written with eps 1e-5 (torchao 0.18 ``_fold_conv_bn_qat_helper``), whatever the graph
     said: MobileNetV3's converted QAT model scored mAP@.5 0.466 where its own fake-quant model
     scored 0.554 (0.544 with this). Set the module's eps on that node just before the fold."""
-
+    if not BN_FOLD.needed:
+        yield
+        return
     from torchao.quantization.pt2e import qat_utils
 
     fold = qat_utils.fold_bn_weights_into_conv_node
