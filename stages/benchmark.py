@@ -7,16 +7,18 @@ from pathlib import Path
 import torch
 import typer
 
-from qdet import bench, stage
-from qdet.console import console, exit_on_error
+from qdet.core import stage
+from qdet.core.console import console, exit_on_error
+from qdet.core.files import read_json, write_json
+from qdet.core.progress import progress_bar
 from qdet.data.dataset import load_split
-from qdet.files import read_json, write_json
+from qdet.measure import speed
+from qdet.measure.breakdown import breakdowns
+from qdet.measure.plots import map_vs_latency
+from qdet.measure.variants import REFERENCE, VARIANTS, int8_peers, non_int8
 from qdet.models.detector import load_trained
 from qdet.peers import skipped
-from qdet.plots import map_vs_latency
-from qdet.progress import progress_bar
 from qdet.tracking import split_summary
-from qdet.variants import REFERENCE, VARIANTS, int8_peers, non_int8
 
 app = typer.Typer(add_completion=False)
 
@@ -42,22 +44,22 @@ def main(
     dataset = load_split(processed, "valid")
     images = [dataset[i][0] for i in range(min(b.images, len(dataset)))]
     eager = load_trained(float_model, cfg.backbone, cfg.model).model
-    files = bench.variant_files(float_model, exported, peers)
+    files = speed.variant_files(float_model, exported, peers)
     for name, why in skipped(peers).items():
         console.print(f"note: {name} not timed: {why}")
-    variants = bench.load_variants(files, eager, b.threads)
+    variants = speed.load_variants(files, eager, b.threads)
     with progress_bar() as progress:
         task = progress.add_task("benchmark rounds", total=b.rounds, info="interleaved, rotating order")
         advance = lambda: progress.update(task, advance=1)  # noqa: E731
-        times = bench.time_interleaved(variants, images, b.warmup, b.rounds, advance)
-    result = bench.summarize(times, REFERENCE, non_int8(list(times)), int8_peers(list(times)))
-    bench.complete_rows(
+        times = speed.time_interleaved(variants, images, b.warmup, b.rounds, advance)
+    result = speed.summarize(times, REFERENCE, non_int8(list(times)), int8_peers(list(times)))
+    speed.complete_rows(
         result, files, read_json(eval_metrics), dataset.records[0].source, b.threads, exported
     )
-    best = {"best_float": bench.fastest(times, non_int8(list(times)))}
-    best["best_int8_peer"] = bench.fastest(times, int8_peers(list(times)))
-    parts = bench.breakdowns(eager, variants, qat_state, images, b.rounds)
-    environment = bench.environment(b.threads)
+    best = {"best_float": speed.fastest(times, non_int8(list(times)))}
+    best["best_int8_peer"] = speed.fastest(times, int8_peers(list(times)))
+    parts = breakdowns(eager, variants, exported, qat_state, images, b.rounds)
+    environment = speed.environment(b.threads)
     write_json({**best, "variants": result}, metrics)
     write_json({"environment": environment, "breakdown_ms": parts}, breakdown_out)
     map_vs_latency({VARIANTS[name].label: row for name, row in result.items()}, plot)
@@ -70,7 +72,7 @@ def main(
         run.log_artifact(plot, on_parent=True)
         for path in (metrics, breakdown_out):
             run.log_artifact(path)
-    console.print(bench.table(result), highlight=False)
+    console.print(speed.table(result), highlight=False)
     console.print(
         f"best float (the fastest non-int8): {best['best_float']}; best int8 peer: {best['best_int8_peer']}"
     )

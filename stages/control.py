@@ -1,23 +1,20 @@
 """control stage (``qat.control: true``): the float model fine-tuned with QAT's schedule and
 images but no fake quantization, evaluated as ``float_ft``: how much of QAT's gain is training."""
 
-import sys
 from pathlib import Path
 
 import typer
 
-from qdet import stage
-from qdet.checkpoint import fingerprint, load_checkpoint, save_checkpoint
 from qdet.config import config_to_dict
-from qdet.console import console, exit_on_error
-from qdet.control import CONTROL_FILE, OFF_NOTE, bn_freezing
-from qdet.data.dataset import training_datasets
-from qdet.distributed import distributed, finish_distributed
-from qdet.files import write_json
+from qdet.core import stage
+from qdet.core.console import console, exit_on_error
+from qdet.core.files import write_json
 from qdet.models.detector import load_trained
 from qdet.quant.qat import freeze_layers
-from qdet.tracking import NoRun
-from qdet.training.loop import FitHooks, epoch_logger, fit, write_history
+from qdet.training.checkpoint import fingerprint, load_checkpoint, save_checkpoint
+from qdet.training.control import CONTROL_FILE, OFF_NOTE, bn_freezing
+from qdet.training.loop import FitHooks, epoch_logger, fit
+from qdet.training.session import training_session
 
 app = typer.Typer(add_completion=False)
 
@@ -47,42 +44,34 @@ def main(
         write_json({"control": 0}, metrics)
         console.print("qat.control is off: no float fine-tuning control (set it to true to add float_ft)")
         return
-    ranks = distributed(cfg.train, sys.argv)  # nproc or nnodes > 1: under torchrun
     trained = load_trained(float_model, cfg.backbone, cfg.model)
-    train_set, valid_set = training_datasets(
-        processed, cfg.dataset, cfg.data.classes, cfg.train.hflip, cfg.train.color_jitter
-    )
     sections = ("seed", "dataset", "data", "train", "qat")
     identity = fingerprint(
         config_to_dict(cfg), *sections, inputs=(processed, float_model), stage=Path(__file__)
     )
     q, model = cfg.qat, trained.model.train()
     freeze_layers(model, q.frozen_layers)  # as QAT does
-    with stage.tracker(cfg, "control", params, metrics.parent) if ranks.main else NoRun() as run:
-        hooks = FitHooks(
-            on_epoch=epoch_logger(run),
-            before_epoch=bn_freezing(model, q.freeze_bn_after),
-        )
+    with training_session(cfg, "control", params, metrics, processed) as session:
         history = fit(
-            model,
-            train_set,
-            valid_set,
-            q,
-            checkpoint,
-            identity,
-            hooks,
-            cfg.train.workers,
-            q.max_images,
-            ranks,
+            model=model,
+            train_set=session.train_set,
+            valid_set=session.valid_set,
+            schedule=q,
+            checkpoint=checkpoint,
+            identity=identity,
+            hooks=FitHooks(
+                on_epoch=epoch_logger(session.run), before_epoch=bn_freezing(model, q.freeze_bn_after)
+            ),
+            workers=cfg.train.workers,
+            max_images=q.max_images,
+            ranks=session.ranks,
         )
-        if ranks.writer:
+        if session.ranks.writer:
             stored = load_checkpoint(float_model)  # same backbone and model config as the float model
             state = {"model": model.state_dict(), "config": stored["config"], "classes": trained.classes}
             save_checkpoint(state, out_dir / CONTROL_FILE)
             title = f"float fine-tuned like QAT (control) {trained.backbone} on {cfg.dataset}"
-            for path in write_history(history, {"control": 1}, metrics, history_csv, plot, title):
-                run.log_artifact(path)
-    finish_distributed(ranks)
+            session.finish(history, {"control": 1}, (metrics, history_csv, plot), title, plot_on_parent=False)
 
 
 if __name__ == "__main__":

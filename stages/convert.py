@@ -5,15 +5,16 @@ from pathlib import Path
 
 import typer
 
-from qdet import stage
-from qdet.checkpoint import load_checkpoint
-from qdet.console import console, exit_on_error
-from qdet.export import graph_signature, size_summary, write_manifest
-from qdet.files import compile_room, require_free_space, write_json
+from qdet.core import stage
+from qdet.core.console import console, exit_on_error
+from qdet.core.files import compile_room, require_free_space, write_json
+from qdet.measure.artifacts import graph_signature, size_summary, write_manifest
+from qdet.measure.variants import FLOAT_COMPILED
 from qdet.models.detector import load_trained
 from qdet.quant.aot import save_compiled
 from qdet.quant.engines import get_engine, int8_from_state
 from qdet.quant.plan import QuantPlan
+from qdet.training.checkpoint import load_checkpoint
 
 app = typer.Typer(add_completion=False)
 
@@ -34,9 +35,9 @@ def main(
     meta = {"classes": trained.classes, "backbone": trained.backbone}
     sizes, seconds, files, graphs = {}, {}, {}, {}
     with console.status("compiling the float model with AOTInductor"):
-        files["float_inductor"] = out_dir / "float_inductor"
-        sizes["float_inductor"], seconds["float_inductor"] = save_compiled(
-            trained.model, trained.config, {**meta, "variant": "float_inductor"}, files["float_inductor"]
+        files[FLOAT_COMPILED] = out_dir / FLOAT_COMPILED
+        sizes[FLOAT_COMPILED], seconds[FLOAT_COMPILED] = save_compiled(
+            trained.model, trained.config, {**meta, "variant": FLOAT_COMPILED}, files[FLOAT_COMPILED]
         )
     for variant, path, key, qat in (("ptq", ptq_state, "observed", False), ("qat", qat_state, "qat", True)):
         state = load_checkpoint(path)
@@ -50,10 +51,14 @@ def main(
         files[variant], sizes[variant] = saved.path, saved.size
         if saved.compile_seconds:
             seconds[variant] = saved.compile_seconds
-    for name, saved in engine.save_float(trained.model, trained.config, meta, out_dir).items():
+    same_format = engine.save_float(trained.model, trained.config, meta, out_dir)
+    for name, saved in same_format.items():
         files[name], sizes[name] = saved.path, saved.size
-    write_manifest(out_dir, files, plan.engine, graphs)
-    result = size_summary(sizes) | {f"{k}_compile_seconds": sum(v.values()) for k, v in seconds.items()}
+    float_name = next(iter(same_format), FLOAT_COMPILED)  # the float model in the int8 artifacts' format
+    write_manifest(out_dir, files, plan.engine, float_name, graphs)
+    result = size_summary(sizes, float_name) | {
+        f"{k}_compile_seconds": sum(v.values()) for k, v in seconds.items()
+    }
     write_json(result, metrics)
     with stage.tracker(cfg, "convert", params, metrics.parent) as run:
         run.log_metrics(

@@ -5,17 +5,17 @@ from pathlib import Path
 
 import typer
 
-from qdet import stage
-from qdet.console import console, exit_on_error
+from qdet.core import stage
+from qdet.core.console import console, exit_on_error
+from qdet.core.files import write_json
+from qdet.core.progress import progress_bar
 from qdet.data.dataset import load_split
-from qdet.export import evaluated_variants, load_variant
-from qdet.files import write_json
-from qdet.metrics import add_drops, add_intervals, evaluate_detector, map_summary, per_class_csv
+from qdet.measure.accuracy import add_drops, add_intervals, evaluate_detector, map_summary, per_class_csv
+from qdet.measure.artifacts import evaluated_variants, load_variant
+from qdet.measure.plots import detection_grid, pr_curves
+from qdet.measure.variants import REFERENCE
 from qdet.peers import skipped
-from qdet.plots import detection_grid, pr_curves
-from qdet.progress import progress_bar
 from qdet.tracking import split_summary
-from qdet.variants import REFERENCE
 
 app = typer.Typer(add_completion=False)
 
@@ -43,7 +43,7 @@ def main(
     plots.mkdir(parents=True, exist_ok=True)
     with progress_bar() as progress:
         for variant, path in variants.items():
-            detector = load_variant(path, cfg.train.threads)
+            detector = load_variant(variant, path, cfg.train.threads)
             scores[variant] = s = evaluate_detector(detector, dataset, out_dir, variant, progress)
             e = cfg.evaluate
             grid_png = plots / f"detections_{variant}.png"

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import typer
 
-from qdet import stage
 from qdet.config import ConfigError
-from qdet.console import console, exit_on_error
+from qdet.core import stage
+from qdet.core.console import console, exit_on_error
+from qdet.core.files import read_json, write_json
 from qdet.data.digest import evaluation_digest
-from qdet.files import read_json, write_json
 from qdet.registry.champion import choose_champion
 from qdet.registry.figures import summary, variant_metrics
 from qdet.registry.publish import (

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import typer
 
-from qdet.console import console, exit_on_error
-from qdet.files import read_json, write_atomically
-from qdet.report import render
+from qdet.core.console import console, exit_on_error
+from qdet.core.files import read_json, write_atomically
+from qdet.measure.report import render
 from qdet.tracking import git_commit
 
 app = typer.Typer(add_completion=False)

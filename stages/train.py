@@ -1,20 +1,17 @@
 """train stage: float Faster R-CNN with the chosen backbone; checkpoint every epoch, resumable."""
 
-import sys
 import time
 from pathlib import Path
 
 import typer
 
-from qdet import stage
-from qdet.checkpoint import fingerprint, save_checkpoint
 from qdet.config import config_to_dict
-from qdet.console import exit_on_error
-from qdet.data.dataset import training_datasets
-from qdet.distributed import distributed, finish_distributed
+from qdet.core import stage
+from qdet.core.console import exit_on_error
 from qdet.models.detector import build_detector
-from qdet.tracking import NoRun
-from qdet.training.loop import FitHooks, epoch_logger, fit, write_history
+from qdet.training.checkpoint import fingerprint, save_checkpoint
+from qdet.training.loop import FitHooks, epoch_logger, fit
+from qdet.training.session import training_session
 
 app = typer.Typer(add_completion=False)
 
@@ -31,45 +28,33 @@ def main(
     params: Path = typer.Option(Path("params.yaml")),
 ) -> None:
     cfg = stage.load(params, "train")
-    ranks = distributed(cfg.train, sys.argv)  # nproc or nnodes > 1: under torchrun
-    train_set, valid_set = training_datasets(
-        processed, cfg.dataset, cfg.data.classes, cfg.train.hflip, cfg.train.color_jitter
-    )
-    classes = train_set.classes
-    model = build_detector(cfg.backbone, cfg.model, len(classes))
     resolved = config_to_dict(cfg)
-    identity = fingerprint(
-        resolved,
-        "seed",
-        "dataset",
-        "backbone",
-        "data",
-        "model",
-        "train",
-        inputs=(processed,),
-        stage=Path(__file__),
-    )
-    with stage.tracker(cfg, "train", params, metrics.parent) if ranks.main else NoRun() as run:
+    sections = ("seed", "dataset", "backbone", "data", "model", "train")
+    identity = fingerprint(resolved, *sections, inputs=(processed,), stage=Path(__file__))
+    with training_session(cfg, "train", params, metrics, processed) as session:
+        classes = session.train_set.classes
+        model = build_detector(cfg.backbone, cfg.model, len(classes))
         start = time.perf_counter()
-        hooks = FitHooks(on_epoch=epoch_logger(run))
         history = fit(
-            model,
-            train_set,
-            valid_set,
-            cfg.train,
-            checkpoint,
-            identity,
-            hooks,
-            cfg.train.workers,
-            ranks=ranks,
+            model=model,
+            train_set=session.train_set,
+            valid_set=session.valid_set,
+            schedule=cfg.train,
+            checkpoint=checkpoint,
+            identity=identity,
+            hooks=FitHooks(on_epoch=epoch_logger(session.run)),
+            workers=cfg.train.workers,
+            ranks=session.ranks,
         )
-        if ranks.writer:
+        if session.ranks.writer:
             save_checkpoint({"model": model.state_dict(), "config": resolved, "classes": classes}, model_out)
-            summary = {"processes": ranks.world, "train_seconds_this_run": time.perf_counter() - start}
+            summary = {
+                "processes": session.ranks.world,
+                "train_seconds_this_run": time.perf_counter() - start,
+            }
             title = f"float {cfg.backbone} on {cfg.dataset}"
-            for path in (*write_history(history, summary, metrics, history_csv, plot, title), params):
-                run.log_artifact(path, on_parent=path == plot)  # the curves: a key plot
-    finish_distributed(ranks)
+            session.finish(history, summary, (metrics, history_csv, plot), title)
+            session.run.log_artifact(params)
 
 
 if __name__ == "__main__":

@@ -82,7 +82,7 @@ def answers(url: str, seconds: float = 120) -> bool:
     return False
 
 
-MODULE_STRING = re.compile(r"^qdet(\.[a-z0-9_]+)+$")  # e.g. "-m", "qdet.memprobe" in a subprocess
+MODULE_STRING = re.compile(r"^qdet(\.[a-z0-9_]+)+$")  # e.g. "-m", "qdet.measure.memprobe" in a subprocess
 
 
 def module_file(name: str) -> Path | None:

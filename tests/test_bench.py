@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from qdet.bench import fastest, percentile, summarize, time_interleaved
-from qdet.stats import disjoint, interval, medians, resample
-from qdet.variants import int8_peers, non_int8
+from qdet.measure.speed import fastest, percentile, summarize, time_interleaved
+from qdet.measure.stats import disjoint, interval, medians, resample
+from qdet.measure.variants import int8_peers, non_int8
 
 
 def test_percentile_interpolates_between_ranks():

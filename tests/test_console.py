@@ -4,7 +4,7 @@ import sys
 SCRIPT = """
 import logging, os, subprocess, sys, warnings
 from pathlib import Path
-from qdet.console import console, third_party_to_log
+from qdet.core.console import console, third_party_to_log
 third_party_to_log(Path(sys.argv[1]))
 import torch  # noqa: F401  (after: the register stage imports it only when it loads a model)
 import mlflow  # noqa: F401

@@ -49,9 +49,12 @@ def test_stage_depends_on_all_code_it_runs(name: str) -> None:
 def test_walker_sees_local_imports_and_module_strings(tmp_path: Path) -> None:
     """The walker itself: a function-local import and a ``-m qdet.x`` string both count."""
     script = tmp_path / "s.py"
-    script.write_text('def f():\n    from qdet.files import write_json\n\ncmd = ["-m", "qdet.memprobe"]\n')
+    script.write_text(
+        'def f():\n    from qdet.core.files import write_json\n\ncmd = ["-m", "qdet.measure.memprobe"]\n'
+    )
     found = {p.relative_to(REPO).as_posix() for p in imported_files(script)}
-    assert found == {"qdet/__init__.py", "qdet/files.py", "qdet/memprobe.py"}
+    packages = {"qdet/__init__.py", "qdet/core/__init__.py", "qdet/measure/__init__.py"}
+    assert found == packages | {"qdet/core/files.py", "qdet/measure/memprobe.py"}
 
 
 def test_qat_depends_on_its_schedule_but_not_on_the_control_switch() -> None:

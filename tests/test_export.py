@@ -33,15 +33,15 @@ def test_live_ops_stay_in_the_builtin_table():
 
 
 def test_a_truncated_or_foreign_artifact_is_one_line_naming_it(tmp_path):
-    from qdet.export import ArtifactError, load_variant
+    from qdet.measure.artifacts import ArtifactError, load_variant
 
     cut = tmp_path / "qat.ts"
     cut.write_bytes(b"PK\x03\x04" + b"\x00" * 200)  # a zip header, then nothing: a cut TorchScript file
     garbage = tmp_path / "ort_int8.onnx"
     garbage.write_bytes(b"garbage" * 20)
-    for path in (cut, garbage):
+    for name, path in (("qat", cut), ("ort_int8", garbage)):
         with pytest.raises(ArtifactError) as caught:
-            load_variant(path, threads=1)
+            load_variant(name, path, threads=1)
         message = str(caught.value)
         assert message.startswith(f"{path}: does not load (") and "rerun the stage that wrote it" in message
         assert "\n" not in message

@@ -4,7 +4,7 @@ import errno
 
 import pytest
 
-from qdet.files import OutputError, require_free_space, write_atomically, write_json
+from qdet.core.files import OutputError, require_free_space, write_atomically, write_json
 
 
 def test_a_full_disk_leaves_no_partial_file_and_names_the_path(tmp_path):

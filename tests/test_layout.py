@@ -90,3 +90,24 @@ def test_no_engine_name_is_compared_outside_quant():
 
 def test_the_engine_check_finds_a_comparison():
     assert engine_comparisons('if plan.engine == "fx":\n    pass\nok = name in ("pt2e", "x")\n') == [1, 3]
+
+
+def test_the_top_level_is_a_dozen_packages_by_job():
+    entries = sorted(p.name for p in QDET.iterdir() if p.name != "__pycache__")
+    assert [e for e in entries if e.endswith(".py")] == ["__init__.py"]  # no loose module
+    assert len(entries) <= 13, entries
+
+
+def test_variant_names_are_spelled_in_the_table_only():
+    """The code that reads results (evaluate, benchmark, register, plots, report) takes variant
+    names from ``qdet/measure/variants.py``; the code that builds a variant names what it builds."""
+    readers = [p for p in (QDET / "measure").glob("*.py") if p.name != "variants.py"]
+    readers += list((QDET / "registry").glob("*.py"))
+    readers += [REPO / "stages" / f"{name}.py" for name in ("evaluate", "benchmark", "register", "report")]
+    names = {"float_eager", "float_ts", "float_inductor", "float_ft", "ptq", "qat", "ort_int8", "ov_int8"}
+    found = []
+    for path in readers:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and node.value in names:
+                found.append(f"{path.relative_to(REPO)}:{node.lineno}: {node.value!r}")
+    assert not found

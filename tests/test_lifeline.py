@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from qdet.lifeline import deferred_signal, dvc_ancestors
+from qdet.core.lifeline import deferred_signal, dvc_ancestors
 
 
 class Stopped(Exception):
@@ -48,7 +48,7 @@ def test_no_signal_no_delivery():
 def test_the_chain_up_to_dvc_goes_through_the_shell(tmp_path):
     """A fake ``dvc`` starts ``sh -c`` with two commands (so sh cannot exec), which runs python."""
     fake = tmp_path / "dvc"
-    probe = "from qdet.lifeline import dvc_ancestors; print(len(dvc_ancestors()))"
+    probe = "from qdet.core.lifeline import dvc_ancestors; print(len(dvc_ancestors()))"
     command = f'true; {sys.executable} -c "{probe}"'
     fake.write_text(f"import subprocess\nsubprocess.run(['/bin/sh', '-c', {command!r}])\n")
     done = subprocess.run([sys.executable, str(fake)], capture_output=True, text=True, timeout=60)
@@ -57,7 +57,7 @@ def test_the_chain_up_to_dvc_goes_through_the_shell(tmp_path):
 
 
 def test_a_second_sigterm_does_not_interrupt_the_shutdown_the_first_started():
-    from qdet.stage import Terminated, _terminated
+    from qdet.core.stage import Terminated, _terminated
 
     previous = signal.signal(signal.SIGTERM, _terminated)
     try:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from qdet.data.records import Box, ImageRecord
-from qdet.metrics import coco_evaluate, per_class_ap, score
+from qdet.measure.accuracy import coco_evaluate, per_class_ap, score
 
 CLASSES = ["sign", "person"]
 
@@ -62,7 +62,7 @@ def test_written_files_rescore_identically(tmp_path):
 
 
 def _scored(tmp_path, preds, name):
-    from qdet.metrics import VariantScore
+    from qdet.measure.accuracy import VariantScore
 
     stats, ev = score(_records(), CLASSES, preds, tmp_path / "gt.json", tmp_path / f"{name}.json")
     return stats, VariantScore(stats, None, {}, preds, ev)
@@ -78,7 +78,7 @@ PERFECT = [
 def test_resampling_every_image_once_reproduces_the_coco_stats(tmp_path):
     import numpy as np
 
-    from qdet.metrics import resampled_maps
+    from qdet.measure.accuracy import resampled_maps
 
     preds = [_pred([[11, 9, 41, 40]], [1], [0.9]), _pred([[60, 61, 90, 95]], [2], [0.7]), _pred([], [], [])]
     stats, s = _scored(tmp_path, preds, "dt")
@@ -90,7 +90,7 @@ def test_resampling_every_image_once_reproduces_the_coco_stats(tmp_path):
 
 
 def test_intervals_hold_the_point_and_a_drop_on_one_image_is_not_beyond_noise(tmp_path):
-    from qdet.metrics import add_drops, add_intervals
+    from qdet.measure.accuracy import add_drops, add_intervals
 
     worse = [PERFECT[0], _pred([], [], []), PERFECT[2]]  # misses image b's sign
     results, scores = {}, {}
@@ -108,7 +108,7 @@ def test_intervals_hold_the_point_and_a_drop_on_one_image_is_not_beyond_noise(tm
 def test_identical_imperfect_variants_drop_by_exactly_zero_in_every_resample(tmp_path):
     """Pairing: the same resampled images for both variants, so two identical variants differ by
     0 in every resample, though each one's own interval is wide (images a and b score apart)."""
-    from qdet.metrics import add_drops, add_intervals
+    from qdet.measure.accuracy import add_drops, add_intervals
 
     partial = [_pred([[10, 10, 40, 40]], [1], [0.9]), PERFECT[1], PERFECT[2]]  # misses image a's person
     results, scores = {}, {}

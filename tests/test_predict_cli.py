@@ -8,19 +8,19 @@ import pytest
 import torch
 from PIL import Image
 
-TRAINING = ("qdet.training", "qdet.stage", "qdet.distributed", "qdet.quant", "qdet.tracking")
+TRAINING = ("qdet.training", "qdet.core.stage", "qdet.quant", "qdet.tracking")
 
 
 def test_predict_cli_imports_none_of_the_training_code():
-    code = "import sys, qdet.predict_cli; print(' '.join(m for m in sys.modules if m.startswith('qdet')))"
+    code = "import sys, qdet.predict.cli; print(' '.join(m for m in sys.modules if m.startswith('qdet')))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = done.stdout.split()
-    assert "qdet.predict" in loaded
+    assert "qdet.predict.predictor" in loaded
     assert not [m for m in loaded if m.startswith(TRAINING)], loaded
 
 
 def test_inputs_are_checked_before_the_model_loads(tmp_path):
-    from qdet.predict import InputError, check_inputs
+    from qdet.predict.predictor import InputError, check_inputs
 
     (tmp_path / "empty").mkdir()
     (tmp_path / "notes").mkdir()
@@ -40,7 +40,7 @@ def test_inputs_are_checked_before_the_model_loads(tmp_path):
 def test_a_missing_input_is_one_line_and_leaves_no_output(tmp_path):
     out = tmp_path / "out"
     done = subprocess.run(
-        [sys.executable, "-m", "qdet.predict_cli", str(tmp_path / "no-model.ts"), str(tmp_path / "x.jpg"),
+        [sys.executable, "-m", "qdet.predict.cli", str(tmp_path / "no-model.ts"), str(tmp_path / "x.jpg"),
          "--out", str(out)],
         capture_output=True, text=True,
     )  # fmt: skip
@@ -63,7 +63,7 @@ class _Slowing:
 
 
 def test_warm_up_lasts_until_two_calls_agree():
-    from qdet.predict import Predictor
+    from qdet.predict.predictor import Predictor
 
     predictor = Predictor.__new__(Predictor)
     predictor.module = _Slowing([0.3, 0.15], 0.02)
@@ -74,8 +74,8 @@ def test_warm_up_lasts_until_two_calls_agree():
 
 
 def test_summary_gives_p50_and_p90_of_what_was_timed(tmp_path):
-    from qdet.predict import PredictReport
-    from qdet.predict_cli import summary
+    from qdet.predict.cli import summary
+    from qdet.predict.predictor import PredictReport
 
     report = PredictReport(
         images=10, detections=3, seconds=1.0, latencies_ms=[float(v) for v in range(1, 11)]

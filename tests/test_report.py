@@ -1,6 +1,6 @@
 """The results page renders every row the run measured, with its intervals, from the metric files."""
 
-from qdet.report import render
+from qdet.measure.report import render
 
 ROW = {
     "map50": 0.8046,

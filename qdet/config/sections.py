@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from qdet.errors import QdetError
+from qdet.core.errors import QdetError
 
 
 class ConfigError(QdetError, ValueError):

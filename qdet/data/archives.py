@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from qdet.errors import QdetError
-from qdet.files import md5sum
+from qdet.core.errors import QdetError
+from qdet.core.files import md5sum
 
 
 class SourceError(QdetError):

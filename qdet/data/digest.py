@@ -13,7 +13,7 @@ from qdet.data.processed import read_split
 def evaluation_digest(processed: Path, split: str) -> str:
     """What a score was computed on: the split's rows (images, sizes, boxes), the class names
     and every image's bytes. Two runs' scores compare only when this is equal."""
-    from qdet.files import md5sum
+    from qdet.core.files import md5sum
 
     digest = hashlib.md5()
     for name in (f"{split}.csv", "classes.txt"):

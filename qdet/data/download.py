@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from qdet.config import Config
+from qdet.core.files import md5sum
 from qdet.data.archives import (
     OFFICIAL,
     SourceError,
@@ -19,7 +20,6 @@ from qdet.data.archives import (
     verify_md5,
 )
 from qdet.data.synthetic import GENERATORS
-from qdet.files import md5sum
 
 STRUCTURE = {"gtsdb": "gt.txt", "pennfudan": "PNGImages", "voc": "Annotations"}
 

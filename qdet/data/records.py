@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qdet.errors import QdetError
+from qdet.core.errors import QdetError
 
 
 class DataError(QdetError, ValueError):

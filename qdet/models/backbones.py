@@ -20,7 +20,7 @@ from torchvision.models import get_model, get_model_weights
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-from qdet.errors import QdetError
+from qdet.core.errors import QdetError
 
 
 class BackboneError(QdetError, ValueError):

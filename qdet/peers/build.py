@@ -8,7 +8,7 @@ from typing import Any
 from torch import nn
 
 from qdet.config import Config
-from qdet.console import console
+from qdet.core.console import console
 from qdet.data.dataset import DetectionDataset
 from qdet.peers import onnx, openvino
 
@@ -18,7 +18,7 @@ def build_onnx(
 ) -> tuple[dict[str, Path], dict[str, Any]]:
     """``ort_fp32.onnx`` and ORT's static int8 ``ort_int8.onnx`` calibrated on the PTQ images by
     the best of ORT's methods on as many training images after them (never the valid images)."""
-    from qdet.metrics import evaluate_detector
+    from qdet.measure.accuracy import evaluate_detector
 
     fp32, int8 = out_dir / "ort_fp32.onnx", out_dir / "ort_int8.onnx"
     images, threads = cfg.calibrate.images, cfg.train.threads

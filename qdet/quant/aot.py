@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from qdet.config import ModelConfig
-from qdet.errors import QdetError
+from qdet.core.errors import QdetError
 from qdet.quant.parts import PARTS, capture_inputs, dynamic_shapes, get_part
 from qdet.serving import aot_detector
 

@@ -11,8 +11,8 @@ from rich.progress import Progress
 from torch import nn
 
 from qdet.data.dataset import DetectionDataset
-from qdet.device import model_device
 from qdet.quant.plan import QuantPlan
+from qdet.training.device import model_device
 
 
 @torch.inference_mode()

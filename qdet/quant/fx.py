@@ -143,6 +143,21 @@ def module_sqnr(
     return dict(sorted(out.items(), key=lambda kv: kv[1]))
 
 
+def module_name(name: str) -> str:
+    """FX parts keep their modules' names (``backbone.body.0`` stays ``backbone.body.0``)."""
+    return name
+
+
+def timed_int8(eager: nn.Module, loaded: Any, state: dict[str, Any]) -> nn.Module:
+    """Hooks cannot see into TorchScript: the equivalent eager int8 model, rebuilt from the QAT
+    checkpoint, with the RoI align the TorchScript artifact runs."""
+    from qdet.quant.engines import int8_from_state
+
+    int8 = int8_from_state(eager, state, "qat", qat=True)
+    int8.roi_heads.box_roi_pool.gather = True
+    return int8
+
+
 def save_int8(
     model: nn.Module, model_cfg: ModelConfig, meta: dict[str, Any], out_dir: Path, variant: str
 ) -> Saved:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from qdet.errors import QdetError
+from qdet.core.errors import QdetError
 
 
 class QuantError(QdetError, ValueError):

@@ -3,36 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from types import ModuleType
 
 from torch import nn
 
 from qdet.data.dataset import DetectionDataset
 from qdet.quant.calibrate import run_calibration
-from qdet.quant.parts import PARTS, QuantError
+from qdet.quant.interface import Engine
+from qdet.quant.parts import QuantError
 
 
-def freeze_layers(model: nn.Module, names: list[str]) -> None:
-    """No gradients for the named modules (e.g. the stem and first stage, as the seed recipe)."""
+def freeze_layers(
+    model: nn.Module, names: list[str], module_name: Callable[[str], str] | None = None
+) -> None:
+    """No gradients for the named modules (e.g. the stem and first stage, as the seed recipe).
+    Names are the float model's; ``module_name`` (the engine's) finds them in a prepared model."""
     known = {n for n, _ in model.named_modules()}
     for name in names:
-        found = next((n for n in (name, _inside_captured_part(name)) if n in known), None)
-        if found is None:
+        found = name if module_name is None else module_name(name)
+        if found not in known:
             raise QuantError(f"qat.frozen_layers: no module named {name!r} in the prepared model")
         for p in model.get_submodule(found).parameters():
             p.requires_grad_(False)
 
 
-def _inside_captured_part(name: str) -> str:
-    """The same module inside a PT2E-captured part (``backbone.body.0`` ->
-    ``backbone.graph_module.body.0``)."""
-    for path in PARTS.values():
-        if name.startswith(path + "."):
-            return f"{path}.graph_module.{name[len(path) + 1 :]}"
-    return name
-
-
-def calibrate_ranges(model: nn.Module, engine: ModuleType, dataset: DetectionDataset, images: int) -> float:
+def calibrate_ranges(model: nn.Module, engine: Engine, dataset: DetectionDataset, images: int) -> float:
     """Observers on, fake-quant off, run calibration images: QAT starts from PTQ-like ranges."""
     engine.fake_quant(model, False)
     engine.observers(model, True)
@@ -42,7 +36,7 @@ def calibrate_ranges(model: nn.Module, engine: ModuleType, dataset: DetectionDat
 
 
 def epoch_controls(
-    model: nn.Module, engine: ModuleType, freeze_bn_after: int, freeze_observer_after: int
+    model: nn.Module, engine: Engine, freeze_bn_after: int, freeze_observer_after: int
 ) -> Callable[[int], None]:
     """``before_epoch`` hook: freeze BN statistics and observer ranges from the given epochs."""
 
@@ -56,7 +50,7 @@ def epoch_controls(
 
 
 def observers_frozen_while(
-    engine: ModuleType,
+    engine: Engine,
     fn: Callable[[nn.Module], dict[str, float]],
 ) -> Callable[[nn.Module], dict[str, float]]:
     """Wrap a validation function so that validating never moves the observer ranges."""

@@ -33,7 +33,7 @@ class InputRecorder:
 
 def plot_sensitivity(sqnr: dict[str, float], path: Path, most: int = 40) -> None:
     """Bars of the ``most`` worst modules (SQNR, dB), worst on top."""
-    from qdet.plots import bars
+    from qdet.measure.plots import bars
 
     path.parent.mkdir(parents=True, exist_ok=True)
     bars(

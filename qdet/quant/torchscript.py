@@ -11,8 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from qdet.errors import last_line
-from qdet.files import OutputError
+from qdet.core.errors import last_line
+from qdet.core.files import OutputError
 from qdet.models.detector import DetectionsOnly
 from qdet.serving import TORCHSCRIPT_META as META
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qdet.stats import disjoint
+from qdet.measure.stats import disjoint
 
 
 @dataclass

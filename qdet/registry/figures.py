@@ -4,6 +4,8 @@ pipeline run's description and ``champion`` tag, and the one-line summary for DV
 
 from __future__ import annotations
 
+from qdet.measure.variants import RECOMMENDED, REFERENCE
+
 MODEL_METRICS = (  # what each logged model carries: the experiment's Models view compares them as rows
     "map50",
     "map50_ci95",
@@ -63,9 +65,9 @@ def summary(champion: str | None, rows: dict[str, dict[str, object]], registered
     the fastest rivals."""
     from qdet.tracking import shown
 
-    row = rows[registered[champion or "qat"]]
+    row = rows[registered[champion or RECOMMENDED]]
     figures = {
-        "float_map50": rows.get("float_eager", {}).get("map50"),
+        "float_map50": rows.get(REFERENCE, {}).get("map50"),
         **{k: row.get(k) for k in ("map50", "map50_drop", "latency_ms_p50")},
         **{k: row.get(k) for k in ("speedup_vs_best_float", "speedup_vs_best_int8_peer")},
     }

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qdet.errors import QdetError
+from qdet.core.errors import QdetError
+from qdet.measure.variants import REGISTERED_INT8
 from qdet.registry.champion import Candidate, Holder, challenge
 from qdet.registry.figures import describe_parent, log_model_metrics, log_reference
 
@@ -20,7 +21,7 @@ class RegistryUnreachable(QdetError):
     """Register could not reach the store: what it did is in its offline log, rerun later."""
 
 
-REGISTERED = ("float", "ptq", "qat")  # reference variants (ONNX Runtime peers) are never registered
+REGISTERED = ("float", *REGISTERED_INT8)  # the variant table's registered int8 ones and their float
 
 
 def model_name(configured: str, dataset: str, backbone: str) -> str:
@@ -30,15 +31,15 @@ def model_name(configured: str, dataset: str, backbone: str) -> str:
 
 def registered_rows(exported: Path) -> dict[str, str]:
     """Registered name -> its eval/benchmark row (``float`` is the float artifact of the engine)."""
-    from qdet.export import read_manifest
+    from qdet.measure.artifacts import read_manifest
 
-    return {"float": read_manifest(exported)["float"], "ptq": "ptq", "qat": "qat"}
+    return {"float": read_manifest(exported)["float"]} | {name: name for name in REGISTERED_INT8}
 
 
 def candidates(exported: Path, maps: dict, bench: dict) -> list[Candidate]:
     """One candidate per exported variant, with its accuracy (evaluate) and its speed
     (benchmark): the speedup is against the fastest float variant of the run, peers included."""
-    from qdet.export import read_manifest
+    from qdet.measure.artifacts import read_manifest
 
     manifest = read_manifest(exported)
     row = registered_rows(exported)
@@ -65,7 +66,7 @@ def artifact_md5(path: Path) -> str:
     """The artifact's bytes, a file or a folder's files in name order (missing: empty)."""
     import hashlib
 
-    from qdet.files import md5sum
+    from qdet.core.files import md5sum
 
     if path.is_file():
         return md5sum(path)
@@ -236,7 +237,7 @@ def publish(
     log the other rows as references, describe the parent run, and move ``alias`` to
     ``champion`` if it beats the version holding it (:func:`challenge`; ``tags["evaluation"]``
     says what it was scored on). Returns (variant -> version, whether the alias moved, why)."""
-    from qdet.variants import label
+    from qdet.measure.variants import label
 
     logged = {c.variant: register_variant(name, c, tags, run) for c in variants}
     versions = {variant: version for variant, (version, _) in logged.items()}

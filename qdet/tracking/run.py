@@ -24,7 +24,7 @@ from typing import Any
 
 import requests
 
-from qdet.lifeline import deferred_signal
+from qdet.core.lifeline import deferred_signal
 from qdet.tracking.store import check_reachable, short_http_retries, store_lock
 from qdet.tracking.summary import numeric_metrics
 
@@ -162,7 +162,7 @@ class StageRun(AbstractContextManager):
 
         if exc_type is None:
             status = "FINISHED"
-        else:  # Ctrl-C and SIGTERM (qdet.stage.Terminated) are KeyboardInterrupts
+        else:  # Ctrl-C and SIGTERM (qdet.core.stage.Terminated) are KeyboardInterrupts
             status = "KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED"
         self._safe(mlflow.end_run, status)  # the stage run
         self._safe(mlflow.end_run, status)  # the parent: never left RUNNING between stages

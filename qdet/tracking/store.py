@@ -11,7 +11,7 @@ from pathlib import Path
 
 import requests
 
-from qdet.errors import QdetError
+from qdet.core.errors import QdetError
 
 
 class TrackingUnavailable(QdetError):

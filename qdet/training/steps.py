@@ -13,8 +13,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from qdet.config import ScheduleConfig
-from qdet.device import model_device, to_device
-from qdet.errors import QdetError
+from qdet.core.errors import QdetError
+from qdet.training.device import model_device, to_device
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 

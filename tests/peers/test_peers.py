@@ -10,7 +10,7 @@ import onnx
 import pytest
 import torch
 
-from qdet.export import artifact_size, load_variant
+from qdet.measure.artifacts import artifact_size, load_variant
 from qdet.models.detector import build_detector
 from qdet.peers import bf16_support, cpu_flags, openvino, peer_files, write_manifest
 from qdet.peers import onnx as ort_peers
@@ -51,7 +51,7 @@ def test_ort_and_openvino_fp32_match_torch_float_on_an_image(exported):
     (ort,) = ort_peers.OrtDetector(folder / "fp32.onnx", 1)([image])
     _matches(reference, ort, 1e-3)
     openvino.write_spec(folder / "ov_fp32.json", folder / "fp32.onnx", "f32", 1, "onnx")
-    (ov,) = load_variant(folder / "ov_fp32.json", 1)([image])
+    (ov,) = load_variant("ov_fp32", folder / "ov_fp32.json", 1)([image])
     _matches(reference, ov, 1e-3)
 
 

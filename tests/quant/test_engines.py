@@ -36,3 +36,15 @@ def test_unknown_engine_is_one_line_naming_the_key():
 
 def test_only_fx_is_deprecated_upstream():
     assert [n for n in sorted(ENGINES) if deprecated_upstream(n)] == ["fx"]
+
+
+def test_interface_covers_what_readers_asked_by_name_before():
+    assert {"module_name", "timed_int8"} <= set(MEMBERS)
+
+
+def test_frozen_layers_are_found_by_their_float_names_in_each_engine():
+    assert get_engine("fx").module_name("backbone.body.layer1") == "backbone.body.layer1"
+    pt2e = get_engine("pt2e")
+    assert pt2e.module_name("backbone.body.layer1") == "backbone.graph_module.body.layer1"
+    assert pt2e.module_name("roi_heads.box_head.fc6") == "roi_heads.box_head.graph_module.fc6"
+    assert pt2e.module_name("rpn.anchor_generator") == "rpn.anchor_generator"  # outside the parts

@@ -5,7 +5,6 @@ import sys
 import pytest
 import torch
 
-from qdet.export import load_artifact
 from qdet.models.detector import build_detector
 from qdet.peers import cpu_flags
 from qdet.quant.engines import restore
@@ -14,6 +13,7 @@ from qdet.quant.parts import PARTS
 from qdet.quant.plan import QuantPlan
 from qdet.quant.sensitivity import InputRecorder
 from qdet.quant.torchscript import save_artifact, script_detector
+from qdet.serving.formats import load_artifact
 from tests.helpers import model_config
 
 CFG = model_config(

@@ -20,7 +20,7 @@ from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e, 
 from qdet.config import ModelConfig
 from qdet.quant.aot import save_compiled
 from qdet.quant.interface import Saved
-from qdet.quant.parts import capture_inputs, check_skip, dynamic_shapes, get_part, set_part
+from qdet.quant.parts import PARTS, capture_inputs, check_skip, dynamic_shapes, get_part, set_part
 from qdet.quant.plan import QuantPlan
 from qdet.quant.pt2e.capture import ExportedPart, capture
 from qdet.quant.pt2e.diagnostics import describe, module_sqnr
@@ -39,6 +39,7 @@ __all__ = [  # the engine interface (qdet.quant.interface), and what the tests u
     "dynamic_shapes",
     "fake_quant",
     "freeze_bn",
+    "module_name",
     "module_sqnr",
     "observers",
     "prepare",
@@ -46,6 +47,7 @@ __all__ = [  # the engine interface (qdet.quant.interface), and what the tests u
     "save_float",
     "save_int8",
     "split_shared_activations",
+    "timed_int8",
 ]
 ARTIFACT = "AOTInductor folder (compiling)"
 
@@ -97,6 +99,20 @@ def convert(model: nn.Module, plan: QuantPlan) -> nn.Module:
         channels = getattr(wrapped, "out_channels", None)
         set_part(model, part, ExportedPart(converted, channels, wrapped.example).eval())
     return model
+
+
+def module_name(name: str) -> str:
+    """The same module inside its captured part (``backbone.body.0`` ->
+    ``backbone.graph_module.body.0``); a name outside the parts is unchanged."""
+    for path in PARTS.values():
+        if name.startswith(path + "."):
+            return f"{path}.graph_module.{name[len(path) + 1 :]}"
+    return name
+
+
+def timed_int8(eager: nn.Module, loaded: Any, state: dict[str, Any]) -> nn.Module:
+    """The artifact's own detector: torchvision's, with each compiled part in place."""
+    return loaded.model
 
 
 def save_int8(

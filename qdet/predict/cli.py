@@ -8,9 +8,9 @@ import numpy as np
 import torch
 import typer
 
-from qdet.console import console, exit_on_error, quiet_warnings, third_party_to_log
-from qdet.errors import QdetError
-from qdet.predict import Predictor, PredictReport, check_inputs
+from qdet.core.console import console, exit_on_error, quiet_warnings, third_party_to_log
+from qdet.core.errors import QdetError
+from qdet.predict.predictor import Predictor, PredictReport, check_inputs
 
 app = typer.Typer(add_completion=False, help=__doc__)
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from qdet.console import console
-from qdet.lifeline import die_with_parent
+from qdet.core.console import console
+from qdet.core.lifeline import die_with_parent
 
 if TYPE_CHECKING:
     from qdet.config import TrainConfig
@@ -47,10 +47,10 @@ def distributed(train: TrainConfig, argv: list[str]) -> Ranks:
     under torchrun and exit with its code, or, inside torchrun, join the process group. One node:
     ``--standalone``; several: c10d rendezvous at ``train.rdzv_endpoint`` (run the same stage on
     every node). Threads are shared out among a node's ranks; the device is chosen by
-    :mod:`qdet.device`."""
+    :mod:`qdet.training.device`."""
     import torch  # here: importing this module (for Ranks) must stay cheap
 
-    from qdet.device import backend, resolve
+    from qdet.training.device import backend, resolve
 
     if train.nproc == 1 and train.nnodes == 1:
         torch.set_num_threads(train.threads)

@@ -20,8 +20,9 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from rich.progress import Progress
 
+from qdet.core.files import write_atomically, write_json
 from qdet.data.records import ImageRecord
-from qdet.files import write_atomically, write_json
+from qdet.measure.variants import CONTROL, RECOMMENDED
 
 STAT_NAMES = ["map", "map50", "map75", "map_small", "map_medium", "map_large"]
 
@@ -167,7 +168,7 @@ def add_drops(results: dict[str, dict[str, float]], baseline: str = "float") -> 
 
 def resampled_maps(ev: COCOeval, rows: np.ndarray) -> dict[str, np.ndarray]:
     """mAP and mAP@.5 of an evaluated COCOeval in each resample of its images (``rows`` of image
-    positions, from :func:`qdet.stats.resample`), by pycocotools' own accumulation: the per-image
+    positions, from :func:`qdet.measure.stats.resample`), by pycocotools' own accumulation: the per-image
     matches of ``evaluate()`` are reused, only the set of images changes (all areas, 100 dets)."""
     images, areas = len(ev._paramsEval.imgIds), len(ev._paramsEval.areaRng)
     categories = len(ev._paramsEval.catIds)
@@ -190,13 +191,13 @@ def add_intervals(
     results: dict[str, dict],
     scores: dict[str, VariantScore],
     baseline: str = "float",
-    control: str = "float_ft",
+    control: str = CONTROL,
 ) -> None:
     """``map_ci95``/``map50_ci95`` on every variant and ``map_drop_ci95``/``map50_drop_ci95`` on
     the others, in place: 95% bootstrap over the valid images, the drop paired (the same
     resampled images for both variants). With the QAT control scored, QAT also gets
     ``map50_vs_float_ft`` (QAT minus the control) and its interval. Needs :func:`add_drops` first."""
-    from qdet.stats import interval, resample
+    from qdet.measure.stats import interval, resample
 
     rows = resample(len(scores[baseline].evaluation._paramsEval.imgIds))
     boot = {variant: resampled_maps(s.evaluation, rows) for variant, s in scores.items()}
@@ -206,11 +207,12 @@ def add_intervals(
             if variant != baseline:
                 drops = boot[baseline][key] - boot[variant][key]
                 stats[f"{key}_drop_ci95"] = interval(drops, stats[f"{key}_drop"])
-    if control in results and "qat" in results:
+    qat = RECOMMENDED  # the variant the control is the control of
+    if control in results and qat in results:
         for key in ("map", "map50"):
-            gain = results["qat"][key] - results[control][key]
-            results["qat"][f"{key}_vs_{control}"] = gain
-            results["qat"][f"{key}_vs_{control}_ci95"] = interval(boot["qat"][key] - boot[control][key], gain)
+            gain = results[qat][key] - results[control][key]
+            results[qat][f"{key}_vs_{control}"] = gain
+            results[qat][f"{key}_vs_{control}_ci95"] = interval(boot[qat][key] - boot[control][key], gain)
 
 
 def map_summary(stats: dict) -> str:
@@ -225,9 +227,9 @@ def map_summary(stats: dict) -> str:
         lo, hi = stats["map50_drop_ci95"]
         verdict = "beyond noise" if lo > 0 or hi < 0 else "within noise"
         line += f"  drop@.5 {stats['map50_drop']:+.3f} [{lo:+.3f}, {hi:+.3f}] {verdict}"
-    if "map50_vs_float_ft" in stats:
-        lo, hi = stats["map50_vs_float_ft_ci95"]
-        line += f"  vs control {stats['map50_vs_float_ft']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+    if f"map50_vs_{CONTROL}" in stats:
+        lo, hi = stats[f"map50_vs_{CONTROL}_ci95"]
+        line += f"  vs control {stats[f'map50_vs_{CONTROL}']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
     return line
 
 

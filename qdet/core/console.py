@@ -16,7 +16,7 @@ from typing import Any
 
 from rich.console import Console
 
-from qdet.errors import QdetError
+from qdet.core.errors import QdetError
 
 console = Console(stderr=True, soft_wrap=True)  # no hard wraps: logs stay greppable
 

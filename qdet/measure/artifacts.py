@@ -12,39 +12,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from qdet.control import CONTROL_FILE
-from qdet.errors import QdetError
-from qdet.serving import TORCHSCRIPT_META as META
+from qdet.core.errors import QdetError
+from qdet.measure.variants import CONTROL, REFERENCE, REGISTERED_INT8, variant
+from qdet.training.control import CONTROL_FILE
 
 
-def load_artifact(path: Path) -> tuple[Any, dict[str, Any]]:
-    """A TorchScript file or an AOTInductor folder, and its metadata (classes, variant, plan)."""
-    if path.is_dir():
-        from qdet.serving.aot_detector import load
-
-        detector = load(path)
-        return detector, detector.meta
-    import torchvision  # noqa: F401  (registers torchvision::nms and roi_align for TorchScript)
-
-    files = {META: ""}
-    module = torch.jit.load(str(path), map_location="cpu", _extra_files=files)
-    return module.eval(), json.loads(files[META] or "{}")
-
-
-def size_summary(sizes: dict[str, int]) -> dict[str, float]:
+def size_summary(sizes: dict[str, int], float_name: str) -> dict[str, float]:
     """``{variant}_size_mb`` for each artifact and ``{variant}_size_ratio`` of the int8 ones
-    (the float artifact of the same format divided by it)."""
-    reference = sizes[float_artifact(sizes)]
+    (the float artifact of the same format, ``float_name``, divided by it)."""
     out = {f"{k}_size_mb": v / 1e6 for k, v in sizes.items()}
-    return out | {f"{k}_size_ratio": reference / sizes[k] for k in ("ptq", "qat")}
+    return out | {f"{k}_size_ratio": sizes[float_name] / sizes[k] for k in REGISTERED_INT8}
 
 
 MANIFEST = "variants.json"
-
-
-def float_artifact(variants: dict) -> str:
-    """The float artifact of the int8 ones' format: TorchScript for FX, AOTInductor for PT2E."""
-    return "float_ts" if "float_ts" in variants else "float_inductor"
 
 
 def artifact_size(path: Path) -> int:
@@ -71,13 +51,15 @@ def graph_signature(model: nn.Module) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
-def write_manifest(out_dir: Path, files: dict[str, Path], engine: str, graphs: dict[str, str]) -> None:
-    """``variants.json``: which artifact holds which variant, which one stands for float in
-    evaluation (TorchScript for FX, the AOTInductor folder for PT2E), and the int8 variants'
-    graph signatures."""
+def write_manifest(
+    out_dir: Path, files: dict[str, Path], engine: str, float_name: str, graphs: dict[str, str]
+) -> None:
+    """``variants.json``: the engine that wrote the int8 artifacts (readers ask it, never compare
+    its name), which artifact holds which variant, the float one in the int8 ones' format (it is
+    registered beside them), and the int8 variants' graph signatures."""
     data = {
         "engine": engine,
-        "float": float_artifact(files),
+        "float": float_name,
         "variants": {k: v.name for k, v in files.items()},
         "graphs": graphs,
     }
@@ -95,10 +77,10 @@ def evaluated_variants(
     reference for every drop), convert's artifacts (float TorchScript or Inductor, PTQ, QAT), the
     QAT control (``float_ft``) when the control stage made one, then every peer built."""
     manifest = read_manifest(out_dir)
-    out = {"float_eager": float_model} if float_model is not None else {}
+    out = {REFERENCE: float_model} if float_model is not None else {}
     out |= {name: out_dir / rel for name, rel in manifest["variants"].items()}
     if control is not None and (control / CONTROL_FILE).exists():
-        out["float_ft"] = control / CONTROL_FILE
+        out[CONTROL] = control / CONTROL_FILE
     if peers is not None:
         from qdet.peers import peer_files
 
@@ -110,12 +92,13 @@ class ArtifactError(QdetError):
     """An artifact that does not load: truncated, corrupt or from another version."""
 
 
-def load_variant(path: Path, threads: int):
-    """Any artifact as a detector callable: TorchScript file, AOTInductor folder, ONNX file (ONNX
-    Runtime), OpenVINO peer spec (``.json``), or a float checkpoint (eager). One that does not
-    load is one line naming it (each runtime raises its own kind of error, none of them ours)."""
+def load_variant(name: str, path: Path, threads: int):
+    """A variant as a detector callable, loaded as the variant table says: a float checkpoint
+    (eager), an artifact convert wrote (TorchScript file or AOTInductor folder), an ONNX file (ONNX
+    Runtime) or an OpenVINO peer spec (``.json``). One that does not load is one line naming it
+    (each runtime raises its own kind of error, none of them ours)."""
     try:
-        return _load_variant(path, threads)
+        return _load_variant(variant(name).load, path, threads)
     except (RuntimeError, ValueError, EOFError) as exc:
         raise ArtifactError(_unloadable(path, exc)) from None
     except Exception as exc:  # ONNX Runtime's InvalidProtobuf/Fail derive from Exception only
@@ -133,17 +116,19 @@ def _unloadable(path: Path, exc: BaseException) -> str:
     )
 
 
-def _load_variant(path: Path, threads: int):
-    if path.suffix == ".pt":
+def _load_variant(how: str, path: Path, threads: int):
+    if how == "checkpoint":
         from qdet.models.detector import load_float_detector
 
         return load_float_detector(path).model
-    if path.suffix == ".onnx":
+    if how == "onnx":
         from qdet.peers.onnx import OrtDetector
 
         return OrtDetector(path, threads)
-    if path.suffix == ".json":
+    if how == "openvino":
         from qdet.peers.openvino import OvDetector
 
         return OvDetector(path, threads)
+    from qdet.serving.formats import load_artifact
+
     return load_artifact(path)[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from qdet.variants import label
+from qdet.measure.variants import REFERENCE, label
 
 PLOTS = (  # (file below plots/, what it shows)
     ("map_vs_latency.png", "accuracy against latency, every row"),
@@ -50,7 +50,7 @@ def accuracy_table(evaluation: dict) -> list[str]:
         "|---|---|---|---|",
     ]
     for name, row in evaluation.items():
-        drop = _ci(row, "map50_drop", "+.3f") if name != "float_eager" else "reference"
+        drop = _ci(row, "map50_drop", "+.3f") if name != REFERENCE else "reference"
         lines.append(f"| {label(name)} | {_ci(row, 'map50', '.3f')} | {_ci(row, 'map', '.3f')} | {drop} |")
     return lines
 

@@ -1,7 +1,7 @@
 """The stage boundary: the one place that reads params.yaml and the environment.
 
 A stage script calls :func:`load` for its typed, validated config (seeds set), :func:`tracker`
-for its MLflow run, and wraps its command in :func:`qdet.console.exit_on_error` so expected
+for its MLflow run, and wraps its command in :func:`qdet.core.console.exit_on_error` so expected
 errors end in one line, not a traceback.
 """
 
@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 from qdet.config import Config, config_to_dict, flatten, load_config
-from qdet.console import LOGS, quiet_warnings, third_party_to_log
-from qdet.errors import QdetError
+from qdet.core.console import LOGS, quiet_warnings, third_party_to_log
+from qdet.core.errors import QdetError
 from qdet.quant import deprecated_upstream
 from qdet.tracking import NoRun, StageRun, check_reachable, default_uri, git, git_commit, pipeline_key
 
@@ -61,7 +61,7 @@ def claim_stage(name: str) -> None:
         return
     import fcntl
 
-    from qdet.lifeline import die_with_dvc
+    from qdet.core.lifeline import die_with_dvc
 
     signal.signal(signal.SIGTERM, _terminated)
     die_with_dvc(signal.SIGTERM)

@@ -16,7 +16,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from qdet.console import console
+from qdet.core.console import console
 
 
 def progress_bar(**options: Any) -> Progress:

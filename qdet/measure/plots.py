@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
-from qdet.files import write_atomically  # noqa: E402
+from qdet.core.files import write_atomically  # noqa: E402
 
 
 def write_history_csv(history: list[dict[str, float]], path: Path) -> None:

@@ -1,5 +1,5 @@
-"""``python -m qdet.memprobe ARTIFACT IMAGE RUNS THREADS``: print two numbers, the peak RSS (MB)
-of this process after loading a model and running it, and the peak before loading it (imports
+"""``python -m qdet.measure.memprobe VARIANT ARTIFACT IMAGE RUNS THREADS``: print two numbers, the
+peak RSS (MB) of this process after loading a model and running it, and the peak before loading it (imports
 only). One fresh process per variant: a process's high-water mark cannot be reset.
 
 VmHWM from /proc is used, not ``getrusage``'s ru_maxrss, which Linux carries over from the
@@ -22,20 +22,15 @@ def peak_rss_mb() -> float:
 
 
 def main(argv: list[str]) -> None:
-    artifact, image, runs, threads = Path(argv[0]), Path(argv[1]), int(argv[2]), int(argv[3])
+    name, artifact, image = argv[0], Path(argv[1]), Path(argv[2])
+    runs, threads = int(argv[3]), int(argv[4])
     torch.set_num_threads(threads)
     from qdet.data.dataset import load_image
+    from qdet.measure.artifacts import load_variant
+    from qdet.models import detector  # noqa: F401  (imported before the baseline, as every loader needs it)
 
-    if artifact.suffix != ".pt":  # TorchScript file, AOTInductor folder or ONNX file
-        from qdet.export import load_variant
-
-        baseline = peak_rss_mb()
-        model = load_variant(artifact, threads)
-    else:  # the eager float model from the train stage
-        from qdet.models.detector import load_float_detector
-
-        baseline = peak_rss_mb()
-        model = load_float_detector(artifact).model
+    baseline = peak_rss_mb()
+    model = load_variant(name, artifact, threads)
     x = load_image(image)
     with torch.inference_mode():
         for _ in range(runs):

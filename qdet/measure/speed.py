@@ -3,7 +3,7 @@
 All variants are timed in one process, interleaved (A B C D A B C D ...), after warm-up, with one
 thread setting, so a noisy neighbour or a frequency change hits every variant alike; speedups
 are ratios within that run. Peak memory needs a process of its own per variant (RSS high-water
-marks are per process), so it is measured by :mod:`qdet.memprobe` in subprocesses.
+marks are per process), so it is measured by :mod:`qdet.measure.memprobe` in subprocesses.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+
+from qdet.measure.variants import REFERENCE, REGISTERED_INT8
 
 Detector = Callable[[list[torch.Tensor]], list[dict[str, torch.Tensor]]]
 
@@ -72,7 +74,7 @@ def summarize(
     ``int8_peers``), the latter two when any of them was timed. Each speedup and the p50 come
     with a 95% interval (``*_ci95``) from resampling rounds, paired: a resample takes the same
     rounds of every variant, and the best of a group is chosen again in each."""
-    from qdet import stats
+    from qdet.measure import stats
 
     rows = stats.resample(len(times[reference]))
     boot = {name: stats.medians(ts, rows) for name, ts in times.items()}
@@ -98,69 +100,6 @@ def summarize(
             out[name][f"speedup_vs_{key}"] = best / p50
             out[name][f"speedup_vs_{key}_ci95"] = stats.interval(best_boot / boot[name], best / p50)
     return out
-
-
-COMPONENTS = {
-    "transform": "transform",
-    "backbone": "backbone",
-    "rpn": "rpn",
-    "rpn_head": "rpn.head",
-    "roi_heads": "roi_heads",
-    "roi_align": "roi_heads.box_roi_pool",
-    "box_head": "roi_heads.box_head",
-    "box_predictor": "roi_heads.box_predictor",
-}
-
-
-@torch.inference_mode()
-def breakdown(model: nn.Module, images: list[torch.Tensor], rounds: int) -> dict[str, float]:
-    """Median ms per component of an eager detector: backbone / RPN / RoI align / heads / post."""
-    spent: dict[str, float] = {}
-    starts: dict[str, float] = {}
-    handles = []
-    for key, path in COMPONENTS.items():
-        module = model.get_submodule(path)
-        handles.append(
-            module.register_forward_pre_hook(lambda *_, key=key: starts.__setitem__(key, time.perf_counter()))
-        )
-        handles.append(
-            module.register_forward_hook(
-                lambda *_, key=key: spent.__setitem__(
-                    key, spent.get(key, 0.0) + time.perf_counter() - starts[key]
-                )
-            )
-        )
-    model.eval()
-    try:
-        model([images[0]])  # warm-up
-        per_round: list[dict[str, float]] = []
-        for r in range(rounds):
-            spent.clear()
-            start = time.perf_counter()
-            model([images[r % len(images)]])
-            total = time.perf_counter() - start
-            per_round.append({**spent, "total": total})
-    finally:
-        for h in handles:
-            h.remove()
-    med = {k: statistics.median(r[k] for r in per_round) * 1e3 for k in per_round[0]}
-    return {
-        "transform": med["transform"],
-        "backbone": med["backbone"],
-        "rpn_head": med["rpn_head"],
-        "proposals": med["rpn"] - med["rpn_head"],
-        "roi_align": med["roi_align"],
-        "box_head": med["box_head"] + med["box_predictor"],
-        # box decoding + NMS inside roi_heads, and the transform's resize back to the image
-        "postprocess": med["total"]
-        - med["transform"]
-        - med["backbone"]
-        - med["rpn"]
-        - med["roi_align"]
-        - med["box_head"]
-        - med["box_predictor"],
-        "total": med["total"],
-    }
 
 
 def environment(threads: int) -> dict[str, object]:
@@ -196,10 +135,19 @@ def environment(threads: int) -> dict[str, object]:
     }
 
 
-def peak_rss_mb(artifact: Path, image: Path, runs: int, threads: int) -> tuple[float, float]:
+def peak_rss_mb(name: str, artifact: Path, image: Path, runs: int, threads: int) -> tuple[float, float]:
     """(peak RSS, peak RSS before loading the model) of a fresh process that loads ``artifact``
     and runs it ``runs`` times; the difference is what the model itself costs."""
-    command = [sys.executable, "-m", "qdet.memprobe", str(artifact), str(image), str(runs), str(threads)]
+    command = [
+        sys.executable,
+        "-m",
+        "qdet.measure.memprobe",
+        name,
+        str(artifact),
+        str(image),
+        str(runs),
+        str(threads),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
         raise RuntimeError(f"memory probe of {artifact} failed: {done.stderr.strip()[-500:]}")
@@ -217,57 +165,34 @@ def complete_rows(
 ) -> None:
     """Add each variant's file size, peak memory (fresh process) and mAP@.5, and the int8 size
     ratios against the float artifact of the same format, in place."""
-    from qdet.export import artifact_size, read_manifest
+    from qdet.measure.artifacts import artifact_size, read_manifest
 
     for name, row in result.items():
         row["size_mb"] = artifact_size(files[name]) / 1e6
-        peak, baseline = peak_rss_mb(files[name], probe_image, 3, threads)
+        peak, baseline = peak_rss_mb(name, files[name], probe_image, 3, threads)
         row["peak_rss_mb"], row["model_rss_mb"] = peak, peak - baseline
         row["map50"] = maps[name]["map50"]
         row["map50_ci95"] = maps[name]["map50_ci95"]
     reference = result[read_manifest(exported)["float"]]["size_mb"]
-    for name in ("ptq", "qat"):
+    for name in REGISTERED_INT8:
         result[name]["size_ratio"] = reference / result[name]["size_mb"]
 
 
 def variant_files(float_model: Path, exported: Path, peers: Path) -> dict[str, Path]:
     """Every timed variant and its file: eager float, convert's artifacts, every peer built
     (the evaluated ones but the QAT control, which is float eager's speed)."""
-    from qdet.export import evaluated_variants
+    from qdet.measure.artifacts import evaluated_variants
 
     return evaluated_variants(exported, peers, float_model)
 
 
 def load_variants(files: dict[str, Path], eager: nn.Module, threads: int) -> dict[str, Detector]:
-    from qdet.export import load_variant
+    from qdet.measure.artifacts import load_variant
 
     return {
-        name: eager if name == "float_eager" else load_variant(path, threads) for name, path in files.items()
+        name: eager if name == REFERENCE else load_variant(name, path, threads)
+        for name, path in files.items()
     }
-
-
-def breakdowns(
-    eager: nn.Module, variants: dict[str, Detector], qat_state: Path, images: list[torch.Tensor], rounds: int
-) -> dict[str, dict[str, float]]:
-    """Per-component time of float eager, float compiled by Inductor, and int8 (QAT): compiled
-    parts are timed inside torchvision's detector; FX int8 (TorchScript, which hooks cannot
-    see into) is timed as the equivalent eager int8 model."""
-    from qdet.serving.aot_detector import Detector as Compiled
-
-    out = {"float_eager": breakdown(eager, images, rounds)}
-    if isinstance(variants.get("float_inductor"), Compiled):
-        out["float_inductor"] = breakdown(variants["float_inductor"].model, images, rounds)
-    qat = variants["qat"]
-    if isinstance(qat, Compiled):
-        out["int8"] = breakdown(qat.model, images, rounds)
-    else:
-        from qdet.checkpoint import load_checkpoint
-        from qdet.quant.engines import int8_from_state
-
-        int8 = int8_from_state(eager, load_checkpoint(qat_state), "qat", qat=True)
-        int8.roi_heads.box_roi_pool.gather = True  # the RoI align its TorchScript artifact runs
-        out["int8"] = breakdown(int8, images, rounds)
-    return out
 
 
 def table(result: dict[str, dict]) -> str:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from qdet.errors import QdetError
+from qdet.core.errors import QdetError
 
 
 class OutputError(QdetError):

@@ -18,12 +18,12 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from qdet.console import console
-from qdet.errors import QdetError, last_line
-from qdet.export import load_artifact
-from qdet.files import OutputError, write_atomically
-from qdet.plots import draw_detections
-from qdet.progress import progress_bar
+from qdet.core.console import console
+from qdet.core.errors import QdetError, last_line
+from qdet.core.files import OutputError, write_atomically
+from qdet.core.progress import progress_bar
+from qdet.measure.plots import draw_detections
+from qdet.serving.formats import load_artifact
 from qdet.serving.image_input import ImageReadError, read_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".webp"}

@@ -1,0 +1,102 @@
+"""Where the time goes: median milliseconds per part of a detector (transform, backbone, RPN,
+proposals, RoI align, box head, post-processing), measured with forward hooks inside
+torchvision's detector. Compiled parts are timed in place; an int8 model hooks cannot see into
+(TorchScript) is timed as the equivalent eager model its engine rebuilds."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from qdet.measure.speed import Detector
+from qdet.measure.variants import FLOAT_COMPILED, RECOMMENDED, REFERENCE
+
+COMPONENTS = {
+    "transform": "transform",
+    "backbone": "backbone",
+    "rpn": "rpn",
+    "rpn_head": "rpn.head",
+    "roi_heads": "roi_heads",
+    "roi_align": "roi_heads.box_roi_pool",
+    "box_head": "roi_heads.box_head",
+    "box_predictor": "roi_heads.box_predictor",
+}
+
+
+@torch.inference_mode()
+def breakdown(model: nn.Module, images: list[torch.Tensor], rounds: int) -> dict[str, float]:
+    """Median ms per component of an eager detector: backbone / RPN / RoI align / heads / post."""
+    spent: dict[str, float] = {}
+    starts: dict[str, float] = {}
+    handles = []
+    for key, path in COMPONENTS.items():
+        module = model.get_submodule(path)
+        handles.append(
+            module.register_forward_pre_hook(lambda *_, key=key: starts.__setitem__(key, time.perf_counter()))
+        )
+        handles.append(
+            module.register_forward_hook(
+                lambda *_, key=key: spent.__setitem__(
+                    key, spent.get(key, 0.0) + time.perf_counter() - starts[key]
+                )
+            )
+        )
+    model.eval()
+    try:
+        model([images[0]])  # warm-up
+        per_round: list[dict[str, float]] = []
+        for r in range(rounds):
+            spent.clear()
+            start = time.perf_counter()
+            model([images[r % len(images)]])
+            total = time.perf_counter() - start
+            per_round.append({**spent, "total": total})
+    finally:
+        for h in handles:
+            h.remove()
+    med = {k: statistics.median(r[k] for r in per_round) * 1e3 for k in per_round[0]}
+    return {
+        "transform": med["transform"],
+        "backbone": med["backbone"],
+        "rpn_head": med["rpn_head"],
+        "proposals": med["rpn"] - med["rpn_head"],
+        "roi_align": med["roi_align"],
+        "box_head": med["box_head"] + med["box_predictor"],
+        # box decoding + NMS inside roi_heads, and the transform's resize back to the image
+        "postprocess": med["total"]
+        - med["transform"]
+        - med["backbone"]
+        - med["rpn"]
+        - med["roi_align"]
+        - med["box_head"]
+        - med["box_predictor"],
+        "total": med["total"],
+    }
+
+
+def breakdowns(
+    eager: nn.Module,
+    variants: dict[str, Detector],
+    exported: Path,
+    qat_state: Path,
+    images: list[torch.Tensor],
+    rounds: int,
+) -> dict[str, dict[str, float]]:
+    """Per-component time of float eager, the float Inductor artifact and int8 (QAT): compiled
+    parts are timed inside torchvision's detector; the engine that wrote the QAT artifact (the
+    manifest says which) gives the int8 model hooks can see into."""
+    from qdet.measure.artifacts import read_manifest
+    from qdet.quant.engines import get_engine
+    from qdet.training.checkpoint import load_checkpoint
+
+    out = {REFERENCE: breakdown(eager, images, rounds)}
+    if FLOAT_COMPILED in variants:
+        out[FLOAT_COMPILED] = breakdown(variants[FLOAT_COMPILED].model, images, rounds)
+    engine = get_engine(read_manifest(exported)["engine"])
+    int8 = engine.timed_int8(eager, variants[RECOMMENDED], load_checkpoint(qat_state))
+    out["int8"] = breakdown(int8, images, rounds)
+    return out
