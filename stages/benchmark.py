@@ -41,7 +41,7 @@ def main(
     b = cfg.benchmark
     stage.set_threads(b.threads)
     torch.backends.quantized.engine = cfg.quant.backend
-    dataset = load_split(processed, "valid")
+    dataset = load_split(processed, "test")
     images = [dataset[i][0] for i in range(min(b.images, len(dataset)))]
     eager = load_trained(float_model, cfg.backbone, cfg.model).model
     files = speed.variant_files(float_model, exported, peers)

@@ -1,4 +1,4 @@
-"""evaluate stage: COCO metrics for every variant on the same valid images, scored by the same
+"""evaluate stage: COCO metrics for every variant on the same test images, scored by the same
 code: float eager (the reference), the float artifacts, PTQ, QAT, the control and every peer."""
 
 from pathlib import Path
@@ -35,7 +35,7 @@ def main(
 ) -> None:
     cfg = stage.load(params, "evaluate")
     stage.set_threads(cfg.train.threads)
-    dataset = load_split(processed, "valid")
+    dataset = load_split(processed, "test")
     variants = evaluated_variants(models, peers, float_model, control)
     for name, why in skipped(peers).items():
         console.print(f"note: {name} not evaluated: {why}")
@@ -50,7 +50,7 @@ def main(
             detection_grid(dataset, s.predictions, dataset.classes, e.grid_images, e.draw_threshold, grid_png)
     results = {variant: s.stats for variant, s in scores.items()}
     add_drops(results, REFERENCE)
-    with console.status("bootstrap intervals over the valid images"):
+    with console.status("bootstrap intervals over the test images"):
         add_intervals(results, scores, REFERENCE)
     write_json(results, metrics)
     per_class_csv(scores, out_dir / "per_class_ap.csv")

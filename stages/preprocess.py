@@ -22,12 +22,23 @@ def main(
 ) -> None:
     cfg = stage.load(params, "preprocess")
     d = cfg.data
+    official = d.source != "synthetic"  # a look-alike has no published split: by fraction
+    fractions = (d.valid_fraction, d.test_fraction)
     result = preprocess(
-        cfg.dataset, raw / cfg.dataset, out, d.classes, d.min_box_size, d.valid_fraction, cfg.seed, d.strict
+        cfg.dataset,
+        raw / cfg.dataset,
+        out,
+        d.classes,
+        d.min_box_size,
+        fractions,
+        cfg.seed,
+        d.strict,
+        official,
     )
     write_json(result, summary)
     console.print(
         f"[green]{cfg.dataset}[/green]: train {result['train']}, valid {result['valid']}, "
+        f"test {result['test']} ({result['test_split']}), "
         f"{result['skipped_records']} records skipped, {result['clipped_boxes']} boxes clipped, "
         f"{result['warnings']} warnings (details in {summary})"
     )

@@ -47,7 +47,7 @@ def main(
     champion, why = choose_champion(variants, r.max_map_drop, r.min_speedup)
     with stage.tracker(cfg, "register", params, out.parent) as run:
         tags = {"dataset": cfg.dataset, "backbone": cfg.backbone, "run_id": str(run.run_id)}
-        tags["evaluation"] = evaluation_digest(processed, "valid")
+        tags["evaluation"] = evaluation_digest(processed, "test")
         with store_lock(run.uri):  # parallel exps: one at a time
             versions, moved, reason = publish(
                 name, r.alias, variants, registered, rows, champion, bench, tags, run

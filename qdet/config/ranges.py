@@ -19,6 +19,7 @@ _SCHEDULE = {
 RANGES: dict[str, str] = {
     "seed": NON_NEGATIVE,
     "data.valid_fraction": FRACTION,
+    "data.test_fraction": FRACTION,
     "data.min_box_size": NON_NEGATIVE,
     **{
         f"data.synthetic.{k}": POSITIVE for k in ("num_images", "width", "height", "min_object", "max_object")
@@ -90,6 +91,8 @@ def check_ranges(cfg: Config) -> None:
         )
     if cfg.train.nnodes > 1 and ":" not in cfg.train.rdzv_endpoint:
         raise ConfigError("train.rdzv_endpoint: with train.nnodes > 1 give host:port of the rendezvous")
+    if cfg.data.valid_fraction + cfg.data.test_fraction >= 1:
+        raise ConfigError("data.valid_fraction + data.test_fraction: must be < 1 (training needs images)")
     if cfg.model.max_size < cfg.model.min_size:
         raise ConfigError("model.max_size: must be >= model.min_size")
     if cfg.data.synthetic.empty_fraction == 1.0:

@@ -29,7 +29,8 @@ class DataConfig:
     source: str  # synthetic | download | path to a local archive or folder
     md5: str  # auto (official md5 for downloads) | none | an md5 hex digest to check
     classes: Literal["super", "full"]  # gtsdb: 4 super-categories or all 43 classes
-    valid_fraction: float  # share of images in the valid split (split by image)
+    valid_fraction: float  # share of images in the valid split (split by image): watched while training
+    test_fraction: float  # share of images in the test split, where every reported accuracy comes from
     strict: bool  # true: a bad annotation record is an error; false: skipped and counted
     min_box_size: float  # boxes narrower/shorter than this (pixels) after clipping are skipped
     synthetic: SyntheticConfig
@@ -116,7 +117,7 @@ class QatConfig(ScheduleConfig):
 
 @dataclass
 class EvaluateConfig:
-    grid_images: int  # valid images drawn in the detection grid
+    grid_images: int  # test images drawn in the detection grid
     draw_threshold: float  # score threshold for drawn boxes
 
 
@@ -125,7 +126,7 @@ class BenchmarkConfig:
     threads: int
     warmup: int  # untimed rounds per variant
     rounds: int  # timed rounds per variant (interleaved)
-    images: int  # distinct valid images cycled through
+    images: int  # distinct test images cycled through
 
 
 @dataclass

@@ -1,6 +1,9 @@
-"""GTSDB facts: its 43 class names, the 4 super-categories the benchmark scored, mirror pairs."""
+"""GTSDB facts: its 43 class names, the 4 super-categories the benchmark scored, mirror pairs,
+and the official split."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 CLASS_NAMES: tuple[str, ...] = (
     "speed limit 20",
@@ -81,3 +84,14 @@ def mirrored_names(mode: str) -> dict[str, str]:
         return {}
     pairs = {CLASS_NAMES[a]: CLASS_NAMES[b] for a, b in MIRROR_PAIRS}
     return pairs | {b: a for a, b in pairs.items()}
+
+
+OFFICIAL_TRAIN_IMAGES = (
+    600  # FullIJCNN2013: 00000-00599 are the competition's training set, 00600-00899 its test set
+)
+
+
+def in_official_test(file_name: str) -> bool:
+    """Whether an image of the real archive belongs to the official test set."""
+    stem = Path(file_name).stem
+    return stem.isdigit() and int(stem) >= OFFICIAL_TRAIN_IMAGES

@@ -10,6 +10,7 @@ from qdet.data.raw import parse_gtsdb, parse_pennfudan, parse_voc
 from qdet.data.records import DataError, ImageRecord, Report
 
 DATASETS = ("gtsdb", "pennfudan", "voc")
+OFFICIAL_TEST = {"gtsdb": lambda r: gtsdb.in_official_test(r.file_name)}  # published test sets
 
 
 def parse_raw(
@@ -32,23 +33,33 @@ def preprocess(
     out: Path,
     classes: str,
     min_box_size: float,
-    valid_fraction: float,
+    fractions: tuple[float, float],
     seed: int,
     strict: bool,
+    official: bool,
 ) -> dict[str, object]:
-    """Parse, split by image, write; return a summary with counts and every skipped record."""
+    """Parse, split by image (``fractions``: valid and test; ``official``: the dataset's published
+    test set instead, where it has one), write; return a summary with counts and every skipped
+    record."""
     report = Report(strict=strict)
     records, class_names = parse_raw(dataset, raw, classes, min_box_size, report)
     if not records:
         raise DataError(f"{raw}: no usable images found for dataset {dataset}")
-    train, valid = split_by_image(records, valid_fraction, seed)
-    for name, split in (("train", train), ("valid", valid)):
+    official_test = OFFICIAL_TEST.get(dataset) if official else None
+    splits = split_by_image(records, *fractions, seed, official_test)
+    if official_test is not None and not splits["test"]:
+        raise DataError(
+            f"{raw}: none of the {dataset} images of its official test set is here "
+            f"({len(records)} usable images)"
+        )
+    for name, split in splits.items():
         if not any(r.boxes for r in split):
             raise DataError(
                 f"{raw}: the {name} split has no image with a box ({len(records)} usable images, "
-                f"data.valid_fraction {valid_fraction}); use more images or another data.valid_fraction"
+                f"data.valid_fraction {fractions[0]}, data.test_fraction {fractions[1]}); use more images "
+                "or other fractions"
             )
-    write_processed(out, train, valid, class_names)
+    write_processed(out, splits, class_names)
 
     def count(rs: list[ImageRecord]) -> dict[str, int]:
         return {
@@ -57,10 +68,11 @@ def preprocess(
             "negatives": sum(not r.boxes for r in rs),
         }
 
+    split_rule = "official" if official_test is not None else "by fraction"
     return {
         "dataset": dataset,
         "classes": len(class_names),
-        "train": count(train),
-        "valid": count(valid),
+        **{name: count(rs) for name, rs in splits.items()},
+        "test_split": split_rule,
         **report.summary(),
     }

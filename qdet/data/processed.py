@@ -13,6 +13,7 @@ import os
 import shutil
 import xml.etree.ElementTree as ET
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 from qdet.data.records import Box, DataError, ImageRecord
@@ -20,19 +21,33 @@ from qdet.data.records import Box, DataError, ImageRecord
 CSV_FIELDS = ["file_name", "width", "height", "class_name", "x_min", "y_min", "x_max", "y_max"]
 
 
+SPLITS = ("train", "valid", "test")  # train: fitted; valid: watched while training; test: reported
+
+
 def split_by_image(
-    records: list[ImageRecord], valid_fraction: float, seed: int
-) -> tuple[list[ImageRecord], list[ImageRecord]]:
-    """Deterministic split on a hash of (seed, file name): stable when images are added."""
+    records: list[ImageRecord],
+    valid_fraction: float,
+    test_fraction: float,
+    seed: int,
+    official_test: Callable[[ImageRecord], bool] | None = None,
+) -> dict[str, list[ImageRecord]]:
+    """Train / valid / test, deterministic on a hash of (seed, file name): stable when images are
+    added. ``official_test`` (a published split, e.g. GTSDB's) decides the test images instead
+    of ``test_fraction``; valid is then drawn from the rest by ``valid_fraction`` of all images."""
 
     def key(r: ImageRecord) -> str:
         return hashlib.sha1(f"{seed}:{r.file_name}".encode()).hexdigest()
 
     ordered = sorted(records, key=key)
-    n_valid = max(1, round(len(ordered) * valid_fraction)) if len(ordered) > 1 else 0
-    valid = sorted(ordered[:n_valid], key=lambda r: r.file_name)
-    train = sorted(ordered[n_valid:], key=lambda r: r.file_name)
-    return train, valid
+    if official_test is not None:
+        test = [r for r in ordered if official_test(r)]
+        ordered = [r for r in ordered if not official_test(r)]
+    else:
+        n_test = max(1, round(len(records) * test_fraction)) if len(records) > 2 else 0
+        test, ordered = ordered[:n_test], ordered[n_test:]
+    n_valid = max(1, round(len(records) * valid_fraction)) if len(ordered) > 1 else 0
+    splits = {"train": ordered[n_valid:], "valid": ordered[:n_valid], "test": test}
+    return {name: sorted(rs, key=lambda r: r.file_name) for name, rs in splits.items()}
 
 
 def _inclusive(box: Box) -> list[int]:
@@ -65,16 +80,14 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def write_processed(
-    out: Path, train: list[ImageRecord], valid: list[ImageRecord], classes: list[str]
-) -> None:
-    """Write images/, Annotations/*.xml, train.csv, valid.csv and classes.txt under ``out``."""
+def write_processed(out: Path, splits: dict[str, list[ImageRecord]], classes: list[str]) -> None:
+    """Write images/, Annotations/*.xml, train.csv, valid.csv, test.csv and classes.txt under ``out``."""
     if out.exists():
         shutil.rmtree(out)
     (out / "images").mkdir(parents=True)
     (out / "Annotations").mkdir()
     (out / "classes.txt").write_text("\n".join(classes) + "\n")
-    for split, records in (("train", train), ("valid", valid)):
+    for split, records in splits.items():
         with open(out / f"{split}.csv", "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(CSV_FIELDS)

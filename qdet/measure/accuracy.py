@@ -194,7 +194,7 @@ def add_intervals(
     control: str = CONTROL,
 ) -> None:
     """``map_ci95``/``map50_ci95`` on every variant and ``map_drop_ci95``/``map50_drop_ci95`` on
-    the others, in place: 95% bootstrap over the valid images, the drop paired (the same
+    the others, in place: 95% bootstrap over the test images, the drop paired (the same
     resampled images for both variants). With the QAT control scored, QAT also gets
     ``map50_vs_float_ft`` (QAT minus the control) and its interval. Needs :func:`add_drops` first."""
     from qdet.measure.stats import interval, resample

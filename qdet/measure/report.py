@@ -97,9 +97,12 @@ def render(
         "",
         "## Data and float training",
         f"- images: train {preprocess.get('train', {}).get('images', '?')}, "
-        f"valid {preprocess.get('valid', {}).get('images', '?')} (every accuracy below is on valid)",
+        f"valid {preprocess.get('valid', {}).get('images', '?')} (watched while training), "
+        f"test {preprocess.get('test', {}).get('images', '?')} ({preprocess.get('test_split', '?')}; "
+        "every accuracy below is on test: nothing was tuned on it)",
         f"- float training: {train.get('epochs', '?')} epochs, valid mAP@.5 "
-        f"{_num(train.get('val_map50'), '.3f')} at the end",
+        f"{_num(train.get('val_map50'), '.3f')} at the end, "
+        f"{_num(train.get('val_map50_last_epoch_gain'), '+.3f')} from the last epoch",
         "",
         "## Accuracy",
         *accuracy_table(evaluation),

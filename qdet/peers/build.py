@@ -17,7 +17,7 @@ def build_onnx(
     model: nn.Module, calibration: DetectionDataset, cfg: Config, out_dir: Path, scratch: Path
 ) -> tuple[dict[str, Path], dict[str, Any]]:
     """``ort_fp32.onnx`` and ORT's static int8 ``ort_int8.onnx`` calibrated on the PTQ images by
-    the best of ORT's methods on as many training images after them (never the valid images)."""
+    the best of ORT's methods on as many training images after them (never the valid or test images)."""
     from qdet.measure.accuracy import evaluate_detector
 
     fp32, int8 = out_dir / "ort_fp32.onnx", out_dir / "ort_int8.onnx"

@@ -193,7 +193,7 @@ def choose_calibration(
 ) -> tuple[str, dict[str, float | str], float]:
     """Quantize with each of ORT's calibration methods (on the first ``images`` images) and keep
     the one whose int8 model scores best (``score``: mAP@.5) on as many training images after
-    them: never the valid images. A method ORT fails with is reported (its error in one line)
+    them: never the valid or test images. A method ORT fails with is reported (its error in one line)
     and left out. Writes the winner to ``int8``; returns (method, per method its score or its
     error, seconds)."""
     start = time.perf_counter()

@@ -183,8 +183,11 @@ def write_history(
     title: str,
 ) -> list[Path]:
     """The end of every training stage: last epoch's results (+ ``summary``) as metrics JSON,
-    every epoch as CSV, the curves as PNG; returns the files written (for MLflow)."""
+    with what the last epoch added to valid mAP@.5 (is the model on its plateau?), every epoch as
+    CSV, the curves as PNG; returns the files written (for MLflow)."""
     final = {k: v for k, v in history[-1].items() if k not in ("epoch", ITERATION_LOSS)}
+    if len(history) > 1 and "val_map50" in history[-1]:
+        final["val_map50_last_epoch_gain"] = history[-1]["val_map50"] - history[-2]["val_map50"]
     write_json({"epochs": len(history), **summary, **final}, metrics)
     write_history_csv(history, history_csv)
     plot.parent.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,7 @@
 import csv
 import re
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -121,11 +122,11 @@ def test_pennfudan_mask_annotation_mismatch_is_reported(pennfudan_raw):
 
 def test_processed_csv_and_xml_agree_with_raw_gtsdb(gtsdb_raw, tmp_path):
     out = tmp_path / "processed"
-    summary = preprocess("gtsdb", gtsdb_raw, out, "full", 2.0, 0.25, 0, False)
-    assert summary["train"]["images"] + summary["valid"]["images"] == 12
+    summary = preprocess("gtsdb", gtsdb_raw, out, "full", 2.0, (0.25, 0.2), 0, False, False)
+    assert [summary[s]["images"] for s in ("train", "valid", "test")] == [7, 3, 2]
     raw_rows = sorted(tuple(line.split(";")) for line in _gt(gtsdb_raw).read_text().split())
     csv_rows = []
-    for split in ("train", "valid"):
+    for split in ("train", "valid", "test"):
         with open(out / f"{split}.csv") as f:
             csv_rows += [r for r in csv.DictReader(f) if r["class_name"]]
     from qdet.data.gtsdb import CLASS_NAMES
@@ -153,17 +154,40 @@ def test_processed_csv_and_xml_agree_with_raw_gtsdb(gtsdb_raw, tmp_path):
 
 def test_split_is_by_image_and_deterministic(gtsdb_raw, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
-    preprocess("gtsdb", gtsdb_raw, a, "super", 2.0, 0.25, 0, False)
-    preprocess("gtsdb", gtsdb_raw, b, "super", 2.0, 0.25, 0, False)
-    assert (a / "valid.csv").read_text() == (b / "valid.csv").read_text()
-    train = {r.file_name for r in read_split(a, "train")}
-    valid = {r.file_name for r in read_split(a, "valid")}
-    assert train and valid and not train & valid
+    preprocess("gtsdb", gtsdb_raw, a, "super", 2.0, (0.25, 0.2), 0, False, False)
+    preprocess("gtsdb", gtsdb_raw, b, "super", 2.0, (0.25, 0.2), 0, False, False)
+    for split in ("train", "valid", "test"):
+        assert (a / f"{split}.csv").read_text() == (b / f"{split}.csv").read_text()
+    train, valid, test = ({r.file_name for r in read_split(a, s)} for s in ("train", "valid", "test"))
+    assert train and valid and test and not (train & valid or train & test or valid & test)
+    assert len(train | valid | test) == 12
+
+
+def test_real_gtsdb_keeps_its_official_test_set():
+    """FullIJCNN2013: 00600-00899 are the official test images, whatever the fractions; valid
+    comes from the official training images only."""
+    from qdet.data.preprocess import OFFICIAL_TEST
+    from qdet.data.processed import split_by_image
+    from qdet.data.records import ImageRecord
+
+    records = [ImageRecord(Path(f"{i:05d}.ppm"), f"{i:05d}.ppm", 10, 10) for i in range(0, 900, 30)]
+    splits = split_by_image(records, 0.2, 0.5, 0, OFFICIAL_TEST["gtsdb"])
+    assert {r.file_name for r in splits["test"]} == {f"{i:05d}.ppm" for i in range(600, 900, 30)}
+    assert len(splits["valid"]) == 6 and all(int(r.file_name[:5]) < 600 for r in splits["valid"])
+    by_fraction = split_by_image(records, 0.2, 0.5, 0)
+    assert len(by_fraction["test"]) == 15
+
+
+def test_a_real_archive_without_the_official_test_images_is_one_line(gtsdb_raw, tmp_path):
+    from qdet.data.records import DataError
+
+    with pytest.raises(DataError, match="none of the gtsdb images of its official test set is here"):
+        preprocess("gtsdb", gtsdb_raw, tmp_path / "out", "super", 2.0, (0.25, 0.2), 0, False, True)
 
 
 def test_voc_folder_roundtrip(gtsdb_raw, tmp_path):
     out = tmp_path / "processed"
-    preprocess("gtsdb", gtsdb_raw, out, "super", 2.0, 0.25, 0, False)
+    preprocess("gtsdb", gtsdb_raw, out, "super", 2.0, (0.25, 0.2), 0, False, False)
     voc = tmp_path / "voc"
     (voc / "Annotations").mkdir(parents=True)
     (voc / "JPEGImages").mkdir()
@@ -183,7 +207,7 @@ def test_a_split_left_without_boxes_is_refused_with_the_key(gtsdb_raw, tmp_path)
     from qdet.data.records import DataError
 
     with pytest.raises(
-        DataError, match=r"the train split has no image with a box .*data\.valid_fraction 0\.99"
+        DataError, match=r"the train split has no image with a box .*data\.valid_fraction 0\.8"
     ):
-        preprocess("gtsdb", gtsdb_raw, tmp_path / "out", "super", 2.0, 0.99, 0, False)
+        preprocess("gtsdb", gtsdb_raw, tmp_path / "out", "super", 2.0, (0.8, 0.15), 0, False, False)
     assert not (tmp_path / "out").exists()

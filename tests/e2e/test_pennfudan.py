@@ -12,7 +12,7 @@ def test_pennfudan_preprocess_through_dvc(tmp_path):
     done = run(["dvc", "repro", "preprocess"], repo)
     assert stages_run(done.stdout) == ["download", "preprocess"]
     rows = []
-    for split in ("train", "valid"):
+    for split in ("train", "valid", "test"):
         with open(repo / "data" / "processed" / f"{split}.csv") as f:
             rows += list(csv.DictReader(f))
     annotations = repo / "data" / "raw" / "pennfudan" / "PennFudanPed" / "Annotation"
@@ -49,4 +49,5 @@ def test_a_local_archive_replaced_at_the_same_path_reruns_download_and_after(tmp
     assert "download" in run(["dvc", "status"], repo).stdout
     assert stages_run(run(["dvc", "repro", "preprocess"], repo).stdout) == ["download", "preprocess"]
     summary = json.loads((repo / "metrics" / "preprocess.json").read_text())
-    assert summary["train"]["images"] + summary["valid"]["images"] == 9
+    assert sum(summary[split]["images"] for split in ("train", "valid", "test")) == 9
+    assert summary["test_split"] == "by fraction"  # PennFudan publishes no split
