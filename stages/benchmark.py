@@ -14,10 +14,11 @@ from qdet.core.progress import progress_bar
 from qdet.data.dataset import load_split
 from qdet.measure import speed
 from qdet.measure.breakdown import breakdowns
+from qdet.measure.limits import backbone_vs_peak
 from qdet.measure.plots import map_vs_latency
 from qdet.measure.variants import REFERENCE, VARIANTS, int8_peers, non_int8
 from qdet.models.detector import load_trained
-from qdet.peers import skipped
+from qdet.peers import cpu_flags, skipped
 from qdet.tracking import split_summary
 
 app = typer.Typer(add_completion=False)
@@ -60,8 +61,9 @@ def main(
     best["best_int8_peer"] = speed.fastest(times, int8_peers(list(times)))
     parts = breakdowns(eager, variants, exported, qat_state, images, b.rounds)
     environment = speed.environment(b.threads)
+    limit = backbone_vs_peak(eager, images[0], parts["int8"]["backbone"], b.threads, cpu_flags())
     write_json({**best, "variants": result}, metrics)
-    write_json({"environment": environment, "breakdown_ms": parts}, breakdown_out)
+    write_json({"environment": environment, "breakdown_ms": parts, "int8_backbone": limit}, breakdown_out)
     map_vs_latency({VARIANTS[name].label: row for name, row in result.items()}, plot)
     with stage.tracker(cfg, "benchmark", params, metrics.parent) as run:
         summary, detail = split_summary(result)
@@ -78,6 +80,11 @@ def main(
     )
     for name, row in parts.items():
         console.print(f"{name} breakdown (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in row.items()))
+    if limit:
+        console.print(
+            f"int8 backbone: {limit['backbone_gmac_per_s']:.0f} GMAC/s, "
+            f"{limit['share_of_nominal_peak']:.0%} of the nominal peak ({limit['nominal_peak_rule']})"
+        )
 
 
 if __name__ == "__main__":

@@ -17,13 +17,15 @@ app = typer.Typer(add_completion=False)
 @exit_on_error
 def main(
     metrics: Path = typer.Option(Path("metrics"), help="the run's metric files"),
-    breakdown: Path = typer.Option(Path("reports/breakdown.json"), help="the benchmark's environment record"),
+    breakdown: Path = typer.Option(
+        Path("reports/breakdown.json"), help="the benchmark's machine record and time per part"
+    ),
     plots: Path = typer.Option(Path("plots"), help="the run's PNGs, linked from the page"),
     out: Path = typer.Option(Path("reports/results.md")),
 ) -> None:
     text = render(
         commit=git_commit(Path.cwd()),
-        environment=read_json(breakdown)["environment"],
+        breakdown=read_json(breakdown),
         preprocess=read_json(metrics / "preprocess.json"),
         train=read_json(metrics / "train.json"),
         evaluation=read_json(metrics / "eval.json"),

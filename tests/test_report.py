@@ -26,10 +26,18 @@ BENCH = {
 def _page(**changes) -> str:
     args = dict(
         commit="abc123",
-        environment={"cpu": "AMD EPYC", "cpu_family": "25", "cpu_flags": "avx2", "threads": 2,
-                     "torch": "2.14.1"},
-        preprocess={"dataset": "gtsdb", "train": {"images": 320}, "valid": {"images": 80}},
-        train={"epochs": 3, "val_map50": 0.7651},
+        breakdown={
+            "environment": {"cpu": "AMD EPYC", "cpu_family": "25", "cpu_flags": "avx2", "threads": 2,
+                            "torch": "2.14.1"},
+            "breakdown_ms": {"float_eager": {"backbone": 120.25, "total": 230.0},
+                             "int8": {"backbone": 40.5, "total": 89.0}},
+            "int8_backbone": {"backbone_gmacs": 2.5, "backbone_ms": 40.5, "backbone_gmac_per_s": 61.7,
+                              "nominal_int8_peak_gmac_per_s": 313.0, "share_of_nominal_peak": 0.197,
+                              "nominal_peak_rule": "avx2: 32 int8 MACs per instruction x 2 units"},
+        },
+        preprocess={"dataset": "gtsdb", "train": {"images": 325}, "valid": {"images": 75},
+                    "test": {"images": 100}, "test_split": "by fraction"},
+        train={"epochs": 3, "val_map50": 0.7651, "val_map50_last_epoch_gain": 0.146},
         evaluation={"float_eager": {"map50": 0.765, "map50_ci95": [0.716, 0.825], "map": 0.45}, "qat": ROW},
         benchmark={
             "best_float": "ov_fp32",
@@ -57,6 +65,15 @@ def test_page_carries_machine_accuracy_speed_and_champion_with_intervals():
     assert "alias `champion` moved: no version holds the alias yet" in page
     assert "[accuracy against latency, every row](../plots/map_vs_latency.png)" in page
     assert "qat_curves.png" not in page  # only plots the run wrote
+    assert "test 100 (by fraction; every accuracy below is on test" in page
+    assert "valid mAP@.5 0.765 at the end, +0.146 from the last epoch" in page
+
+
+def test_page_shows_time_per_part_and_the_backbone_against_the_nominal_peak():
+    page = _page()
+    assert "| detector | backbone | total |" in page
+    assert "| float eager | 120.2 | 230.0 |" in page and "| int8 | 40.5 | 89.0 |" in page
+    assert "62 GMAC/s, 20% of the CPU's nominal int8 peak (313 GMAC/s: avx2: 32 int8 MACs" in page
 
 
 def test_a_missing_figure_is_a_dash_not_a_made_up_number():

@@ -71,10 +71,33 @@ def speed_table(variants: dict) -> list[str]:
     return lines
 
 
+def time_per_part(breakdown: dict) -> list[str]:
+    """Milliseconds per part of the float and int8 detectors, and how far the int8 backbone runs
+    from the CPU's nominal int8 peak."""
+    rows = breakdown.get("breakdown_ms", {})
+    if not rows:
+        return ["-"]
+    parts = list(next(iter(rows.values())))
+    lines = ["| detector | " + " | ".join(parts) + " |", "|---" * (len(parts) + 1) + "|"]
+    lines += [
+        f"| {label(n)} | " + " | ".join(_num(r.get(p), ".1f") for p in parts) + " |" for n, r in rows.items()
+    ]
+    limit = breakdown.get("int8_backbone", {})
+    if limit:
+        lines += [
+            "",
+            f"int8 backbone: {limit['backbone_gmacs']:.2f} GMAC per image in {limit['backbone_ms']:.1f} ms = "
+            f"{limit['backbone_gmac_per_s']:.0f} GMAC/s, {limit['share_of_nominal_peak']:.0%} of the CPU's "
+            f"nominal int8 peak ({limit['nominal_int8_peak_gmac_per_s']:.0f} GMAC/s: "
+            f"{limit['nominal_peak_rule']}; an upper bound by rule, see qdet/measure/limits.py).",
+        ]
+    return lines
+
+
 def render(
     *,
     commit: str,
-    environment: dict,
+    breakdown: dict,
     preprocess: dict,
     train: dict,
     evaluation: dict,
@@ -83,6 +106,7 @@ def render(
     plots: list[str],
 ) -> str:
     """The page. Every argument is a metric file of the run, read as it is."""
+    environment = breakdown.get("environment", {})
     best_float, best_peer = benchmark.get("best_float"), benchmark.get("best_int8_peer")
     champion = register.get("champion")
     lines = [
@@ -112,6 +136,9 @@ def render(
         f"best int8 peer: **{label(best_peer) if best_peer else '-'}**.",
         "",
         *speed_table(benchmark.get("variants", {})),
+        "",
+        "## Where the time goes",
+        *time_per_part(breakdown),
         "",
         "## Champion",
         f"Run's champion: **{champion or 'none'}**; alias `{register.get('alias')}` "

@@ -85,6 +85,16 @@ def test_metrics_cover_every_variant_and_peer(repo):
 
 
 def test_coco_files_rescore_to_the_reported_map(repo):
+    """... on the test split: the images scored are test.csv's, none of train's or valid's."""
+    import csv
+    import json
+
+    def names(split: str) -> set[str]:
+        with open(repo / "data" / "processed" / f"{split}.csv") as f:
+            return {row["file_name"] for row in csv.DictReader(f)}
+
+    scored = {i["file_name"] for i in json.loads((repo / "eval" / "coco_gt.json").read_text())["images"]}
+    assert scored == names("test") and not scored & (names("train") | names("valid"))
     reported = _metrics(repo, "eval")
     for variant in ("float_eager", "ptq", "qat", "ov_int8"):
         stats, _ = coco_evaluate(repo / "eval" / "coco_gt.json", repo / "eval" / f"detections_{variant}.json")

@@ -1,0 +1,72 @@
+"""How far the int8 backbone runs from the CPU's limit: its multiply-accumulates at the
+benchmark's input size (torch's FlopCounterMode on the float backbone: int8 does the same MACs)
+over the time the breakdown measured, against a nominal int8 peak from the CPU's vector
+instructions, its clock and the threads used.
+
+The nominal peak is a rule, not a measurement, and an upper bound: int8 lanes per instruction x
+two vector multiply units per core x clock x threads. A core that runs 512-bit instructions as two
+256-bit halves (Zen 4) reaches half of it; without VNNI each int8 multiply-accumulate takes three
+instructions (vpmaddubsw, vpmaddwd, vpaddd), so AVX2 alone reaches about a third.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+UNITS = 2  # vector multiply units per core, assumed
+INT8_LANES = (  # (cpuinfo flag, int8 multiply-accumulates per instruction), the widest first
+    ("avx512_vnni", 64),
+    ("avx_vnni", 32),
+    ("avx2", 32),
+)
+
+
+def backbone_gmacs(model: nn.Module, image: torch.Tensor) -> float:
+    """Giga multiply-accumulates of the backbone (with its FPN) for one image after the
+    detector's own transform (resize, padding)."""
+    with torch.inference_mode():
+        batch, _ = model.eval().transform([image])
+        with FlopCounterMode(display=False) as counter:
+            model.backbone(batch.tensors)
+    return counter.get_total_flops() / 2 / 1e9
+
+
+def cpu_mhz(cpuinfo: Path = Path("/proc/cpuinfo")) -> float | None:
+    """The clock /proc/cpuinfo reports (virtual machines expose no maximum): None if absent."""
+    for line in cpuinfo.read_text().splitlines() if cpuinfo.exists() else []:
+        key, _, value = line.partition(":")
+        if key.strip() == "cpu MHz":
+            return float(value)
+    return None
+
+
+def nominal_int8_peak(flags: set[str], mhz: float, threads: int) -> tuple[float, str]:
+    """(GMAC/s, the rule that gave it) for the widest int8 instructions the CPU has."""
+    flag, lanes = next(((f, n) for f, n in INT8_LANES if f in flags), ("none", 16))
+    gmacs = lanes * UNITS * mhz / 1e3 * threads
+    rule = f"{flag}: {lanes} int8 MACs per instruction x {UNITS} units x {mhz:.0f} MHz x {threads} threads"
+    return gmacs, rule
+
+
+def backbone_vs_peak(
+    model: nn.Module, image: torch.Tensor, backbone_ms: float, threads: int, flags: set[str]
+) -> dict[str, object]:
+    """The int8 backbone's GMAC/s and its share of the nominal peak (``{}`` without a clock)."""
+    mhz = cpu_mhz()
+    if mhz is None:
+        return {}
+    gmacs = backbone_gmacs(model, image)
+    peak, rule = nominal_int8_peak(flags, mhz, threads)
+    achieved = gmacs / (backbone_ms / 1e3)
+    return {
+        "backbone_gmacs": gmacs,
+        "backbone_ms": backbone_ms,
+        "backbone_gmac_per_s": achieved,
+        "nominal_int8_peak_gmac_per_s": peak,
+        "share_of_nominal_peak": achieved / peak,
+        "nominal_peak_rule": rule,
+    }

@@ -1,0 +1,48 @@
+"""The int8 backbone against the CPU's nominal peak: MACs counted on the real backbone, the peak
+by the stated rule from the widest int8 instructions the CPU has."""
+
+import pytest
+import torch
+
+from qdet.measure.limits import backbone_gmacs, cpu_mhz, nominal_int8_peak
+
+
+def test_backbone_macs_are_counted_at_the_size_after_the_transform():
+    from torchvision.models.detection import FasterRCNN
+
+    class Body(torch.nn.Module):  # one 3x3 conv, 3 -> 8 channels, stride 1
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 8, 3, padding=1, bias=False)
+
+        def forward(self, x):
+            return {"0": self.conv(x)}
+
+    class Backbone(torch.nn.Module):
+        out_channels = 8
+
+        def __init__(self):
+            super().__init__()
+            self.body = Body()
+
+        def forward(self, x):
+            return self.body(x)
+
+    model = FasterRCNN(Backbone(), num_classes=2, min_size=64, max_size=64)
+    image = torch.rand(3, 32, 32)  # resized to 64 x 64 by the transform
+    assert backbone_gmacs(model, image) == pytest.approx(64 * 64 * 8 * 3 * 9 / 1e9)
+
+
+def test_nominal_peak_takes_the_widest_int8_instructions():
+    vnni, rule = nominal_int8_peak({"avx2", "avx512_vnni"}, 3000.0, 2)
+    assert vnni == pytest.approx(64 * 2 * 3.0 * 2) and rule.startswith("avx512_vnni: 64 int8 MACs")
+    avx2, _ = nominal_int8_peak({"avx2"}, 3000.0, 2)
+    assert avx2 == pytest.approx(vnni / 2)
+
+
+def test_the_clock_comes_from_cpuinfo(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\ncpu MHz\t\t: 2445.406\nflags\t: avx2\n")
+    assert cpu_mhz(info) == pytest.approx(2445.406)
+    info.write_text("processor\t: 0\n")
+    assert cpu_mhz(info) is None
