@@ -1,7 +1,7 @@
-"""Self-contained artifacts: the whole detector as TorchScript (FX engine) or as an AOTInductor
-folder (PT2E engine, :mod:`qdet.quant.aot`), loadable with torch + torchvision alone (no qdet),
-returning a list of {boxes, labels, scores} dicts like the float model. Class names and the
-model config travel inside (``qdet.json`` in the TorchScript file, ``detector.json``)."""
+"""What convert wrote, as the readers see it: the manifest (``variants.json``: which file holds
+which variant, the engine that wrote them, the float artifact of their format, graph
+signatures), sizes, and loading any variant as a detector the way the variant table says.
+The artifacts themselves load with torch + torchvision alone (:mod:`qdet.serving`)."""
 
 from __future__ import annotations
 
