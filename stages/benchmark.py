@@ -7,18 +7,21 @@ from pathlib import Path
 import torch
 import typer
 
-from qdet.core import stage
+from qdet.core.checkpoint import load_checkpoint
 from qdet.core.console import console, exit_on_error
 from qdet.core.files import read_json, write_json
 from qdet.core.progress import progress_bar
 from qdet.data.dataset import load_split
 from qdet.measure import speed
+from qdet.measure.artifacts import read_manifest
 from qdet.measure.breakdown import breakdowns
 from qdet.measure.limits import backbone_vs_peak
 from qdet.measure.plots import map_vs_latency
-from qdet.measure.variants import REFERENCE, VARIANTS, int8_peers, non_int8
+from qdet.measure.variants import RECOMMENDED, REFERENCE, VARIANTS, int8_peers, non_int8
 from qdet.models.detector import load_trained
 from qdet.peers import cpu_flags, skipped
+from qdet.pipeline import stage
+from qdet.quant.engines import get_engine
 from qdet.tracking import split_summary
 
 app = typer.Typer(add_completion=False)
@@ -59,7 +62,9 @@ def main(
     )
     best = {"best_float": speed.fastest(times, non_int8(list(times)))}
     best["best_int8_peer"] = speed.fastest(times, int8_peers(list(times)))
-    parts = breakdowns(eager, variants, exported, qat_state, images, b.rounds)
+    engine = get_engine(read_manifest(exported)["engine"])  # the engine that wrote the QAT artifact
+    int8 = engine.timed_int8(eager, variants[RECOMMENDED], load_checkpoint(qat_state))
+    parts = breakdowns(eager, variants, int8, images, b.rounds)
     environment = speed.environment(b.threads)
     limit = backbone_vs_peak(eager, images[0], parts["int8"]["backbone"], b.threads, cpu_flags())
     write_json({**best, "variants": result}, metrics)

@@ -6,17 +6,18 @@ from pathlib import Path
 import typer
 
 from qdet.config import config_to_dict
-from qdet.core import stage
+from qdet.core.checkpoint import save_checkpoint
 from qdet.core.console import console, exit_on_error
 from qdet.core.files import write_json
 from qdet.core.progress import progress_bar
 from qdet.data.dataset import load_split
+from qdet.measure.plots import plot_sensitivity
 from qdet.models.detector import load_trained
+from qdet.pipeline import stage
 from qdet.quant.calibrate import calibrate_ptq, calibration_summary
 from qdet.quant.engines import get_engine
 from qdet.quant.plan import make_plan, plan_dict
-from qdet.quant.sensitivity import plot_sensitivity, write_sensitivity
-from qdet.training.checkpoint import save_checkpoint
+from qdet.quant.sensitivity import write_sensitivity
 
 app = typer.Typer(add_completion=False)
 

@@ -6,15 +6,16 @@ from pathlib import Path
 import typer
 
 from qdet.config import config_to_dict
-from qdet.core import stage
+from qdet.core.checkpoint import fingerprint, load_checkpoint, save_checkpoint
 from qdet.core.console import console, exit_on_error
 from qdet.core.files import write_json
+from qdet.measure.variants import CONTROL_FILE
 from qdet.models.detector import load_trained
+from qdet.pipeline import stage
+from qdet.pipeline.session import training_session
 from qdet.quant.qat import freeze_layers
-from qdet.training.checkpoint import fingerprint, load_checkpoint, save_checkpoint
-from qdet.training.control import CONTROL_FILE, OFF_NOTE, bn_freezing
+from qdet.training.control import OFF_NOTE, bn_freezing
 from qdet.training.loop import FitHooks, epoch_logger, fit
-from qdet.training.session import training_session
 
 app = typer.Typer(add_completion=False)
 

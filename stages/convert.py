@@ -5,16 +5,16 @@ from pathlib import Path
 
 import typer
 
-from qdet.core import stage
+from qdet.core.checkpoint import load_checkpoint
 from qdet.core.console import console, exit_on_error
 from qdet.core.files import compile_room, require_free_space, write_json
 from qdet.measure.artifacts import graph_signature, size_summary, write_manifest
 from qdet.measure.variants import FLOAT_COMPILED
 from qdet.models.detector import load_trained
+from qdet.pipeline import stage
 from qdet.quant.aot import save_compiled
 from qdet.quant.engines import get_engine, int8_from_state
 from qdet.quant.plan import QuantPlan
-from qdet.training.checkpoint import load_checkpoint
 
 app = typer.Typer(add_completion=False)
 

@@ -4,11 +4,11 @@ from pathlib import Path
 
 import typer
 
-from qdet.core import stage
 from qdet.core.console import console, exit_on_error
 from qdet.core.files import write_json
 from qdet.core.progress import download_progress
 from qdet.data.download import acquire
+from qdet.pipeline import stage
 
 app = typer.Typer(add_completion=False)
 

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import typer
 
-from qdet.core import stage
 from qdet.core.console import console, exit_on_error
 from qdet.core.files import write_json
 from qdet.core.progress import progress_bar
@@ -15,6 +14,7 @@ from qdet.measure.artifacts import evaluated_variants, load_variant
 from qdet.measure.plots import detection_grid, pr_curves
 from qdet.measure.variants import REFERENCE
 from qdet.peers import skipped
+from qdet.pipeline import stage
 from qdet.tracking import split_summary
 
 app = typer.Typer(add_completion=False)

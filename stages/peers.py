@@ -7,13 +7,14 @@ from pathlib import Path
 
 import typer
 
-from qdet.core import stage
 from qdet.core.console import console, exit_on_error
 from qdet.core.files import compile_room, require_free_space, write_json
 from qdet.data.dataset import load_split
+from qdet.measure.accuracy import evaluate_detector
 from qdet.models.detector import load_trained
 from qdet.peers import bf16_support, write_manifest
 from qdet.peers.build import build_bf16, build_onnx, build_openvino
+from qdet.pipeline import stage
 
 app = typer.Typer(add_completion=False)
 
@@ -35,7 +36,11 @@ def main(
     out_dir.mkdir(parents=True, exist_ok=True)
     no_bf16 = bf16_support()
     with tempfile.TemporaryDirectory() as scratch:
-        built, result = build_onnx(trained.model, calibration, cfg, out_dir, Path(scratch))
+
+        def score(detector, dataset) -> float:  # mAP@.5, to choose ORT's calibration method
+            return evaluate_detector(detector, dataset, Path(scratch), "selection").stats["map50"]
+
+        built, result = build_onnx(trained.model, calibration, cfg, out_dir, score)
     ov_built, skipped, ov_result = build_openvino(out_dir, calibration, cfg, no_bf16)
     built |= ov_built
     result |= ov_result

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import typer
 
-from qdet.core import stage
 from qdet.core.console import console, exit_on_error
 from qdet.core.files import write_json
 from qdet.data.preprocess import preprocess
+from qdet.pipeline import stage
 
 app = typer.Typer(add_completion=False)
 

@@ -6,16 +6,16 @@ from pathlib import Path
 import typer
 
 from qdet.config import config_to_dict
-from qdet.core import stage
+from qdet.core.checkpoint import fingerprint, save_checkpoint
 from qdet.core.console import exit_on_error
 from qdet.data.dataset import DetectionDataset
 from qdet.models.detector import load_trained
+from qdet.pipeline import stage
+from qdet.pipeline.session import training_session
 from qdet.quant.engines import get_engine
 from qdet.quant.plan import make_plan, plan_dict
 from qdet.quant.qat import calibrate_ranges, epoch_controls, freeze_layers, observers_frozen_while
-from qdet.training.checkpoint import fingerprint, save_checkpoint
 from qdet.training.loop import FitHooks, epoch_logger, fit, validation_map
-from qdet.training.session import training_session
 
 app = typer.Typer(add_completion=False)
 

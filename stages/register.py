@@ -6,10 +6,10 @@ from pathlib import Path
 import typer
 
 from qdet.config import ConfigError
-from qdet.core import stage
 from qdet.core.console import console, exit_on_error
 from qdet.core.files import read_json, write_json
 from qdet.data.digest import evaluation_digest
+from qdet.pipeline import stage
 from qdet.registry.champion import choose_champion
 from qdet.registry.figures import summary, variant_metrics
 from qdet.registry.publish import (

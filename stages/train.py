@@ -6,12 +6,12 @@ from pathlib import Path
 import typer
 
 from qdet.config import config_to_dict
-from qdet.core import stage
+from qdet.core.checkpoint import fingerprint, save_checkpoint
 from qdet.core.console import exit_on_error
 from qdet.models.detector import build_detector
-from qdet.training.checkpoint import fingerprint, save_checkpoint
+from qdet.pipeline import stage
+from qdet.pipeline.session import training_session
 from qdet.training.loop import FitHooks, epoch_logger, fit
-from qdet.training.session import training_session
 
 app = typer.Typer(add_completion=False)
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from qdet.training.checkpoint import fingerprint, load_checkpoint, save_checkpoint
+from qdet.core.checkpoint import fingerprint, load_checkpoint, save_checkpoint
 
 
 def test_fingerprint_follows_inputs_and_params_but_not_thread_counts(tmp_path):

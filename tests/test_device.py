@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from qdet.training.device import DeviceError, backend, model_device, resolve, to_device
+from qdet.core.device import DeviceError, backend, model_device, resolve, to_device
 
 
 def test_auto_and_cpu_resolve_to_the_cpu_without_a_gpu(monkeypatch):

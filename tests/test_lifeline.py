@@ -57,7 +57,7 @@ def test_the_chain_up_to_dvc_goes_through_the_shell(tmp_path):
 
 
 def test_a_second_sigterm_does_not_interrupt_the_shutdown_the_first_started():
-    from qdet.core.stage import Terminated, _terminated
+    from qdet.pipeline.stage import Terminated, _terminated
 
     previous = signal.signal(signal.SIGTERM, _terminated)
     try:

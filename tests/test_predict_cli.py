@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-TRAINING = ("qdet.training", "qdet.core.stage", "qdet.quant", "qdet.tracking")
+TRAINING = ("qdet.training", "qdet.pipeline.stage", "qdet.quant", "qdet.tracking")
 
 
 def test_predict_cli_imports_none_of_the_training_code():

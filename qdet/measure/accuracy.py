@@ -19,7 +19,9 @@ import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from rich.progress import Progress
+from torch import nn
 
+from qdet.core.device import model_device
 from qdet.core.files import write_atomically, write_json
 from qdet.data.records import ImageRecord
 from qdet.measure.variants import CONTROL, RECOMMENDED
@@ -145,8 +147,6 @@ def evaluate_detector(
     detector: Callable, dataset, out_dir: Path, variant: str, progress: Progress | None = None
 ) -> VariantScore:
     """Predict every image of ``dataset`` and score it; COCO JSON files go to ``out_dir``."""
-    from qdet.training.steps import predict_dataset
-
     predictions = predict_dataset(detector, dataset, progress, f"evaluate {variant}")
     stats, ev = score(
         dataset.records,
@@ -239,3 +239,24 @@ def per_class_csv(scores: dict[str, VariantScore], path: Path) -> None:
         rows += [f"{variant},{c},{v['ap']:.4f},{v['ap50']:.4f}" for c, v in s.per_class.items()]
     text = "\n".join(rows) + "\n"
     write_atomically(path, lambda partial: partial.write_text(text))
+
+
+Detector = Callable[[list[torch.Tensor]], list[dict[str, torch.Tensor]]]
+
+
+@torch.inference_mode()
+def predict_dataset(
+    detector: Detector, dataset, progress: Progress | None = None, label: str = "predict"
+) -> list[dict[str, torch.Tensor]]:
+    """Detections for every image of ``dataset`` (eager model in eval mode or TorchScript)."""
+    if isinstance(detector, nn.Module):
+        detector.eval()
+    out = []
+    device = model_device(detector) if isinstance(detector, nn.Module) else torch.device("cpu")
+    task = progress.add_task(label, total=len(dataset), info="") if progress else None
+    for i in range(len(dataset)):
+        image, _ = dataset[i]
+        out.append({k: v.detach().cpu() for k, v in detector([image.to(device)])[0].items()})
+        if progress is not None and task is not None:
+            progress.update(task, advance=1)
+    return out

@@ -13,8 +13,7 @@ import torch
 from torch import nn
 
 from qdet.core.errors import QdetError
-from qdet.measure.variants import CONTROL, REFERENCE, REGISTERED_INT8, variant
-from qdet.training.control import CONTROL_FILE
+from qdet.measure.variants import CONTROL, CONTROL_FILE, REFERENCE, REGISTERED_INT8, variant
 
 
 def size_summary(sizes: dict[str, int], float_name: str) -> dict[str, float]:

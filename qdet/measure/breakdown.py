@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import statistics
 import time
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from qdet.measure.speed import Detector
-from qdet.measure.variants import FLOAT_COMPILED, RECOMMENDED, REFERENCE
+from qdet.measure.accuracy import Detector
+from qdet.measure.variants import FLOAT_COMPILED, REFERENCE
 
 COMPONENTS = {
     "transform": "transform",
@@ -79,24 +78,12 @@ def breakdown(model: nn.Module, images: list[torch.Tensor], rounds: int) -> dict
 
 
 def breakdowns(
-    eager: nn.Module,
-    variants: dict[str, Detector],
-    exported: Path,
-    qat_state: Path,
-    images: list[torch.Tensor],
-    rounds: int,
+    eager: nn.Module, variants: dict[str, Detector], int8: nn.Module, images: list[torch.Tensor], rounds: int
 ) -> dict[str, dict[str, float]]:
-    """Per-component time of float eager, the float Inductor artifact and int8 (QAT): compiled
-    parts are timed inside torchvision's detector; the engine that wrote the QAT artifact (the
-    manifest says which) gives the int8 model hooks can see into."""
-    from qdet.measure.artifacts import read_manifest
-    from qdet.quant.engines import get_engine
-    from qdet.training.checkpoint import load_checkpoint
-
+    """Per-component time of float eager, the float Inductor artifact and ``int8``, the QAT model
+    as its engine lets hooks see into it (:meth:`qdet.quant.interface.Engine.timed_int8`)."""
     out = {REFERENCE: breakdown(eager, images, rounds)}
     if FLOAT_COMPILED in variants:
         out[FLOAT_COMPILED] = breakdown(variants[FLOAT_COMPILED].model, images, rounds)
-    engine = get_engine(read_manifest(exported)["engine"])
-    int8 = engine.timed_int8(eager, variants[RECOMMENDED], load_checkpoint(qat_state))
     out["int8"] = breakdown(int8, images, rounds)
     return out

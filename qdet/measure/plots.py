@@ -213,3 +213,15 @@ def detection_grid(
             )
         )
     grid(shown, path)
+
+
+def plot_sensitivity(sqnr: dict[str, float], path: Path, most: int = 40) -> None:
+    """Bars of the ``most`` worst modules (SQNR, dB), worst on top."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    bars(
+        dict(list(sqnr.items())[:most]),
+        path,
+        "SQNR (dB), higher is better",
+        f"int8 vs float, per quantized module: the {min(most, len(sqnr))} worst of {len(sqnr)}"
+        + ("" if len(sqnr) <= most else "\n(every module in metrics/sensitivity.csv)"),
+    )

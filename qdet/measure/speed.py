@@ -20,9 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from qdet.measure.accuracy import Detector
 from qdet.measure.variants import REFERENCE, REGISTERED_INT8
-
-Detector = Callable[[list[torch.Tensor]], list[dict[str, torch.Tensor]]]
 
 
 @torch.inference_mode()

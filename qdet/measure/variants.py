@@ -53,6 +53,7 @@ VARIANTS: dict[str, Variant] = {
 }
 REFERENCE = "float_eager"  # the trained model itself: drops and "vs float eager" are against it
 CONTROL = "float_ft"  # the QAT control: what QAT's epochs give without fake quantization
+CONTROL_FILE = f"{CONTROL}.pt"  # in the control stage's folder, only when qat.control is on
 FLOAT_COMPILED = "float_inductor"  # the float model compiled as the PT2E parts are (every engine builds it)
 RECOMMENDED = "qat"  # the int8 variant the breakdown times and the summary shows when no champion
 REGISTERED_INT8 = tuple(v.name for v in VARIANTS.values() if v.registered)

@@ -112,7 +112,7 @@ def build_detector(backbone_name: str, cfg: ModelConfig, num_classes: int) -> Fa
 
 def load_weights(model: nn.Module, path: Path) -> None:
     """Load detector weights from a qdet checkpoint or a plain state_dict (weights_only)."""
-    from qdet.training.checkpoint import load_checkpoint
+    from qdet.core.checkpoint import load_checkpoint
 
     state = load_checkpoint(
         path, " (model.weights takes a torch.save'd state_dict or a qdet checkpoint, not TorchScript or ONNX)"
@@ -155,7 +155,7 @@ RETIRED_KEYS = ("roi_align_tasks",)  # model keys older checkpoints carry; no lo
 def load_float_detector(path: Path) -> FloatDetector:
     """The trained float detector, built from the backbone and ``model.*`` stored in its
     checkpoint (never from today's params: those may have changed since training)."""
-    from qdet.training.checkpoint import load_checkpoint
+    from qdet.core.checkpoint import load_checkpoint
 
     state = load_checkpoint(path)
     classes = list(state["classes"])

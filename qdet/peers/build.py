@@ -14,19 +14,15 @@ from qdet.peers import onnx, openvino
 
 
 def build_onnx(
-    model: nn.Module, calibration: DetectionDataset, cfg: Config, out_dir: Path, scratch: Path
+    model: nn.Module, calibration: DetectionDataset, cfg: Config, out_dir: Path, score: onnx.Score
 ) -> tuple[dict[str, Path], dict[str, Any]]:
     """``ort_fp32.onnx`` and ORT's static int8 ``ort_int8.onnx`` calibrated on the PTQ images by
-    the best of ORT's methods on as many training images after them (never the valid or test images)."""
-    from qdet.measure.accuracy import evaluate_detector
-
+    the best of ORT's methods on as many training images after them (never the valid or test
+    images), as ``score`` (the stage's mAP@.5) ranks them."""
     fp32, int8 = out_dir / "ort_fp32.onnx", out_dir / "ort_int8.onnx"
     images, threads = cfg.calibrate.images, cfg.train.threads
     with console.status("exporting the float model to ONNX"):
         result: dict[str, Any] = {"export_seconds": onnx.export_onnx(model, fp32, calibration[0][0])}
-
-    def score(detector, dataset: DetectionDataset) -> float:
-        return evaluate_detector(detector, dataset, scratch, "selection").stats["map50"]
 
     with console.status(f"ONNX Runtime int8: {', '.join(onnx.CALIBRATION)}, each on {images} images"):
         method, scores, seconds = onnx.choose_calibration(fp32, int8, calibration, images, score, threads)

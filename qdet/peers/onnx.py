@@ -183,12 +183,15 @@ class OrtDetector:
         return out
 
 
+Score = Callable[["OrtDetector", DetectionDataset], float]  # a detector's mAP@.5 on a dataset
+
+
 def choose_calibration(
     fp32: Path,
     int8: Path,
     dataset: DetectionDataset,
     images: int,
-    score: Callable[[OrtDetector, DetectionDataset], float],
+    score: Score,
     threads: int,
 ) -> tuple[str, dict[str, float | str], float]:
     """Quantize with each of ORT's calibration methods (on the first ``images`` images) and keep

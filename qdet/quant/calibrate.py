@@ -10,9 +10,9 @@ import torch
 from rich.progress import Progress
 from torch import nn
 
+from qdet.core.device import model_device
 from qdet.data.dataset import DetectionDataset
 from qdet.quant.plan import QuantPlan
-from qdet.training.device import model_device
 
 
 @torch.inference_mode()

@@ -162,7 +162,7 @@ class StageRun(AbstractContextManager):
 
         if exc_type is None:
             status = "FINISHED"
-        else:  # Ctrl-C and SIGTERM (qdet.core.stage.Terminated) are KeyboardInterrupts
+        else:  # Ctrl-C and SIGTERM (qdet.pipeline.stage.Terminated) are KeyboardInterrupts
             status = "KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED"
         self._safe(mlflow.end_run, status)  # the stage run
         self._safe(mlflow.end_run, status)  # the parent: never left RUNNING between stages

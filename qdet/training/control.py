@@ -8,7 +8,6 @@ from collections.abc import Callable
 
 from torch import nn
 
-CONTROL_FILE = "float_ft.pt"  # in the control stage's folder, only when qat.control is on
 OFF_NOTE = "control_off.txt"  # in its output folders when qat.control is off
 
 

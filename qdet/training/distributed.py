@@ -47,10 +47,10 @@ def distributed(train: TrainConfig, argv: list[str]) -> Ranks:
     under torchrun and exit with its code, or, inside torchrun, join the process group. One node:
     ``--standalone``; several: c10d rendezvous at ``train.rdzv_endpoint`` (run the same stage on
     every node). Threads are shared out among a node's ranks; the device is chosen by
-    :mod:`qdet.training.device`."""
+    :mod:`qdet.core.device`."""
     import torch  # here: importing this module (for Ranks) must stay cheap
 
-    from qdet.training.device import backend, resolve
+    from qdet.core.device import backend, resolve
 
     if train.nproc == 1 and train.nnodes == 1:
         torch.set_num_threads(train.threads)

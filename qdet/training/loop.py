@@ -15,19 +15,18 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from qdet.config import ConfigError, ScheduleConfig
+from qdet.core.checkpoint import resume_training, save_training
 from qdet.core.console import console
 from qdet.core.files import write_json
 from qdet.core.progress import progress_bar
 from qdet.data.dataset import DetectionDataset, collate
-from qdet.measure.accuracy import score
+from qdet.measure.accuracy import predict_dataset, score
 from qdet.measure.plots import training_curves, write_history_csv
-from qdet.training.checkpoint import resume_training, save_training
 from qdet.training.distributed import Ranks
 from qdet.training.steps import (
     EpochCallback,
     make_optimizer,
     make_scheduler,
-    predict_dataset,
     train_one_epoch,
 )
 
@@ -92,7 +91,7 @@ def fit(
 ) -> list[dict[str, float]]:
     """Train ``schedule.epochs`` epochs, validating and checkpointing after each; resume from
     ``checkpoint`` when it was written for the same ``identity`` (see
-    :func:`qdet.training.checkpoint.fingerprint`). Returns the history, one row per epoch.
+    :func:`qdet.core.checkpoint.fingerprint`). Returns the history, one row per epoch.
 
     Under DDP (``ranks.world > 1``) the batch size is the global batch, split over the ranks;
     only rank 0 validates, writes the checkpoint and calls ``on_epoch``.

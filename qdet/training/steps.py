@@ -13,8 +13,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from qdet.config import ScheduleConfig
+from qdet.core.device import model_device, to_device
 from qdet.core.errors import QdetError
-from qdet.training.device import model_device, to_device
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 
@@ -102,25 +102,4 @@ def train_one_epoch(
     out = {k: v / max(batches, 1) for k, v in sums.items()}
     out["images_per_s"] = images_seen / max(elapsed, 1e-9)
     out["lr"] = optimizer.param_groups[0]["lr"]
-    return out
-
-
-Detector = Callable[[list[torch.Tensor]], list[dict[str, torch.Tensor]]]
-
-
-@torch.inference_mode()
-def predict_dataset(
-    detector: Detector, dataset, progress: Progress | None = None, label: str = "predict"
-) -> list[dict[str, torch.Tensor]]:
-    """Detections for every image of ``dataset`` (eager model in eval mode or TorchScript)."""
-    if isinstance(detector, nn.Module):
-        detector.eval()
-    out = []
-    device = model_device(detector) if isinstance(detector, nn.Module) else torch.device("cpu")
-    task = progress.add_task(label, total=len(dataset), info="") if progress else None
-    for i in range(len(dataset)):
-        image, _ = dataset[i]
-        out.append({k: v.detach().cpu() for k, v in detector([image.to(device)])[0].items()})
-        if progress is not None and task is not None:
-            progress.update(task, advance=1)
     return out

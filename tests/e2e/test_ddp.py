@@ -11,8 +11,8 @@ import psutil
 import pytest
 import torch
 
+from qdet.core.checkpoint import load_checkpoint
 from qdet.models.detector import load_float_detector
-from qdet.training.checkpoint import load_checkpoint
 from tests.e2e.repos import env, make_prepared_repo, run
 from tests.helpers import merge, stage_cmd
 

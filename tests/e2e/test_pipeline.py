@@ -11,10 +11,10 @@ import pytest
 import torch
 import yaml
 
+from qdet.core.checkpoint import load_checkpoint
 from qdet.measure.accuracy import coco_evaluate
 from qdet.peers import bf16_support
 from qdet.tracking import default_uri
-from qdet.training.checkpoint import load_checkpoint
 from tests.e2e.repos import commit, env, make_repo, run, stages_run, torch_deprecations
 from tests.helpers import merge, stage_cmd
 

@@ -25,7 +25,7 @@ class CheckpointError(QdetError):
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     """Write to a temp file in the same folder, fsync, then rename: never a half-written file.
     Temp files an earlier, killed save left behind are removed first (one stage writes a given
-    path at a time: :func:`qdet.core.stage.claim_stage`)."""
+    path at a time: :func:`qdet.pipeline.stage.claim_stage`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{path.name}.*.tmp"):
         stale.unlink(missing_ok=True)

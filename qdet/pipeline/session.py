@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from qdet.config import Config
-from qdet.core import stage
 from qdet.data.dataset import DetectionDataset, training_datasets
+from qdet.pipeline import stage
 from qdet.tracking import NoRun
 from qdet.training.distributed import Ranks, distributed, finish_distributed
 from qdet.training.loop import write_history
