@@ -5,8 +5,9 @@ instructions, its clock and the threads used.
 
 The nominal peak is a rule, not a measurement, and an upper bound: int8 lanes per instruction x
 two vector multiply units per core x clock x threads. A core that runs 512-bit instructions as two
-256-bit halves (Zen 4) reaches half of it; without VNNI each int8 multiply-accumulate takes three
-instructions (vpmaddubsw, vpmaddwd, vpaddd), so AVX2 alone reaches about a third.
+256-bit halves (Zen 4) cannot reach it; without VNNI, accumulating the int8 products takes extra
+instructions (vpmaddubsw, then vpmaddwd and vpaddd to widen), which AVX2 kernels amortise over
+several products.
 """
 
 from __future__ import annotations
