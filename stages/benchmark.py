@@ -19,7 +19,7 @@ from qdet.measure.limits import backbone_vs_peak
 from qdet.measure.plots import map_vs_latency
 from qdet.measure.variants import RECOMMENDED, REFERENCE, VARIANTS, int8_peers, non_int8
 from qdet.models.detector import load_trained
-from qdet.peers import cpu_flags, skipped
+from qdet.peers import skipped
 from qdet.pipeline import stage
 from qdet.quant.engines import get_engine
 from qdet.tracking import split_summary
@@ -66,7 +66,7 @@ def main(
     int8 = engine.timed_int8(eager, variants[RECOMMENDED], load_checkpoint(qat_state))
     parts = breakdowns(eager, variants, int8, images, b.rounds)
     environment = speed.environment(b.threads)
-    limit = backbone_vs_peak(eager, images[0], parts["int8"]["backbone"], b.threads, cpu_flags())
+    limit = backbone_vs_peak(eager, images[0], parts["int8"], b.threads)
     write_json({**best, "variants": result}, metrics)
     write_json({"environment": environment, "breakdown_ms": parts, "int8_backbone": limit}, breakdown_out)
     map_vs_latency({VARIANTS[name].label: row for name, row in result.items()}, plot)

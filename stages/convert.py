@@ -9,11 +9,11 @@ from qdet.core.checkpoint import load_checkpoint
 from qdet.core.console import console, exit_on_error
 from qdet.core.files import compile_room, require_free_space, write_json
 from qdet.measure.artifacts import graph_signature, size_summary, write_manifest
-from qdet.measure.variants import FLOAT_COMPILED
+from qdet.measure.variants import FLOAT_COMPILED, FP32_TWIN, RECOMMENDED
 from qdet.models.detector import load_trained
 from qdet.pipeline import stage
 from qdet.quant.aot import save_compiled
-from qdet.quant.engines import get_engine, int8_from_state
+from qdet.quant.engines import float_dtype, get_engine, int8_from_state
 from qdet.quant.plan import QuantPlan
 
 app = typer.Typer(add_completion=False)
@@ -39,28 +39,36 @@ def main(
         sizes[FLOAT_COMPILED], seconds[FLOAT_COMPILED] = save_compiled(
             trained.model, trained.config, {**meta, "variant": FLOAT_COMPILED}, files[FLOAT_COMPILED]
         )
+    dtype, why = "fp32", ""
     for variant, path, key, qat in (("ptq", ptq_state, "observed", False), ("qat", qat_state, "qat", True)):
         state = load_checkpoint(path)
         plan = QuantPlan(**state["plan"])
         engine = get_engine(plan.engine)
+        dtype, why = float_dtype(cfg.quant.float_dtype, plan.engine)
         int8 = int8_from_state(trained.model, state, key, qat)
         graphs[variant] = graph_signature(int8)
-        artifact_meta = {**meta, "variant": variant, "plan": state["plan"]}
-        with console.status(f"writing {variant} as a {engine.ARTIFACT}"):
-            saved = engine.save_int8(int8, trained.config, artifact_meta, out_dir, variant)
-        files[variant], sizes[variant] = saved.path, saved.size
-        if saved.compile_seconds:
-            seconds[variant] = saved.compile_seconds
+        # with bf16, the recommended model is also written in fp32: what bf16 costs, measured
+        twin = [(FP32_TWIN, "fp32")] if dtype != "fp32" and variant == RECOMMENDED else []
+        for name, computes_in in [(variant, dtype), *twin]:
+            artifact_meta = {**meta, "variant": name, "plan": state["plan"]}
+            with console.status(f"writing {name} as a {engine.ARTIFACT}, float ops in {computes_in}"):
+                saved = engine.save_int8(int8, trained.config, artifact_meta, out_dir, name, computes_in)
+            files[name], sizes[name] = saved.path, saved.size
+            graphs[name] = graphs[variant]
+            if saved.compile_seconds:
+                seconds[name] = saved.compile_seconds
+    console.print(f"int8 artifacts: float ops in {dtype} ({why})")
     same_format = engine.save_float(trained.model, trained.config, meta, out_dir)
     for name, saved in same_format.items():
         files[name], sizes[name] = saved.path, saved.size
     float_name = next(iter(same_format), FLOAT_COMPILED)  # the float model in the int8 artifacts' format
-    write_manifest(out_dir, files, plan.engine, float_name, graphs)
+    write_manifest(out_dir, files, plan.engine, float_name, graphs, dtype)
     result = size_summary(sizes, float_name) | {
         f"{k}_compile_seconds": sum(v.values()) for k, v in seconds.items()
     }
-    write_json(result, metrics)
+    write_json({**result, "engine": plan.engine, "float_dtype": dtype, "float_dtype_why": why}, metrics)
     with stage.tracker(cfg, "convert", params, metrics.parent) as run:
+        run.set_tags({"float_dtype": dtype, "float_dtype_why": why})
         run.log_metrics(
             {k: v for k, v in result.items() if not k.endswith("_size_mb")}
         )  # sizes: on the parent, from benchmark

@@ -8,11 +8,12 @@ from pathlib import Path
 import typer
 
 from qdet.core.console import console, exit_on_error
+from qdet.core.cpu import bf16_support
 from qdet.core.files import compile_room, require_free_space, write_json
 from qdet.data.dataset import load_split
 from qdet.measure.accuracy import evaluate_detector
 from qdet.models.detector import load_trained
-from qdet.peers import bf16_support, write_manifest
+from qdet.peers import write_manifest
 from qdet.peers.build import build_bf16, build_onnx, build_openvino
 from qdet.pipeline import stage
 

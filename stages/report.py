@@ -28,6 +28,7 @@ def main(
         breakdown=read_json(breakdown),
         preprocess=read_json(metrics / "preprocess.json"),
         train=read_json(metrics / "train.json"),
+        convert=read_json(metrics / "convert.json"),
         evaluation=read_json(metrics / "eval.json"),
         benchmark=read_json(metrics / "benchmark.json"),
         register=read_json(metrics / "register.json"),

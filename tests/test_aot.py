@@ -15,6 +15,7 @@ from qdet.quant import pt2e
 from qdet.quant.aot import CompilerMissing, check_compiler, save_compiled
 from qdet.quant.parts import PARTS
 from qdet.quant.plan import QuantPlan
+from qdet.serving.aot_detector import PACKAGES, load
 from tests.helpers import TINY_MODEL
 
 LOAD_WITHOUT_QDET = """
@@ -47,12 +48,11 @@ def test_pt2e_path_raises_no_torch_deprecation_and_loads_without_qdet(tmp_path):
                 prepared([torch.rand(3, 96, 128)])
         int8 = pt2e.convert(prepared, plan)
         size, seconds = save_compiled(int8, TINY_MODEL, {"classes": ["a", "b"]}, tmp_path / "int8")
-    assert set(seconds) == set(PARTS) and size > 0
+    assert set(seconds) == set(PACKAGES) and size > 0
     assert {p.name for p in (tmp_path / "int8").iterdir()} == {
         "aot_detector.py",
-        "roi_align.py",
         "detector.json",
-        *(f"{part}.pt2" for part in PARTS),
+        *(f"{package}.pt2" for package in PACKAGES),
     }
     with zipfile.ZipFile(tmp_path / "int8" / "backbone.pt2") as package:
         wrapper = next(n for n in package.namelist() if n.endswith(".wrapper.cpp"))
@@ -70,3 +70,48 @@ def test_missing_compiler_is_one_clear_line(monkeypatch):
     monkeypatch.setenv("CXX", "no-such-compiler")
     with pytest.raises(CompilerMissing, match="needs a C\\+\\+ compiler.*apt-get install g\\+\\+"):
         check_compiler()
+
+
+@pytest.mark.slow  # three AOTInductor compiles of the float model (~1 min)
+def test_compiled_detector_detects_what_the_eager_one_does(tmp_path):
+    """The compiled glue (RoI align, box decoding, softmax in roi.pt2; anchors cached; proposal
+    selection and post-processing around the packages) gives the eager detector's detections:
+    at the compiled size, at another size, twice at one size (cached anchors), for an image
+    small enough to be padded, and when a single proposal survives."""
+    torch.manual_seed(0)
+    model = build_detector("resnet18", TINY_MODEL, num_classes=2).eval()
+    save_compiled(model, TINY_MODEL, {"classes": ["a", "b"]}, tmp_path / "float")
+    detector = load(tmp_path / "float")
+    images = [torch.rand(3, 96, 128), torch.rand(3, 75, 140), torch.rand(3, 96, 128), torch.rand(3, 20, 300)]
+    with torch.no_grad():
+        for image in images:
+            (want,), (got,) = model([image]), detector([image])
+            assert got["labels"].tolist() == want["labels"].tolist()
+            assert torch.allclose(got["scores"], want["scores"], atol=1e-4)
+            assert torch.allclose(got["boxes"], want["boxes"], atol=1e-2)
+        one = detector.roi(
+            detector.features(detector.transform([images[0]])[0].tensors)[0], torch.tensor([[1.0, 2, 30, 40]])
+        )
+        assert [t.shape[0] for t in one] == [1, 1]
+
+
+@pytest.mark.slow  # six AOTInductor compiles (~3 min); bf16 is emulated on a CPU without it (slow, correct)
+def test_pt2e_int8_with_bf16_float_ops_compiles_bf16_and_detects_as_fp32_does(tmp_path):
+    torch.manual_seed(0)
+    model = build_detector("resnet18", TINY_MODEL, num_classes=2).eval()
+    plan = QuantPlan(list(PARTS), engine="pt2e")
+    prepared = pt2e.prepare(copy.deepcopy(model), plan, qat=False)
+    with torch.no_grad():
+        for _ in range(2):
+            prepared([torch.rand(3, 96, 128)])
+    int8 = pt2e.convert(prepared, plan)
+    for dtype in ("fp32", "bf16"):
+        pt2e.save_int8(int8, TINY_MODEL, {"classes": ["a", "b"]}, tmp_path, dtype, dtype)
+    with zipfile.ZipFile(tmp_path / "bf16" / "backbone.pt2") as package:
+        code = "".join(package.read(n).decode() for n in package.namelist() if n.endswith(".cpp"))
+    assert "bfloat16" in code and "qconv" in code  # int8 convolutions, bf16 between them
+    assert load(tmp_path / "bf16").meta["float_dtype"] == "bf16"
+    image = torch.rand(3, 96, 128)
+    fp32, bf16 = load(tmp_path / "fp32")([image])[0], load(tmp_path / "bf16")([image])[0]
+    top = min(5, len(fp32["scores"]))
+    assert top > 0 and torch.allclose(bf16["scores"][:top], fp32["scores"][:top], atol=0.05)

@@ -38,6 +38,7 @@ def _page(**changes) -> str:
         preprocess={"dataset": "gtsdb", "train": {"images": 325}, "valid": {"images": 75},
                     "test": {"images": 100}, "test_split": "by fraction"},
         train={"epochs": 3, "val_map50": 0.7651, "val_map50_last_epoch_gain": 0.146},
+        convert={"engine": "pt2e", "float_dtype": "fp32", "float_dtype_why": "auto: no bf16 here"},
         evaluation={"float_eager": {"map50": 0.765, "map50_ci95": [0.716, 0.825], "map": 0.45}, "qat": ROW},
         benchmark={
             "best_float": "ov_fp32",
@@ -79,3 +80,16 @@ def test_page_shows_time_per_part_and_the_backbone_against_the_nominal_peak():
 def test_a_missing_figure_is_a_dash_not_a_made_up_number():
     page = _page(train={"epochs": 3})
     assert "valid mAP@.5 - at the end" in page
+
+
+def test_page_says_what_the_float_ops_compute_in_and_what_bf16_costs():
+    page = _page()
+    assert "engine: pt2e; float ops between the int8 kernels in **fp32** (auto: no bf16 here)" in page
+    assert "what bf16 costs" not in page  # no fp32 twin: nothing to compare
+    twin = {**ROW, "map50": 0.8101}
+    page = _page(
+        convert={"engine": "pt2e", "float_dtype": "bf16", "float_dtype_why": "auto: native bf16"},
+        evaluation={"qat": ROW, "qat_fp32": twin},
+        benchmark={"variants": {"qat": BENCH, "qat_fp32": {**BENCH, "latency_ms_p50": 47.25}}},
+    )
+    assert "QAT int8 mAP@.5 0.805 against 0.810 with fp32 float ops; p50 89.0 ms against 47.2 ms" in page

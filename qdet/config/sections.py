@@ -97,6 +97,7 @@ class QuantConfig:
     skip: list[str]  # module names kept in float
     per_channel: bool  # per-channel weight quantization
     reduce_range: bool  # 7-bit activations (older x86 CPUs without VNNI)
+    float_dtype: Literal["auto", "fp32", "bf16"]  # what the int8 artifacts' float ops compute in
 
 
 @dataclass

@@ -51,13 +51,20 @@ def graph_signature(model: nn.Module) -> str:
 
 
 def write_manifest(
-    out_dir: Path, files: dict[str, Path], engine: str, float_name: str, graphs: dict[str, str]
+    out_dir: Path,
+    files: dict[str, Path],
+    engine: str,
+    float_name: str,
+    graphs: dict[str, str],
+    float_dtype: str = "fp32",
 ) -> None:
     """``variants.json``: the engine that wrote the int8 artifacts (readers ask it, never compare
-    its name), which artifact holds which variant, the float one in the int8 ones' format (it is
-    registered beside them), and the int8 variants' graph signatures."""
+    its name), what their float ops compute in, which artifact holds which variant, the float
+    one in the int8 ones' format (it is registered beside them), and the int8 variants' graph
+    signatures."""
     data = {
         "engine": engine,
+        "float_dtype": float_dtype,
         "float": float_name,
         "variants": {k: v.name for k, v in files.items()},
         "graphs": graphs,

@@ -1,7 +1,9 @@
-"""Where the time goes: median milliseconds per part of a detector (transform, backbone, RPN,
-proposals, RoI align, box head, post-processing), measured with forward hooks inside
-torchvision's detector. Compiled parts are timed in place; an int8 model hooks cannot see into
-(TorchScript) is timed as the equivalent eager model its engine rebuilds."""
+"""Where the time goes: median milliseconds per part of a detector, measured with forward
+hooks. A torchvision detector (eager, or the eager twin an engine rebuilds of an int8 model hooks
+cannot see into, TorchScript) is split into transform, backbone, RPN head, proposals, RoI align,
+box head and post-processing; a compiled detector (:mod:`qdet.serving.aot_detector`) into what
+it runs: transform, ``features`` (backbone + RPN head, one package), proposals, ``roi`` (RoI
+align + box head + decoding, one package) and post-processing."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from torch import nn
 
 from qdet.measure.accuracy import Detector
 from qdet.measure.variants import FLOAT_COMPILED, REFERENCE
+from qdet.serving import aot_detector
 
 COMPONENTS = {
     "transform": "transform",
@@ -26,13 +29,58 @@ COMPONENTS = {
 }
 
 
+COMPILED = {  # qdet.serving.aot_detector.Detector's submodules
+    "transform": "transform",
+    "features": "features",
+    "proposals": "proposals",
+    "roi": "roi",
+    "detections": "detections",
+}
+
+
 @torch.inference_mode()
 def breakdown(model: nn.Module, images: list[torch.Tensor], rounds: int) -> dict[str, float]:
-    """Median ms per component of an eager detector: backbone / RPN / RoI align / heads / post."""
+    """Median ms per component: of a compiled detector, its own steps; of a torchvision one,
+    backbone / RPN / RoI align / heads / post-processing."""
+    compiled = isinstance(model, aot_detector.Detector)
+    med = _medians(model, COMPILED if compiled else COMPONENTS, images, rounds)
+    if compiled:
+        rest = med["total"] - sum(med[k] for k in COMPILED)  # the transform's resize back
+        return {
+            "transform": med["transform"],
+            "features": med["features"],
+            "proposals": med["proposals"],
+            "roi": med["roi"],
+            "postprocess": med["detections"] + rest,
+            "total": med["total"],
+        }
+    return {
+        "transform": med["transform"],
+        "backbone": med["backbone"],
+        "rpn_head": med["rpn_head"],
+        "proposals": med["rpn"] - med["rpn_head"],
+        "roi_align": med["roi_align"],
+        "box_head": med["box_head"] + med["box_predictor"],
+        # box decoding + NMS inside roi_heads, and the transform's resize back to the image
+        "postprocess": med["total"]
+        - med["transform"]
+        - med["backbone"]
+        - med["rpn"]
+        - med["roi_align"]
+        - med["box_head"]
+        - med["box_predictor"],
+        "total": med["total"],
+    }
+
+
+def _medians(
+    model: nn.Module, components: dict[str, str], images: list[torch.Tensor], rounds: int
+) -> dict[str, float]:
+    """Median ms of each hooked submodule over ``rounds`` calls, and of the whole call."""
     spent: dict[str, float] = {}
     starts: dict[str, float] = {}
     handles = []
-    for key, path in COMPONENTS.items():
+    for key, path in components.items():
         module = model.get_submodule(path)
         handles.append(
             module.register_forward_pre_hook(lambda *_, key=key: starts.__setitem__(key, time.perf_counter()))
@@ -57,24 +105,7 @@ def breakdown(model: nn.Module, images: list[torch.Tensor], rounds: int) -> dict
     finally:
         for h in handles:
             h.remove()
-    med = {k: statistics.median(r[k] for r in per_round) * 1e3 for k in per_round[0]}
-    return {
-        "transform": med["transform"],
-        "backbone": med["backbone"],
-        "rpn_head": med["rpn_head"],
-        "proposals": med["rpn"] - med["rpn_head"],
-        "roi_align": med["roi_align"],
-        "box_head": med["box_head"] + med["box_predictor"],
-        # box decoding + NMS inside roi_heads, and the transform's resize back to the image
-        "postprocess": med["total"]
-        - med["transform"]
-        - med["backbone"]
-        - med["rpn"]
-        - med["roi_align"]
-        - med["box_head"]
-        - med["box_predictor"],
-        "total": med["total"],
-    }
+    return {k: statistics.median(r[k] for r in per_round) * 1e3 for k in per_round[0]}
 
 
 def breakdowns(
@@ -84,6 +115,6 @@ def breakdowns(
     as its engine lets hooks see into it (:meth:`qdet.quant.interface.Engine.timed_int8`)."""
     out = {REFERENCE: breakdown(eager, images, rounds)}
     if FLOAT_COMPILED in variants:
-        out[FLOAT_COMPILED] = breakdown(variants[FLOAT_COMPILED].model, images, rounds)
+        out[FLOAT_COMPILED] = breakdown(variants[FLOAT_COMPILED], images, rounds)
     out["int8"] = breakdown(int8, images, rounds)
     return out

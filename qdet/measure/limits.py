@@ -18,6 +18,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from qdet.core.cpu import CPUINFO, cpu_flags, cpu_info
+
 UNITS = 2  # vector multiply units per core, assumed
 INT8_LANES = (  # (cpuinfo flag, int8 multiply-accumulates per instruction), the widest first
     ("avx512_vnni", 64),
@@ -26,23 +28,23 @@ INT8_LANES = (  # (cpuinfo flag, int8 multiply-accumulates per instruction), the
 )
 
 
-def backbone_gmacs(model: nn.Module, image: torch.Tensor) -> float:
-    """Giga multiply-accumulates of the backbone (with its FPN) for one image after the
-    detector's own transform (resize, padding)."""
+def backbone_gmacs(model: nn.Module, image: torch.Tensor, rpn_head: bool = False) -> float:
+    """Giga multiply-accumulates of the backbone (with its FPN), and of the RPN head on every
+    level with ``rpn_head`` (a compiled detector runs both as one package), for one image after
+    the detector's own transform (resize, padding)."""
     with torch.inference_mode():
         batch, _ = model.eval().transform([image])
         with FlopCounterMode(display=False) as counter:
-            model.backbone(batch.tensors)
+            features = model.backbone(batch.tensors)
+            if rpn_head:
+                model.rpn.head(list(features.values()))
     return counter.get_total_flops() / 2 / 1e9
 
 
-def cpu_mhz(cpuinfo: Path = Path("/proc/cpuinfo")) -> float | None:
+def cpu_mhz(cpuinfo: Path = CPUINFO) -> float | None:
     """The clock /proc/cpuinfo reports (virtual machines expose no maximum): None if absent."""
-    for line in cpuinfo.read_text().splitlines() if cpuinfo.exists() else []:
-        key, _, value = line.partition(":")
-        if key.strip() == "cpu MHz":
-            return float(value)
-    return None
+    mhz = cpu_info(cpuinfo).get("cpu MHz")
+    return float(mhz) if mhz else None
 
 
 def nominal_int8_peak(flags: set[str], mhz: float, threads: int) -> tuple[float, str]:
@@ -54,16 +56,21 @@ def nominal_int8_peak(flags: set[str], mhz: float, threads: int) -> tuple[float,
 
 
 def backbone_vs_peak(
-    model: nn.Module, image: torch.Tensor, backbone_ms: float, threads: int, flags: set[str]
+    model: nn.Module, image: torch.Tensor, timed: dict[str, float], threads: int
 ) -> dict[str, object]:
-    """The int8 backbone's GMAC/s and its share of the nominal peak (``{}`` without a clock)."""
+    """The int8 backbone's GMAC/s and its share of the nominal peak (``{}`` without a clock),
+    from the int8 breakdown ``timed``: its ``backbone``, or its ``features`` (backbone + RPN head,
+    one compiled package) counted with the RPN head's MACs."""
     mhz = cpu_mhz()
     if mhz is None:
         return {}
-    gmacs = backbone_gmacs(model, image)
-    peak, rule = nominal_int8_peak(flags, mhz, threads)
+    scope = "backbone" if "backbone" in timed else "features"
+    backbone_ms = timed[scope]
+    gmacs = backbone_gmacs(model, image, rpn_head=scope == "features")
+    peak, rule = nominal_int8_peak(cpu_flags(), mhz, threads)
     achieved = gmacs / (backbone_ms / 1e3)
     return {
+        "scope": "backbone + FPN" if scope == "backbone" else "backbone + FPN + RPN head (one package)",
         "backbone_gmacs": gmacs,
         "backbone_ms": backbone_ms,
         "backbone_gmac_per_s": achieved,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from qdet.measure.variants import REFERENCE, label
+from qdet.measure.variants import FP32_TWIN, RECOMMENDED, REFERENCE, label
 
 PLOTS = (  # (file below plots/, what it shows)
     ("map_vs_latency.png", "accuracy against latency, every row"),
@@ -77,7 +77,7 @@ def time_per_part(breakdown: dict) -> list[str]:
     rows = breakdown.get("breakdown_ms", {})
     if not rows:
         return ["-"]
-    parts = list(next(iter(rows.values())))
+    parts = list(dict.fromkeys(p for r in rows.values() for p in r if p != "total")) + ["total"]
     lines = ["| detector | " + " | ".join(parts) + " |", "|---" * (len(parts) + 1) + "|"]
     lines += [
         f"| {label(n)} | " + " | ".join(_num(r.get(p), ".1f") for p in parts) + " |" for n, r in rows.items()
@@ -86,11 +86,31 @@ def time_per_part(breakdown: dict) -> list[str]:
     if limit:
         lines += [
             "",
-            f"int8 backbone: {limit['backbone_gmacs']:.2f} GMAC per image in {limit['backbone_ms']:.1f} ms = "
+            f"int8 {limit.get('scope', 'backbone')}: {limit['backbone_gmacs']:.2f} GMAC per image in "
+            f"{limit['backbone_ms']:.1f} ms = "
             f"{limit['backbone_gmac_per_s']:.0f} GMAC/s, {limit['share_of_nominal_peak']:.0%} of the CPU's "
             f"nominal int8 peak ({limit['nominal_int8_peak_gmac_per_s']:.0f} GMAC/s: "
             f"{limit['nominal_peak_rule']}; an upper bound by rule, see qdet/measure/limits.py).",
         ]
+    return lines
+
+
+def int8_artifacts(convert: dict, evaluation: dict, benchmark: dict) -> list[str]:
+    """Which engine wrote the int8 artifacts, what their float ops compute in and why, and, when
+    that is bf16, what it costs: the recommended model with fp32 float ops beside it."""
+    lines = [
+        f"- engine: {convert.get('engine', '?')}; float ops between the int8 kernels in "
+        f"**{convert.get('float_dtype', '?')}** ({convert.get('float_dtype_why') or '-'})",
+    ]
+    if FP32_TWIN in evaluation and RECOMMENDED in evaluation:
+        bf16, fp32 = evaluation[RECOMMENDED], evaluation[FP32_TWIN]
+        speed = benchmark.get("variants", {})
+        ms = {n: speed.get(n, {}).get("latency_ms_p50") for n in (RECOMMENDED, FP32_TWIN)}
+        lines.append(
+            f"- what bf16 costs and gains: {label(RECOMMENDED)} mAP@.5 {_num(bf16.get('map50'), '.3f')} "
+            f"against {_num(fp32.get('map50'), '.3f')} with fp32 float ops; p50 "
+            f"{_num(ms[RECOMMENDED], '.1f')} ms against {_num(ms[FP32_TWIN], '.1f')} ms"
+        )
     return lines
 
 
@@ -100,6 +120,7 @@ def render(
     breakdown: dict,
     preprocess: dict,
     train: dict,
+    convert: dict,
     evaluation: dict,
     benchmark: dict,
     register: dict,
@@ -127,6 +148,9 @@ def render(
         f"- float training: {train.get('epochs', '?')} epochs, valid mAP@.5 "
         f"{_num(train.get('val_map50'), '.3f')} at the end, "
         f"{_num(train.get('val_map50_last_epoch_gain'), '+.3f')} from the last epoch",
+        "",
+        "## int8 artifacts",
+        *int8_artifacts(convert, evaluation, benchmark),
         "",
         "## Accuracy",
         *accuracy_table(evaluation),

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from qdet.core.cpu import BF16_FLAGS, cpu_info
 from qdet.measure.accuracy import Detector
 from qdet.measure.variants import REFERENCE, REGISTERED_INT8
 
@@ -106,16 +107,8 @@ def environment(threads: int) -> dict[str, object]:
     another runtime version is another measurement."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from qdet.peers import BF16_FLAGS, cpu_flags
-
-    info: dict[str, str] = {}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            info.setdefault(key.strip(), value.strip())
-    except OSError:
-        pass
-    flags = cpu_flags()
+    info = cpu_info()
+    flags = set(info.get("flags", "").split())
     wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", *BF16_FLAGS)
     versions = {}
     for package in ("torch", "torchao", "onnxruntime", "openvino", "nncf"):

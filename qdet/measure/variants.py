@@ -32,6 +32,7 @@ VARIANTS: dict[str, Variant] = {
         Variant("float_inductor", "float Inductor (AOT)", "float", "fp32", "AOTInductor", "artifact", False),
         Variant("ptq", "PTQ int8", "int8", "int8", "qdet", "artifact", False, registered=True),
         Variant("qat", "QAT int8", "int8", "int8", "qdet", "artifact", False, registered=True),
+        Variant("qat_fp32", "QAT int8, float ops in fp32", "int8", "int8", "qdet", "artifact", False),
         Variant(
             "float_ft", "float + QAT's epochs (control)", "float", "fp32", "torch eager", "checkpoint", False
         ),
@@ -55,6 +56,7 @@ REFERENCE = "float_eager"  # the trained model itself: drops and "vs float eager
 CONTROL = "float_ft"  # the QAT control: what QAT's epochs give without fake quantization
 CONTROL_FILE = f"{CONTROL}.pt"  # in the control stage's folder, only when qat.control is on
 FLOAT_COMPILED = "float_inductor"  # the float model compiled as the PT2E parts are (every engine builds it)
+FP32_TWIN = "qat_fp32"  # the recommended model with fp32 float ops, written only when they are bf16
 RECOMMENDED = "qat"  # the int8 variant the breakdown times and the summary shows when no champion
 REGISTERED_INT8 = tuple(v.name for v in VARIANTS.values() if v.registered)
 

@@ -13,27 +13,6 @@ from pathlib import Path
 from typing import Any
 
 MANIFEST = "peers.json"
-BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of CPUs that compute bf16 natively
-
-
-def cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
-    return set(line.partition(":")[2].split())
-
-
-def bf16_support() -> str | None:
-    """None where the CPU computes bf16 natively, else why the bf16 peers are left out."""
-    flags = cpu_flags()
-    if any(f in flags for f in BF16_FLAGS):
-        return None
-    return (
-        f"this CPU has no bf16 instructions ({' / '.join(BF16_FLAGS)} not in /proc/cpuinfo): "
-        "bf16 would be emulated, slower than fp32, a peer no user would pick"
-    )
 
 
 def part_prefixes() -> tuple[str, ...]:

@@ -1,9 +1,12 @@
-"""Compile a detector's parts ahead of time with AOTInductor into a self-contained folder.
+"""Compile a detector ahead of time with AOTInductor into a self-contained folder.
 
-Each part (backbone, RPN head, box head, predictor), float or converted by the PT2E engine, is
-captured with ``torch.export`` (dynamic batch, image and RoI sizes) and compiled with freezing
-into a ``.pt2`` package; ``detector.json``, the loader ``aot_detector.py`` and its RoI align
-``roi_align.py`` (torch + torchvision only) travel with them. Loading the folder compiles nothing.
+Everything whose shapes follow from the input size is compiled, in the pieces the profile
+chose (see :mod:`qdet.serving.aot_detector` for the measurements): ``backbone.pt2`` (backbone +
+FPN), ``rpn_head.pt2`` (the RPN head on one level, run on each) and ``roi.pt2`` (level mapping,
+RoI align, box head, predictor, box decoding, softmax), each captured with ``torch.export`` (any
+image size, any number of RoIs) from the float model or the PT2E engine's converted graphs, and
+compiled with freezing. ``detector.json`` and the loader ``aot_detector.py`` (torch +
+torchvision only) travel with them. Loading compiles nothing.
 """
 
 from __future__ import annotations
@@ -18,11 +21,12 @@ from typing import Any
 
 import torch
 from torch import nn
+from torchvision.ops.poolers import LevelMapper, _setup_scales
 
 from qdet.config import ModelConfig
 from qdet.core.errors import QdetError
-from qdet.quant.parts import PARTS, capture_inputs, dynamic_shapes, get_part
 from qdet.serving import aot_detector
+from qdet.serving.roi_align import gather_roi_align
 
 COMPILERS = ("c++", "g++", "clang++")
 
@@ -49,19 +53,69 @@ def _graph(module: nn.Module) -> nn.Module:
     return graph if graph is not None else module.eval()
 
 
-PER_IMAGE = ("backbone", "rpn_head")  # compiled for one image; the loader loops over a batch
+class Compiled(nn.Module):
+    """A part as a compiled stage: inputs as varargs (one dynamic-shapes tuple for all), a
+    backbone's feature dict as a tuple of its levels."""
+
+    def __init__(self, part: nn.Module) -> None:
+        super().__init__()
+        self.part = part
+
+    def forward(self, *inputs: torch.Tensor):
+        out = self.part(*inputs)
+        return tuple(out.values()) if isinstance(out, dict) else out
 
 
-def compile_inputs(model: nn.Module, part: str) -> tuple[tuple[torch.Tensor, ...], tuple[dict, ...]]:
-    """Example inputs and dynamic dimensions for AOTInductor: image-level parts for batch 1 with
-    any height and width (the detector runs one image at a time; a dynamic batch dimension
-    starts at 2, and padding a single image to 2 doubled the work), RoI-level parts for any
-    number of RoIs."""
-    inputs = capture_inputs(model, part)
-    if part not in PER_IMAGE:
-        return inputs, dynamic_shapes(inputs)
+class RoIStage(nn.Module):
+    """What ``roi.pt2`` computes: level mapping and RoI align (:func:`gather_roi_align`) of the
+    proposals on the pooled levels, box head, predictor, box decoding (torchvision's box coder)
+    and softmax; returns boxes ``[N, classes, 4]`` and scores ``[N, classes]``."""
+
+    def __init__(self, model: nn.Module, scales: list[float], mapper: LevelMapper) -> None:
+        super().__init__()
+        pool = model.roi_heads.box_roi_pool
+        self.box_head = _graph(model.roi_heads.box_head)
+        self.predictor = _graph(model.roi_heads.box_predictor)
+        self.coder = model.roi_heads.box_coder
+        self.scales, self.mapper = scales, mapper
+        self.output_size, self.ratio = pool.output_size[0], pool.sampling_ratio
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        *features, proposals = inputs
+        rois = torch.cat([torch.zeros_like(proposals[:, :1]), proposals], 1)
+        levels = self.mapper([proposals]) if len(features) > 1 else torch.zeros_like(rois[:, 0]).long()
+        pooled = gather_roi_align(features, rois, levels, self.scales, self.output_size, self.ratio)
+        logits, deltas = self.predictor(self.box_head(pooled))
+        boxes = self.coder.decode_single(deltas, proposals).reshape(proposals.shape[0], -1, 4)
+        return boxes, torch.softmax(logits, -1)
+
+
+def stages(model: nn.Module, model_cfg: ModelConfig) -> tuple[dict[str, tuple], dict[str, object]]:
+    """The compiled stages with example inputs and dynamic dimensions, and the layout the
+    loader needs: which feature levels RoI align pools from, and the smallest image side at which
+    every level is 2 or more pixels (export specialises sizes 0 and 1)."""
+    model = model.eval()
+    names = list(model.roi_heads.box_roi_pool.featmap_names)
+    with torch.no_grad():
+        batch, _ = model.transform([torch.rand(3, model_cfg.min_size, model_cfg.max_size)])
+        image = batch.tensors
+        maps = model.backbone(image)
+    keys = list(maps)
+    pooled = [keys.index(n) for n in names]
+    scales, mapper = _setup_scales([maps[n] for n in names], batch.image_sizes, 224, 4)
+    stride = max(image.shape[-1] // f.shape[-1] for f in maps.values())
+    height, width = batch.image_sizes[0]
+    corners = [[0.0, 0.0, width / 4, height / 4], [width / 8, height / 8, width / 2, height / 2]]
+    proposals = torch.tensor(corners).repeat(4, 1) * torch.linspace(0.5, 1.5, 8).unsqueeze(1)
     auto = torch.export.Dim.AUTO
-    return tuple(x[:1] for x in inputs), tuple({2: auto, 3: auto} for _ in inputs)
+    roi_inputs = (*[maps[n] for n in names], proposals)
+    roi_dynamic = (*[{2: auto, 3: auto} for _ in names], {0: auto})
+    compiled = {
+        "backbone": (Compiled(_graph(model.backbone)), (image,), ({2: auto, 3: auto},)),
+        "rpn_head": (Compiled(_graph(model.rpn.head.level)), (maps[keys[0]],), ({2: auto, 3: auto},)),
+        "roi": (RoIStage(model, scales, mapper), roi_inputs, roi_dynamic),
+    }
+    return compiled, {"pooled": pooled, "min_side": 2 * stride}
 
 
 INDUCTOR_CONFIGS = {
@@ -71,27 +125,31 @@ INDUCTOR_CONFIGS = {
 
 
 class Bf16Autocast(nn.Module):
-    """A float part under CPU bf16 autocast, as a PyTorch user runs bf16: convolutions and
-    linears in bf16, outputs back in fp32 for the float glue (anchors, NMS, RoI align) around it."""
+    """A compiled stage under CPU bf16 autocast, as a PyTorch user runs bf16: what is float in it
+    (convolutions and linears of a float model; for an int8 one, the ops between its int8
+    kernels, which Inductor lowers to int8-mixed-bf16) in bf16, outputs back in fp32 for the
+    data-dependent steps around it (anchors, NMS)."""
 
     def __init__(self, inner: nn.Module) -> None:
         super().__init__()
         self.inner = inner
 
-    def forward(self, x: torch.Tensor):  # every part takes one tensor
+    def forward(self, *inputs: torch.Tensor):
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            out = self.inner(x)
+            out = self.inner(*inputs)
         return torch.utils._pytree.tree_map(
             lambda t: t.float() if isinstance(t, torch.Tensor) and t.is_floating_point() else t, out
         )
 
 
-def compile_part(model: nn.Module, part: str, path: Path, bf16: bool = False) -> float:
-    """Compile one part to ``path`` (under bf16 autocast with ``bf16``); returns the seconds."""
-    inputs, dynamic = compile_inputs(model, part)
+def compile_module(module: nn.Module, inputs: tuple, dynamic: tuple, path: Path, bf16: bool = False) -> float:
+    """Export ``module`` (under bf16 autocast with ``bf16``) and compile it to ``path``; seconds."""
     start = time.perf_counter()
-    module = _graph(get_part(model, part))
-    exported = torch.export.export(Bf16Autocast(module) if bf16 else module, inputs, dynamic_shapes=dynamic)
+    exported = torch.export.export(
+        Bf16Autocast(module) if bf16 else module,
+        inputs,
+        dynamic_shapes=(dynamic,),  # varargs: one tuple
+    )
     with torch.no_grad():
         torch._inductor.aoti_compile_and_package(
             exported, package_path=str(path), inductor_configs=INDUCTOR_CONFIGS
@@ -110,17 +168,14 @@ def save_compiled(
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    seconds = {part: compile_part(model, part, tmp / f"{part}.pt2", bf16) for part in PARTS}
-    full_meta = {
-        **meta,
-        "model": dataclasses.asdict(model_cfg),
-        "out_channels": model.backbone.out_channels,
-        "featmap_names": list(model.roi_heads.box_roi_pool.featmap_names),
-        "compile_seconds": seconds,
+    compiled, layout = stages(model, model_cfg)
+    seconds = {
+        name: compile_module(module, inputs, dynamic, tmp / f"{name}.pt2", bf16)
+        for name, (module, inputs, dynamic) in compiled.items()
     }
+    full_meta = {**meta, "model": dataclasses.asdict(model_cfg), "layout": layout, "compile_seconds": seconds}
     (tmp / aot_detector.META).write_text(json.dumps(full_meta, indent=1))
     shutil.copy2(aot_detector.__file__, tmp / "aot_detector.py")
-    shutil.copy2(Path(aot_detector.__file__).with_name(aot_detector.ROI_ALIGN), tmp / aot_detector.ROI_ALIGN)
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
     return sum(p.stat().st_size for p in folder.iterdir()), seconds

@@ -26,12 +26,22 @@ from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx, prepare_qa
 
 from qdet.config import ModelConfig
 from qdet.quant.interface import Saved
-from qdet.quant.parts import PARTS, check_parts, check_skip, example_inputs, get_part, quant_report, set_part
+from qdet.quant.parts import (
+    PARTS,
+    QuantError,
+    check_parts,
+    check_skip,
+    example_inputs,
+    get_part,
+    quant_report,
+    set_part,
+)
 from qdet.quant.plan import QuantPlan
 from qdet.quant.qconfig import make_mapping
 from qdet.quant.torchscript import save_artifact, script_detector
 
 ARTIFACT = "TorchScript file"
+FLOAT_DTYPES = ("fp32",)  # quantized kernels and the scripted glue: fp32 around int8
 
 
 def prepare(model: nn.Module, plan: QuantPlan, qat: bool) -> nn.Module:
@@ -159,10 +169,17 @@ def timed_int8(eager: nn.Module, loaded: Any, state: dict[str, Any]) -> nn.Modul
 
 
 def save_int8(
-    model: nn.Module, model_cfg: ModelConfig, meta: dict[str, Any], out_dir: Path, variant: str
+    model: nn.Module,
+    model_cfg: ModelConfig,
+    meta: dict[str, Any],
+    out_dir: Path,
+    variant: str,
+    float_dtype: str = "fp32",
 ) -> Saved:
     """The whole detector scripted to ``<variant>.ts`` (the script holds the model: ``model_cfg``
-    is not needed)."""
+    is not needed); its float ops compute in fp32 only."""
+    if float_dtype not in FLOAT_DTYPES:
+        raise QuantError(f"quant.float_dtype: the fx engine computes in {FLOAT_DTYPES}, not {float_dtype}")
     path = out_dir / f"{variant}.ts"
     return Saved(path, save_artifact(script_detector(model), path, meta), {})
 

@@ -30,6 +30,7 @@ class Engine(Protocol):
     breakdown can hook into, given the loaded artifact and the QAT checkpoint it came from."""
 
     ARTIFACT: str  # what convert writes, for the console ("TorchScript file", ...)
+    FLOAT_DTYPES: tuple[str, ...]  # what its int8 artifacts' float ops can compute in, fp32 first
 
     def prepare(self, model: nn.Module, plan: QuantPlan, qat: bool) -> nn.Module: ...
     def convert(self, model: nn.Module, plan: QuantPlan) -> nn.Module: ...
@@ -43,7 +44,13 @@ class Engine(Protocol):
     def module_name(self, name: str) -> str: ...
     def timed_int8(self, eager: nn.Module, loaded: Any, state: dict[str, Any]) -> nn.Module: ...
     def save_int8(
-        self, model: nn.Module, model_cfg: ModelConfig, meta: dict[str, Any], out_dir: Path, variant: str
+        self,
+        model: nn.Module,
+        model_cfg: ModelConfig,
+        meta: dict[str, Any],
+        out_dir: Path,
+        variant: str,
+        float_dtype: str = "fp32",
     ) -> Saved: ...
     def save_float(
         self, model: nn.Module, model_cfg: ModelConfig, meta: dict[str, Any], out_dir: Path

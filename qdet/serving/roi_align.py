@@ -9,8 +9,8 @@ over the threads by ATen. The positions, corners, clamping and zeroed out-of-map
 torchvision's kernel (``aligned=False``), so the output equals its output up to float rounding
 (tested); the level of each RoI comes from torchvision's LevelMapper.
 
-This file is copied next to ``aot_detector.py`` into every compiled artifact and is compiled by
-TorchScript into the FX artifacts: it imports nothing from qdet.
+AOTInductor compiles it into every compiled artifact's ``roi.pt2`` and TorchScript into the FX
+artifacts: it imports nothing from qdet.
 """
 
 # No "from __future__ import annotations": TorchScript compiles this module's annotations.

@@ -12,8 +12,8 @@ import torch
 import yaml
 
 from qdet.core.checkpoint import load_checkpoint
+from qdet.core.cpu import bf16_support
 from qdet.measure.accuracy import coco_evaluate
-from qdet.peers import bf16_support
 from qdet.tracking import default_uri
 from tests.e2e.repos import commit, env, make_repo, run, stages_run, torch_deprecations
 from tests.helpers import merge, stage_cmd

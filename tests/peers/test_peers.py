@@ -10,11 +10,12 @@ import onnx
 import pytest
 import torch
 
+from qdet.core.cpu import bf16_support, cpu_flags, cpu_info
 from qdet.measure.artifacts import artifact_size, load_variant
 from qdet.models.detector import build_detector
-from qdet.peers import bf16_support, cpu_flags, openvino, peer_files, write_manifest
 from qdet.peers import onnx as ort_peers
-from qdet.quant.aot import compile_part
+from qdet.peers import openvino, peer_files, write_manifest
+from qdet.quant.aot import Compiled, compile_module
 from qdet.quant.parts import QuantError
 from tests.helpers import TINY_MODEL
 
@@ -142,15 +143,15 @@ def test_openvino_spec_records_the_precision_the_compiled_model_reports(exported
     assert reported == "f32 (as reported)"
 
 
-def test_bf16_peers_are_left_out_with_a_note_on_a_cpu_without_bf16(monkeypatch):
-    import qdet.peers as peers
-
-    monkeypatch.setattr(peers, "cpu_flags", lambda: {"avx2", "avx512f"})
-    note = bf16_support()
+def test_bf16_is_left_out_with_a_note_on_a_cpu_without_bf16(tmp_path):
+    note = bf16_support({"avx2", "avx512f"})
     assert note is not None and "avx512_bf16" in note and "emulated" in note
-    monkeypatch.setattr(peers, "cpu_flags", lambda: {"avx2", "amx_bf16"})
-    assert bf16_support() is None
-    assert "fpu" in cpu_flags() or not cpu_flags()  # the real /proc/cpuinfo, where there is one
+    assert bf16_support({"avx2", "amx_bf16"}) is None
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu avx512_bf16\n\nprocessor\t: 1\n")
+    assert cpu_flags(info) == {"fpu", "avx512_bf16"}
+    assert cpu_info(info)["model name"] == "Some CPU"
+    assert cpu_info(tmp_path / "absent") == {}
 
 
 def test_manifest_lists_built_peers_and_why_others_were_left_out(tmp_path):
@@ -167,19 +168,22 @@ def test_float_bf16_part_computes_in_bf16_and_stays_close_to_fp32(tmp_path):
 
     torch.manual_seed(0)
     model = build_detector("resnet18", TINY_MODEL, num_classes=3).eval()
-    compile_part(model, "backbone", tmp_path / "backbone.pt2", bf16=True)
+    x = torch.rand(1, 3, 96, 128)
+    auto = torch.export.Dim.AUTO
+    compile_module(
+        Compiled(model.backbone), (x,), ({2: auto, 3: auto},), tmp_path / "backbone.pt2", bf16=True
+    )
     with zipfile.ZipFile(tmp_path / "backbone.pt2") as package:
         code = "".join(package.read(n).decode() for n in package.namelist() if n.endswith(".cpp"))
     assert "bfloat16" in code
     runner = torch._inductor.aoti_load_package(str(tmp_path / "backbone.pt2"))
-    x = torch.rand(1, 3, 96, 128)
     with torch.no_grad():
         reference = model.backbone(x)
         out = runner(x)
-    for key, value in reference.items():
-        assert out[key].dtype == torch.float32
+    for value, got in zip(reference.values(), out, strict=True):  # Compiled returns the levels in order
+        assert got.dtype == torch.float32
         scale = value.abs().max().item()
-        assert np.allclose(out[key].numpy(), value.numpy(), atol=0.05 * scale), key
+        assert np.allclose(got.numpy(), value.numpy(), atol=0.05 * scale)
 
 
 def test_nncf_quantizes_only_the_parts_qdet_quantizes(exported):

@@ -6,7 +6,7 @@ import inspect
 import pytest
 
 from qdet.quant import deprecated_upstream
-from qdet.quant.engines import ENGINES, get_engine
+from qdet.quant.engines import ENGINES, float_dtype, get_engine
 from qdet.quant.interface import Engine
 from qdet.quant.parts import QuantError
 
@@ -48,3 +48,26 @@ def test_frozen_layers_are_found_by_their_float_names_in_each_engine():
     assert pt2e.module_name("backbone.body.layer1") == "backbone.graph_module.body.layer1"
     assert pt2e.module_name("roi_heads.box_head.fc6") == "roi_heads.box_head.graph_module.fc6"
     assert pt2e.module_name("rpn.anchor_generator") == "rpn.anchor_generator"  # outside the parts
+
+
+def test_float_dtype_auto_is_bf16_only_with_a_bf16_cpu_and_engine(monkeypatch):
+    import qdet.quant.engines as engines
+
+    monkeypatch.setattr(engines, "bf16_support", lambda: None)  # a CPU with bf16 instructions
+    assert float_dtype("auto", "pt2e") == ("bf16", "auto: this CPU computes bf16 natively")
+    assert float_dtype("auto", "fx") == ("fp32", "auto: the fx engine computes its float ops in fp32")
+    assert float_dtype("fp32", "pt2e") == ("fp32", "quant.float_dtype: fp32")
+    monkeypatch.setattr(engines, "bf16_support", lambda: "no bf16 here")
+    assert float_dtype("auto", "pt2e") == ("fp32", "auto: no bf16 here")
+    assert float_dtype("bf16", "pt2e") == ("bf16", "quant.float_dtype: bf16 (no bf16 here)")  # asked: kept
+    with pytest.raises(QuantError, match="quant.float_dtype: bf16 is not possible with quant.engine fx"):
+        float_dtype("bf16", "fx")
+
+
+def test_config_refuses_bf16_with_fx_before_any_stage_runs():
+    from qdet.config import ConfigError, config_from_dict
+    from tests.helpers import DEFAULTS, merge
+
+    with pytest.raises(ConfigError, match="quant.float_dtype: bf16 needs quant.engine pt2e"):
+        config_from_dict(merge(DEFAULTS, {"quant": {"engine": "fx", "float_dtype": "bf16"}}))
+    assert config_from_dict(merge(DEFAULTS, {"quant": {"engine": "pt2e", "float_dtype": "bf16"}}))

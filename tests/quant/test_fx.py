@@ -5,8 +5,8 @@ import sys
 import pytest
 import torch
 
+from qdet.core.cpu import cpu_flags
 from qdet.models.detector import build_detector
-from qdet.peers import cpu_flags
 from qdet.quant.engines import restore
 from qdet.quant.fx import convert, describe, module_sqnr, prepare
 from qdet.quant.parts import PARTS

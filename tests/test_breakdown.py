@@ -1,0 +1,42 @@
+"""Time per part: a compiled detector's steps are timed where they run, whatever it calls them."""
+
+import time
+
+import pytest
+from torch import nn
+
+from qdet.measure.breakdown import breakdown
+from qdet.serving import aot_detector
+
+
+class Sleep(nn.Module):
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    def forward(self, *args):
+        time.sleep(self.seconds)
+        return args
+
+
+class FakeCompiled(aot_detector.Detector):
+    """The compiled detector's steps, each taking a known time; 4 ms outside them (the resize back)."""
+
+    def __init__(self) -> None:
+        nn.Module.__init__(self)
+        self.transform, self.features, self.proposals = Sleep(0.002), Sleep(0.030), Sleep(0.006)
+        self.roi, self.detections = Sleep(0.012), Sleep(0.001)
+
+    def forward(self, images):
+        for step in (self.transform, self.features, self.proposals, self.roi, self.detections):
+            step(images)
+        time.sleep(0.004)
+        return [{}]
+
+
+def test_a_compiled_detector_is_timed_by_its_own_steps():
+    parts = breakdown(FakeCompiled(), [None], rounds=5)
+    assert list(parts) == ["transform", "features", "proposals", "roi", "postprocess", "total"]
+    want = {"transform": 2, "features": 30, "proposals": 6, "roi": 12, "postprocess": 5, "total": 55}
+    for key, ms in want.items():
+        assert parts[key] == pytest.approx(ms, abs=2.5), key
