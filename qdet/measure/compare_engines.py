@@ -24,6 +24,7 @@ from qdet.core.console import console, exit_on_error
 from qdet.core.files import write_json
 from qdet.measure import stats
 from qdet.measure.speed import environment, time_interleaved
+from qdet.measure.variants import FLOAT_COMPILED
 from qdet.models.detector import build_detector
 from qdet.quant.aot import save_compiled
 from qdet.quant.engines import ENGINES, get_engine
@@ -31,7 +32,7 @@ from qdet.quant.plan import make_plan
 from qdet.serving.formats import load_artifact
 
 app = typer.Typer(add_completion=False)
-FLOAT = "float_inductor"
+FLOAT = FLOAT_COMPILED
 
 
 def compare(backbone: str, params: Path, folder: Path, rounds: int) -> dict[str, object]:
