@@ -15,7 +15,7 @@ from qdet.measure.plots import plot_sensitivity
 from qdet.models.detector import load_trained
 from qdet.pipeline import stage
 from qdet.quant.calibrate import calibrate_ptq, calibration_summary
-from qdet.quant.engines import get_engine
+from qdet.quant.engines import float_dtype, get_engine
 from qdet.quant.plan import make_plan, plan_dict
 from qdet.quant.sensitivity import write_sensitivity
 
@@ -39,6 +39,7 @@ def main(
     trained = load_trained(float_model, cfg.backbone, cfg.model)
     dataset = load_split(processed, "train")
     plan = make_plan(cfg.quant, cfg.calibrate, qat=False)
+    float_dtype(cfg.quant.float_dtype, plan.engine)  # one the engine cannot do stops here, not in convert
     with stage.tracker(cfg, "calibrate", params, metrics.parent) as run:
         with progress_bar() as progress:
             ptq = calibrate_ptq(trained.model, plan, dataset, cfg.calibrate.images, progress)

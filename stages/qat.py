@@ -12,7 +12,7 @@ from qdet.data.dataset import DetectionDataset
 from qdet.models.detector import load_trained
 from qdet.pipeline import stage
 from qdet.pipeline.session import training_session
-from qdet.quant.engines import get_engine
+from qdet.quant.engines import float_dtype, get_engine
 from qdet.quant.plan import make_plan, plan_dict
 from qdet.quant.qat import calibrate_ranges, epoch_controls, freeze_layers, observers_frozen_while
 from qdet.training.loop import FitHooks, epoch_logger, fit, validation_map
@@ -35,6 +35,7 @@ def main(
     cfg = stage.load(params, "qat")
     trained = load_trained(float_model, cfg.backbone, cfg.model)
     plan = make_plan(cfg.quant, cfg.calibrate, qat=True)
+    float_dtype(cfg.quant.float_dtype, plan.engine)  # one the engine cannot do stops here, not in convert
     resolved = config_to_dict(cfg)
     sections = ("seed", "dataset", "data", "train", "quant", "qat", "calibrate")
     identity = fingerprint(resolved, *sections, inputs=(processed, float_model), stage=Path(__file__))

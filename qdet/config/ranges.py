@@ -89,11 +89,6 @@ def check_ranges(cfg: Config) -> None:
             "quant.parts: name at least one part to convert to int8 (backbone, rpn_head, box_head, "
             "box_predictor); the float model is already in every run as float_eager"
         )
-    if cfg.quant.float_dtype == "bf16" and cfg.quant.engine != "pt2e":
-        raise ConfigError(
-            f"quant.float_dtype: bf16 needs quant.engine pt2e (the {cfg.quant.engine} engine's "
-            "quantized kernels and TorchScript glue compute in fp32); use auto or fp32"
-        )
     if cfg.train.nnodes > 1 and ":" not in cfg.train.rdzv_endpoint:
         raise ConfigError("train.rdzv_endpoint: with train.nnodes > 1 give host:port of the rendezvous")
     if cfg.data.valid_fraction + cfg.data.test_fraction >= 1:

@@ -62,12 +62,3 @@ def test_float_dtype_auto_is_bf16_only_with_a_bf16_cpu_and_engine(monkeypatch):
     assert float_dtype("bf16", "pt2e") == ("bf16", "quant.float_dtype: bf16 (no bf16 here)")  # asked: kept
     with pytest.raises(QuantError, match="quant.float_dtype: bf16 is not possible with quant.engine fx"):
         float_dtype("bf16", "fx")
-
-
-def test_config_refuses_bf16_with_fx_before_any_stage_runs():
-    from qdet.config import ConfigError, config_from_dict
-    from tests.helpers import DEFAULTS, merge
-
-    with pytest.raises(ConfigError, match="quant.float_dtype: bf16 needs quant.engine pt2e"):
-        config_from_dict(merge(DEFAULTS, {"quant": {"engine": "fx", "float_dtype": "bf16"}}))
-    assert config_from_dict(merge(DEFAULTS, {"quant": {"engine": "pt2e", "float_dtype": "bf16"}}))
