@@ -115,7 +115,9 @@ def stages(model: nn.Module, model_cfg: ModelConfig) -> tuple[dict[str, tuple], 
         "rpn_head": (Compiled(_graph(model.rpn.head.level)), (maps[keys[0]],), ({2: auto, 3: auto},)),
         "roi": (RoIStage(model, scales, mapper), roi_inputs, roi_dynamic),
     }
-    return compiled, {"pooled": pooled, "min_side": 2 * stride}
+    # the transform pads to multiples of 32; the first such side past the largest stride gives
+    # every level 2 or more pixels
+    return compiled, {"pooled": pooled, "min_side": (stride // 32 + 1) * 32}
 
 
 INDUCTOR_CONFIGS = {
