@@ -82,7 +82,7 @@ def test_compiled_detector_detects_what_the_eager_one_does(tmp_path):
     model = build_detector("resnet18", TINY_MODEL, num_classes=2).eval()
     save_compiled(model, TINY_MODEL, {"classes": ["a", "b"]}, tmp_path / "float")
     detector = load(tmp_path / "float")
-    images = [torch.rand(3, 96, 128), torch.rand(3, 75, 140), torch.rand(3, 96, 128)]
+    images = [torch.rand(3, 96, 128), torch.rand(3, 120, 90), torch.rand(3, 96, 128)]  # 120 x 90: 128 x 96
     with torch.no_grad():
         (padded,) = detector([torch.rand(3, 20, 300)])  # 8 x 128 after the transform: padded to 96 rows
         assert padded["boxes"].shape[1] == 4 and len(padded["scores"]) > 0
