@@ -31,4 +31,4 @@ def test_race_times_both_engines_and_the_float_inductor_row_with_intervals(tmp_p
     low, high = row["pt2e_speedup_vs_fx_ci95"]
     assert low < high and row["fx_speedup_vs_pt2e_ci95"] != [low, high]  # resampled, each way
     assert row["fx_speedup_vs_pt2e"] == pytest.approx(1 / ratio)
-    assert result["environment"]["threads"] == 2 and "resnet18:" in done.stdout
+    assert result["environment"]["threads"] == 2 and "resnet18:" in done.stderr  # the console is stderr
