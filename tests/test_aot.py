@@ -86,6 +86,8 @@ def test_compiled_detector_detects_what_the_eager_one_does(tmp_path):
     with torch.no_grad():
         (padded,) = detector([torch.rand(3, 20, 300)])  # 8 x 128 after the transform: padded to 96 rows
         assert padded["boxes"].shape[1] == 4 and len(padded["scores"]) > 0
+        anchors = detector.proposals.anchors[next(k for k in detector.proposals.anchors if k[0] == (96, 128))]
+        assert anchors[:, 3].max() > 90  # laid over the padded 96 rows (stride 8), not squeezed into 32
         for image in images:
             (want,), (got,) = model([image]), detector([image])
             assert len(got["scores"]) == len(want["scores"]) > 0

@@ -48,8 +48,8 @@ class Features(nn.Module):
     deltas of every anchor, flattened as torchvision's RPN flattens them.
 
     An image smaller than ``min_side`` (where a feature level would be one pixel, a size the
-    package was not compiled for) is zero-padded at the bottom and right first, as torchvision
-    pads the smaller images of a batch."""
+    package was not compiled for) is zero-padded at the bottom and right by :meth:`pad` first,
+    as torchvision pads the smaller images of a batch (the anchors are laid on the padded one)."""
 
     def __init__(self, folder: Path, min_side: int) -> None:
         super().__init__()
@@ -57,11 +57,14 @@ class Features(nn.Module):
         self.rpn_head = torch._inductor.aoti_load_package(str(folder / "rpn_head.pt2"))
         self.min_side = min_side
 
-    def forward(self, image: Tensor) -> tuple[list[Tensor], Tensor, Tensor]:
+    def pad(self, image: Tensor) -> Tensor:
         height, width = image.shape[-2:]
-        if height < self.min_side or width < self.min_side:
-            pad = [0, max(0, self.min_side - width), 0, max(0, self.min_side - height)]
-            image = torch.nn.functional.pad(image, pad)
+        if height >= self.min_side and width >= self.min_side:
+            return image
+        pad = [0, max(0, self.min_side - width), 0, max(0, self.min_side - height)]
+        return torch.nn.functional.pad(image, pad)
+
+    def forward(self, image: Tensor) -> tuple[list[Tensor], Tensor, Tensor]:
         features = list(self.backbone(image))
         heads = [self.rpn_head(f) for f in features]
         objectness, deltas = concat_box_prediction_layers([h[0] for h in heads], [h[1] for h in heads])
@@ -172,7 +175,7 @@ class Detector(nn.Module):
         batch, _ = self.transform(images)
         results = []
         for i, size in enumerate(batch.image_sizes):
-            image = batch.tensors[i : i + 1]
+            image = self.features.pad(batch.tensors[i : i + 1])
             features, objectness, deltas = self.features(image)
             proposals = self.proposals(image, size, features, objectness, deltas)
             boxes, scores = self.roi(features, proposals)
