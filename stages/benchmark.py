@@ -57,12 +57,13 @@ def main(
         advance = lambda: progress.update(task, advance=1)  # noqa: E731
         times = speed.time_interleaved(variants, images, b.warmup, b.rounds, advance)
     result = speed.summarize(times, REFERENCE, non_int8(list(times)), int8_peers(list(times)))
+    manifest = read_manifest(exported)
     speed.complete_rows(
-        result, files, read_json(eval_metrics), dataset.records[0].source, b.threads, exported
+        result, files, read_json(eval_metrics), dataset.records[0].source, b.threads, manifest["float"]
     )
     best = {"best_float": speed.fastest(times, non_int8(list(times)))}
     best["best_int8_peer"] = speed.fastest(times, int8_peers(list(times)))
-    engine = get_engine(read_manifest(exported)["engine"])  # the engine that wrote the QAT artifact
+    engine = get_engine(manifest["engine"])  # the engine that wrote the QAT artifact
     int8 = engine.timed_int8(eager, variants[RECOMMENDED], load_checkpoint(qat_state))
     parts = breakdowns(eager, variants, int8, images, b.rounds)
     environment = speed.environment(b.threads)

@@ -7,6 +7,7 @@ import typer
 
 from qdet.core.checkpoint import load_checkpoint
 from qdet.core.console import console, exit_on_error
+from qdet.core.errors import QdetError
 from qdet.core.files import compile_room, require_free_space, write_json
 from qdet.measure.artifacts import graph_signature, size_summary, write_manifest
 from qdet.measure.variants import FLOAT_COMPILED, FP32_TWIN, RECOMMENDED
@@ -39,18 +40,23 @@ def main(
         sizes[FLOAT_COMPILED], seconds[FLOAT_COMPILED] = save_compiled(
             trained.model, trained.config, {**meta, "variant": FLOAT_COMPILED}, files[FLOAT_COMPILED]
         )
-    dtype, why = "fp32", ""
-    for variant, path, key, qat in (("ptq", ptq_state, "observed", False), ("qat", qat_state, "qat", True)):
-        state = load_checkpoint(path)
-        plan = QuantPlan(**state["plan"])
-        engine = get_engine(plan.engine)
-        dtype, why = float_dtype(cfg.quant.float_dtype, plan.engine)
-        int8 = int8_from_state(trained.model, state, key, qat)
+    states = {variant: load_checkpoint(path) for variant, path in (("ptq", ptq_state), ("qat", qat_state))}
+    plans = {variant: QuantPlan(**state["plan"]) for variant, state in states.items()}
+    if plans["ptq"].engine != plans["qat"].engine:
+        raise QdetError(
+            f"{ptq_state} was made by the {plans['ptq'].engine} engine and {qat_state} by "
+            f"{plans['qat'].engine}: rerun calibrate and qat with one quant.engine (dvc repro does)"
+        )
+    plan = plans["qat"]
+    engine = get_engine(plan.engine)
+    dtype, why = float_dtype(cfg.quant.float_dtype, plan.engine)
+    for variant, key, qat in (("ptq", "observed", False), ("qat", "qat", True)):
+        int8 = int8_from_state(trained.model, states[variant], key, qat)
         graphs[variant] = graph_signature(int8)
         # with bf16, the recommended model is also written in fp32: what bf16 costs, measured
         twin = [(FP32_TWIN, "fp32")] if dtype != "fp32" and variant == RECOMMENDED else []
         for name, computes_in in [(variant, dtype), *twin]:
-            artifact_meta = {**meta, "variant": name, "plan": state["plan"]}
+            artifact_meta = {**meta, "variant": name, "plan": states[variant]["plan"]}
             with console.status(f"writing {name} as a {engine.ARTIFACT}, float ops in {computes_in}"):
                 saved = engine.save_int8(int8, trained.config, artifact_meta, out_dir, name, computes_in)
             files[name], sizes[name] = saved.path, saved.size

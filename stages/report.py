@@ -4,10 +4,12 @@ every row, the champion and why, the plots), so the README links results instead
 from pathlib import Path
 
 import typer
+import yaml
 
 from qdet.core.console import console, exit_on_error
 from qdet.core.files import read_json, write_atomically
 from qdet.measure.report import render
+from qdet.measure.seeds import recipe_digest
 from qdet.tracking import git_commit
 
 app = typer.Typer(add_completion=False)
@@ -21,6 +23,8 @@ def main(
         Path("reports/breakdown.json"), help="the benchmark's machine record and time per part"
     ),
     plots: Path = typer.Option(Path("plots"), help="the run's PNGs, linked from the page"),
+    seeds: Path = typer.Option(Path("reports/seeds.json"), help="the float recipe across seeds, if measured"),
+    params: Path = typer.Option(Path("params.yaml"), help="this run's recipe, to tell a stale seed table"),
     out: Path = typer.Option(Path("reports/results.md")),
 ) -> None:
     text = render(
@@ -33,6 +37,8 @@ def main(
         benchmark=read_json(metrics / "benchmark.json"),
         register=read_json(metrics / "register.json"),
         plots=sorted(p.relative_to(plots).as_posix() for p in plots.rglob("*.png")),
+        seeds=read_json(seeds) if seeds.exists() else None,
+        recipe=recipe_digest(yaml.safe_load(params.read_text())),
     )
     write_atomically(out, lambda partial: partial.write_text(text))
     console.print(f"results written to {out}")

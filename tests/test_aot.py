@@ -12,7 +12,7 @@ import torch
 
 from qdet.models.detector import build_detector
 from qdet.quant import pt2e
-from qdet.quant.aot import CompilerMissing, check_compiler, save_compiled
+from qdet.quant.aot import CompilerMissing, check_compiler, save_compiled, stages
 from qdet.quant.parts import PARTS
 from qdet.quant.plan import QuantPlan
 from qdet.serving.aot_detector import PACKAGES, load
@@ -124,3 +124,27 @@ def test_pt2e_int8_with_bf16_float_ops_compiles_bf16_and_detects_as_fp32_does(tm
     fp32, bf16 = load(tmp_path / "fp32")([image])[0], load(tmp_path / "bf16")([image])[0]
     top = min(5, len(fp32["scores"]))
     assert top > 0 and torch.allclose(bf16["scores"][:top], fp32["scores"][:top], atol=0.05)
+
+
+def test_roi_stage_is_the_models_own_pooling_heads_and_box_decoding():
+    """What roi.pt2 compiles, run eagerly: the detector's RoI align (torchvision's kernel in eager
+    mode), box head, predictor, box decoding and softmax give what ``roi.pt2`` returns, on every
+    pooled level (proposals small and large) and on the size the maps came from."""
+    torch.manual_seed(0)
+    model = build_detector("resnet18", TINY_MODEL, num_classes=2).eval()
+    compiled, _ = stages(model, TINY_MODEL)
+    stage, (*features, _), _ = compiled["roi"]
+    # the level follows the box's size (canonical 224 px on stride 16): boxes past the tiny image
+    # reach the coarser levels
+    proposals = torch.tensor(
+        [[1.0, 2, 12, 14], [5, 5, 60, 70], [0, 0, 127, 95], [0, 0, 300, 300], [0, 0, 900, 900]]
+    )
+    with torch.no_grad():
+        boxes, scores = stage(*features, proposals)
+        maps = dict(zip(stage.names, features, strict=True))
+        pooled = model.roi_heads.box_roi_pool(maps, [proposals], [(96, 128)])
+        logits, deltas = model.roi_heads.box_predictor(model.roi_heads.box_head(pooled))
+    want = model.roi_heads.box_coder.decode(deltas, [proposals])
+    assert torch.allclose(boxes, want, atol=1e-4)
+    assert torch.allclose(scores, torch.softmax(logits, -1), atol=1e-5)
+    assert set(model.roi_heads.box_roi_pool.map_levels([proposals]).tolist()) == {0, 1, 2}

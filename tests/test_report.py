@@ -93,3 +93,45 @@ def test_page_says_what_the_float_ops_compute_in_and_what_bf16_costs():
         benchmark={"variants": {"qat": BENCH, "qat_fp32": {**BENCH, "latency_ms_p50": 47.25}}},
     )
     assert "QAT int8 mAP@.5 0.805 against 0.810 with fp32 float ops; p50 89.0 ms against 47.2 ms" in page
+
+
+SEEDS = {
+    "recipe": "r1",
+    "cpu": {"model": "AMD EPYC"},
+    "seeds": [
+        {
+            "seed": 0,
+            "val_map50_per_epoch": [0.5, 0.84, 0.846],
+            "val_map50_last_epoch_gain": 0.006,
+            "seconds": 500,
+        },
+        {
+            "seed": 1,
+            "val_map50_per_epoch": [0.4, 0.8, 0.861],
+            "val_map50_last_epoch_gain": 0.061,
+            "seconds": 510,
+        },
+    ],
+    "spread": 0.015,
+    "spread_within_limit": True,
+    "worst_last_epoch_gain": 0.061,
+    "on_plateau": False,
+    "limits": {"spread": 0.03, "last_epoch_gain": 0.01},
+}
+
+
+def test_seed_table_shows_each_seed_and_the_targets_met_or_missed():
+    page = _page(seeds=SEEDS, recipe="r1")
+    assert "| 1 | 0.400 / 0.800 / 0.861 | +0.061 | 510 |" in page
+    assert "Spread of the final valid mAP@.5: 0.015 (target ≤ 0.03: met)" in page
+    assert "largest last-epoch gain +0.061 (target ≤ 0.01: missed)" in page
+    assert "Stale" not in page
+
+
+def test_seed_table_of_another_recipe_is_marked_stale_and_a_missing_one_says_what_to_run():
+    assert "**Stale**: measured on another float recipe (r1, this run's is r2)" in _page(
+        seeds=SEEDS, recipe="r2"
+    )
+    assert "Not measured for this recipe: `python -m qdet.measure.seeds 0 1 2`" in _page(
+        seeds=None, recipe="r2"
+    )

@@ -114,6 +114,46 @@ def int8_artifacts(convert: dict, evaluation: dict, benchmark: dict) -> list[str
     return lines
 
 
+SEEDS_COMMAND = "python -m qdet.measure.seeds 0 1 2"
+
+
+def seed_table(seeds: dict | None, recipe: str) -> list[str]:
+    """The float recipe at several seeds (``reports/seeds.json``), or what to run for it; a
+    table measured on another recipe is shown as such, never as this run's."""
+    if not seeds:
+        return [f"Not measured for this recipe: `{SEEDS_COMMAND}` writes `reports/seeds.json`."]
+    lines = []
+    if seeds.get("recipe") != recipe:
+        lines += [
+            f"**Stale**: measured on another float recipe ({seeds.get('recipe')}, this run's is "
+            f"{recipe}); rerun `{SEEDS_COMMAND}`.",
+            "",
+        ]
+    lines += [
+        f"Commit `{seeds.get('commit', '?')}` on {seeds.get('cpu', {}).get('model', '?')}, "
+        f"{seeds.get('threads', '?')} thread(s) per training, {seeds.get('jobs', 1)} at a time; each "
+        "seed makes its own synthetic data, splits, initial weights and batch order.",
+        "",
+        "| seed | valid mAP@.5 per epoch | last epoch adds | seconds |",
+        "|---|---|---|---|",
+    ]
+    for row in seeds.get("seeds", []):
+        curve = " / ".join(f"{v:.3f}" for v in row.get("val_map50_per_epoch", []))
+        lines.append(
+            f"| {row.get('seed')} | {curve} | {_num(row.get('val_map50_last_epoch_gain'), '+.3f')} "
+            f"| {_num(row.get('seconds'), '.0f')} |"
+        )
+    limits = seeds.get("limits", {})
+    lines += [
+        "",
+        f"Spread of the final valid mAP@.5: {_num(seeds.get('spread'), '.3f')} (target ≤ "
+        f"{limits.get('spread', '?')}: {'met' if seeds.get('spread_within_limit') else 'missed'}); "
+        f"largest last-epoch gain {_num(seeds.get('worst_last_epoch_gain'), '+.3f')} (target ≤ "
+        f"{limits.get('last_epoch_gain', '?')}: {'met' if seeds.get('on_plateau') else 'missed'}).",
+    ]
+    return lines
+
+
 def render(
     *,
     commit: str,
@@ -125,6 +165,8 @@ def render(
     benchmark: dict,
     register: dict,
     plots: list[str],
+    seeds: dict | None = None,
+    recipe: str = "",
 ) -> str:
     """The page. Every argument is a metric file of the run, read as it is."""
     environment = breakdown.get("environment", {})
@@ -148,6 +190,9 @@ def render(
         f"- float training: {train.get('epochs', '?')} epochs, valid mAP@.5 "
         f"{_num(train.get('val_map50'), '.3f')} at the end, "
         f"{_num(train.get('val_map50_last_epoch_gain'), '+.3f')} from the last epoch",
+        "",
+        "### The float recipe across seeds",
+        *seed_table(seeds, recipe),
         "",
         "## int8 artifacts",
         *int8_artifacts(convert, evaluation, benchmark),

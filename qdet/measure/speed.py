@@ -153,11 +153,11 @@ def complete_rows(
     maps: dict[str, dict[str, float]],
     probe_image: Path,
     threads: int,
-    exported: Path,
+    float_name: str,
 ) -> None:
     """Add each variant's file size, peak memory (fresh process) and mAP@.5, and the int8 size
-    ratios against the float artifact of the same format, in place."""
-    from qdet.measure.artifacts import artifact_size, read_manifest
+    ratios against ``float_name``, the float artifact in the int8 ones' format, in place."""
+    from qdet.measure.artifacts import artifact_size
 
     for name, row in result.items():
         row["size_mb"] = artifact_size(files[name]) / 1e6
@@ -165,7 +165,7 @@ def complete_rows(
         row["peak_rss_mb"], row["model_rss_mb"] = peak, peak - baseline
         row["map50"] = maps[name]["map50"]
         row["map50_ci95"] = maps[name]["map50_ci95"]
-    reference = result[read_manifest(exported)["float"]]["size_mb"]
+    reference = result[float_name]["size_mb"]
     for name in REGISTERED_INT8:
         result[name]["size_ratio"] = reference / result[name]["size_mb"]
 

@@ -11,6 +11,7 @@ torchvision only) travel with them. Loading compiles nothing.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -21,12 +22,10 @@ from typing import Any
 
 import torch
 from torch import nn
-from torchvision.ops.poolers import LevelMapper, _setup_scales
 
 from qdet.config import ModelConfig
 from qdet.core.errors import QdetError
 from qdet.serving import aot_detector
-from qdet.serving.roi_align import gather_roi_align
 
 COMPILERS = ("c++", "g++", "clang++")
 
@@ -67,24 +66,26 @@ class Compiled(nn.Module):
 
 
 class RoIStage(nn.Module):
-    """What ``roi.pt2`` computes: level mapping and RoI align (:func:`gather_roi_align`) of the
-    proposals on the pooled levels, box head, predictor, box decoding (torchvision's box coder)
-    and softmax; returns boxes ``[N, classes, 4]`` and scores ``[N, classes]``."""
+    """What ``roi.pt2`` computes: the model's own multi-scale RoI align on the pooled levels (its
+    level mapper and :func:`qdet.serving.roi_align.gather_roi_align`), box head, predictor, box
+    decoding (torchvision's box coder) and softmax; returns boxes ``[N, classes, 4]`` and scores
+    ``[N, classes]``."""
 
-    def __init__(self, model: nn.Module, scales: list[float], mapper: LevelMapper) -> None:
+    def __init__(self, model: nn.Module, maps: dict[str, torch.Tensor], image_size: tuple[int, int]) -> None:
         super().__init__()
-        pool = model.roi_heads.box_roi_pool
+        self.pool = copy.deepcopy(model.roi_heads.box_roi_pool)
+        self.pool.gather = True
+        self.pool.scales = self.pool.map_levels = None
+        self.names = list(self.pool.featmap_names)
+        with torch.no_grad():  # sets the pool's scales and level mapper on real maps, before export
+            self.pool(maps, [torch.tensor([[0.0, 0.0, 16.0, 16.0]])], [image_size])
         self.box_head = _graph(model.roi_heads.box_head)
         self.predictor = _graph(model.roi_heads.box_predictor)
         self.coder = model.roi_heads.box_coder
-        self.scales, self.mapper = scales, mapper
-        self.output_size, self.ratio = pool.output_size[0], pool.sampling_ratio
 
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         *features, proposals = inputs
-        rois = torch.cat([torch.zeros_like(proposals[:, :1]), proposals], 1)
-        levels = self.mapper([proposals]) if len(features) > 1 else torch.zeros_like(rois[:, 0]).long()
-        pooled = gather_roi_align(features, rois, levels, self.scales, self.output_size, self.ratio)
+        pooled = self.pool(dict(zip(self.names, features, strict=True)), [proposals], [])
         logits, deltas = self.predictor(self.box_head(pooled))
         boxes = self.coder.decode_single(deltas, proposals).reshape(proposals.shape[0], -1, 4)
         return boxes, torch.softmax(logits, -1)
@@ -102,7 +103,6 @@ def stages(model: nn.Module, model_cfg: ModelConfig) -> tuple[dict[str, tuple], 
         maps = model.backbone(image)
     keys = list(maps)
     pooled = [keys.index(n) for n in names]
-    scales, mapper = _setup_scales([maps[n] for n in names], batch.image_sizes, 224, 4)
     stride = max(image.shape[-1] // f.shape[-1] for f in maps.values())
     height, width = batch.image_sizes[0]
     corners = [[0.0, 0.0, width / 4, height / 4], [width / 8, height / 8, width / 2, height / 2]]
@@ -113,7 +113,7 @@ def stages(model: nn.Module, model_cfg: ModelConfig) -> tuple[dict[str, tuple], 
     compiled = {
         "backbone": (Compiled(_graph(model.backbone)), (image,), ({2: auto, 3: auto},)),
         "rpn_head": (Compiled(_graph(model.rpn.head.level)), (maps[keys[0]],), ({2: auto, 3: auto},)),
-        "roi": (RoIStage(model, scales, mapper), roi_inputs, roi_dynamic),
+        "roi": (RoIStage(model, maps, batch.image_sizes[0]), roi_inputs, roi_dynamic),
     }
     # the transform pads to multiples of 32; the first such side past the largest stride gives
     # every level 2 or more pixels

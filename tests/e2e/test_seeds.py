@@ -1,0 +1,30 @@
+"""The seed table's runs: the pipeline's own stages at each seed, outside the workspace."""
+
+import json
+import sys
+
+import yaml
+
+from qdet.measure.seeds import recipe_digest
+from tests.e2e.repos import make_repo, run
+
+
+def test_seeds_train_through_the_stages_in_scratch_folders_and_leave_the_workspace_alone(tmp_path):
+    repo = make_repo(tmp_path / "repo", {"train": {"epochs": 2}})
+    cmd = [sys.executable, "-m", "qdet.measure.seeds", "0", "1", "--jobs", "2", "--threads", "1"]
+    done = run([*cmd, "--out", "reports/seeds.json"], repo)
+    out = json.loads((repo / "reports" / "seeds.json").read_text())
+    assert [row["seed"] for row in out["seeds"]] == [0, 1]
+    assert all(len(row["val_map50_per_epoch"]) == 2 for row in out["seeds"])
+    for row in out["seeds"]:
+        curve = row["val_map50_per_epoch"]
+        assert (
+            row["val_map50"] == curve[-1]
+            and abs(row["val_map50_last_epoch_gain"] - (curve[1] - curve[0])) < 1e-12
+        )
+    assert out["recipe"] == recipe_digest(yaml.safe_load((repo / "params.yaml").read_text()))
+    assert out["seeds"][0]["data_digest"] != out["seeds"][1]["data_digest"]  # each seed its own data
+    assert out["threads"] == 1 and out["jobs"] == 2
+    assert "seed 1: valid mAP@.5 per epoch" in done.stdout + done.stderr
+    # nothing written where dvc repro works: no data, models, metrics or MLflow store
+    assert not any((repo / name).exists() for name in ("data", "models", "metrics", "mlflow.db"))
