@@ -7,6 +7,7 @@ import sys
 import pytest
 import yaml
 
+from qdet.core.cpu import cpu_flags
 from tests.helpers import DEFAULTS, REPO, TINY_MODEL, merge
 
 
@@ -31,4 +32,9 @@ def test_race_times_both_engines_and_the_float_inductor_row_with_intervals(tmp_p
     low, high = row["pt2e_speedup_vs_fx_ci95"]
     assert low < high and row["fx_speedup_vs_pt2e_ci95"] != [low, high]  # resampled, each way
     assert row["fx_speedup_vs_pt2e"] == pytest.approx(1 / ratio)
+    # without VNNI, FX again with the kernels it runs on a VNNI CPU (oneDNN's, as PT2E's)
+    assert ("fx_onednn_p50_ms" in row) == ("avx512_vnni" not in cpu_flags())
+    if "fx_onednn_p50_ms" in row:
+        assert row["pt2e_speedup_vs_fx_onednn"] == pytest.approx(row["fx_onednn_p50_ms"] / row["pt2e_p50_ms"])
+        assert "fx_speedup_vs_fx_onednn" not in row
     assert result["environment"]["threads"] == 2 and "resnet18:" in done.stderr  # the console is stderr

@@ -4,7 +4,9 @@ model compiled by Inductor, timed interleaved in one process, per backbone.
 The pipeline answers this for a trained model (``dvc exp run -S quant.engine=fx`` beside the
 default run); this answers it in minutes for any list of backbones, on the default model
 params with random weights and random calibration images (int8 kernel speed does not depend on
-the weights' values; the number of detections after NMS does, a little)::
+the weights' values; the number of detections after NMS does, a little). On a CPU without
+AVX512-VNNI it adds ``fx_onednn``: FX with the int8 kernels it runs on a CPU with VNNI (see
+:func:`fx_with_onednn_kernels`)::
 
     python -m qdet.measure.compare_engines resnet18 mobilenet_v3_large squeezenet1_1 --out engines.json
 """
@@ -21,18 +23,36 @@ import typer
 
 from qdet.config import load_config
 from qdet.core.console import console, exit_on_error
+from qdet.core.cpu import cpu_flags
 from qdet.core.files import write_json
 from qdet.measure import stats
 from qdet.measure.speed import environment, time_interleaved
 from qdet.measure.variants import FLOAT_COMPILED
 from qdet.models.detector import build_detector
 from qdet.quant.aot import save_compiled
+from qdet.quant.calibrate import run_calibration
 from qdet.quant.engines import ENGINES, get_engine
 from qdet.quant.plan import make_plan
 from qdet.serving.formats import load_artifact
 
 app = typer.Typer(add_completion=False)
 FLOAT = FLOAT_COMPILED
+VNNI = "avx512_vnni"
+FX_ONEDNN = "fx_onednn"
+
+
+def fx_with_onednn_kernels(path: Path) -> object:
+    """The FX file loaded with oneDNN's int8 kernels. PyTorch's x86 quantized engine packs an
+    int8 convolution for oneDNN on CPUs with AVX512-VNNI and for FBGEMM elsewhere (its
+    ``should_use_onednn_quant``); PT2E's Inductor kernels are oneDNN's on every x86 CPU. On a CPU
+    without VNNI this row is FX as it runs on one with it: the same kernels on both sides, so
+    the race measures the engines, not the kernel libraries. (Weights are packed at load.)"""
+    engine = torch.backends.quantized.engine
+    torch.backends.quantized.engine = "onednn"
+    try:
+        return load_artifact(path)[0]
+    finally:
+        torch.backends.quantized.engine = engine
 
 
 def compare(backbone: str, params: Path, folder: Path, rounds: int) -> dict[str, object]:
@@ -50,14 +70,14 @@ def compare(backbone: str, params: Path, folder: Path, rounds: int) -> dict[str,
         plan = make_plan(cfg.quant, cfg.calibrate, qat=False)
         engine = get_engine(name)
         prepared = engine.prepare(copy.deepcopy(model), plan, qat=False)
-        with torch.no_grad():
-            for image in calibration:
-                prepared([image])
+        run_calibration(prepared, [(image, None) for image in calibration], len(calibration))
         saved = engine.save_int8(
             engine.convert(prepared, plan), cfg.model, {"classes": list("abcd")}, folder, name
         )
         files[name] = saved.path
     detectors = {name: load_artifact(path)[0] for name, path in files.items()}
+    if VNNI not in cpu_flags():
+        detectors[FX_ONEDNN] = fx_with_onednn_kernels(files["fx"])
     images = [torch.rand(*size) for _ in range(3)]
     times = time_interleaved(detectors, images, warmup=5, rounds=rounds)
     rows = stats.resample(rounds)
@@ -65,8 +85,8 @@ def compare(backbone: str, params: Path, folder: Path, rounds: int) -> dict[str,
     p50 = {name: statistics.median(ts) for name, ts in times.items()}
     out: dict[str, object] = {f"{name}_p50_ms": p50[name] * 1e3 for name in times}
     for name in ENGINES:
-        for other in [*ENGINES, FLOAT]:
-            if other != name:
+        for other in [*times]:
+            if other != name and not (name == "fx" and other == FX_ONEDNN):
                 out[f"{name}_speedup_vs_{other}"] = p50[other] / p50[name]
                 out[f"{name}_speedup_vs_{other}_ci95"] = stats.interval(
                     boot[other] / boot[name], p50[other] / p50[name]

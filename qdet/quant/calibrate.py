@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from rich.progress import Progress
@@ -17,9 +19,13 @@ from qdet.quant.plan import QuantPlan
 
 @torch.inference_mode()
 def run_calibration(
-    prepared: nn.Module, dataset: DetectionDataset, images: int, progress: Progress | None = None
+    prepared: nn.Module,
+    dataset: Sequence[tuple[torch.Tensor, Any]],
+    images: int,
+    progress: Progress | None = None,
 ) -> float:
-    """Run up to ``images`` images (no augmentation) through the observed model; seconds taken."""
+    """Run up to ``images`` images (no augmentation: a plain split, or any sequence of (image,
+    target) pairs) through the observed model; seconds taken."""
     prepared.eval()
     count = min(images, len(dataset))
     task = progress.add_task("calibrate", total=count, info="") if progress else None
