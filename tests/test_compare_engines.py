@@ -36,5 +36,5 @@ def test_race_times_both_engines_and_the_float_inductor_row_with_intervals(tmp_p
     assert ("fx_onednn_p50_ms" in row) == ("avx512_vnni" not in cpu_flags())
     if "fx_onednn_p50_ms" in row:
         assert row["pt2e_speedup_vs_fx_onednn"] == pytest.approx(row["fx_onednn_p50_ms"] / row["pt2e_p50_ms"])
-        assert "fx_speedup_vs_fx_onednn" not in row
+        assert "fx_speedup_vs_fx_onednn" in row  # what the x86 engine's FBGEMM choice costs here
     assert result["environment"]["threads"] == 2 and "resnet18:" in done.stderr  # the console is stderr
