@@ -132,6 +132,7 @@ def main(
 ) -> None:
     repo = Path.cwd()
     base = yaml.safe_load(params.read_text())
+    commit = git_commit(repo)  # the code the runs start from (HEAD may move while they train)
     rows = []
     label = ", ".join(map(str, seeds))
     with console.status(f"seeds {label}: download, preprocess and train each, {jobs} at a time"):
@@ -153,7 +154,7 @@ def main(
     )
     cpu = cpu_info()
     machine = {"model": cpu.get("model name", "?"), "family": cpu.get("cpu family", "?")}
-    record = {"recipe": recipe_digest(base), "commit": git_commit(repo), "cpu": machine}
+    record = {"recipe": recipe_digest(base), "commit": commit, "cpu": machine}
     record["threads"] = threads or base.get("train", {}).get("threads")
     write_json({**record, "jobs": jobs, "seeds": rows, **summary}, out)
 
