@@ -85,7 +85,7 @@ def compare(backbone: str, params: Path, folder: Path, rounds: int) -> dict[str,
     p50 = {name: statistics.median(ts) for name, ts in times.items()}
     out: dict[str, object] = {f"{name}_p50_ms": p50[name] * 1e3 for name in times}
     for name in ENGINES:
-        for other in [*times]:
+        for other in times:
             if other != name:
                 out[f"{name}_speedup_vs_{other}"] = p50[other] / p50[name]
                 out[f"{name}_speedup_vs_{other}_ci95"] = stats.interval(
