@@ -31,7 +31,7 @@ def main(
         d.classes,
         d.min_box_size,
         fractions,
-        cfg.seed,
+        d.seed,
         d.strict,
         official,
     )

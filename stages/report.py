@@ -6,10 +6,10 @@ from pathlib import Path
 import typer
 import yaml
 
+from qdet.core.checkpoint import recipe_digest
 from qdet.core.console import console, exit_on_error
 from qdet.core.files import read_json, write_atomically
 from qdet.measure.report import render
-from qdet.measure.seeds import recipe_digest
 from qdet.tracking import git_commit
 
 app = typer.Typer(add_completion=False)

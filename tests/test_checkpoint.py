@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from qdet.core.checkpoint import fingerprint, load_checkpoint, save_checkpoint
+from qdet.core.checkpoint import fingerprint, load_checkpoint, recipe_digest, save_checkpoint
 
 
 def test_fingerprint_follows_inputs_and_params_but_not_thread_counts(tmp_path):
@@ -53,3 +53,29 @@ def test_temp_files_of_a_killed_save_are_removed_by_the_next_save(tmp_path):
     assert not stale.exists() and other.exists()
     assert load_checkpoint(tmp_path / "train.pt") == {"epoch": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == [".qat.pt.abc123.tmp", "train.pt"]
+
+
+RECIPE = {
+    "dataset": "gtsdb",
+    "backbone": "resnet18",
+    "seed": 0,
+    "data": {"source": "synthetic", "seed": 0},
+    "model": {"fpn": True},
+    "train": {"epochs": 3, "lr": 0.001, "threads": 2, "workers": 0},
+    "quant": {"engine": "pt2e"},
+}
+
+
+def _with(section: str, key: str, value) -> dict:
+    return {**RECIPE, section: {**RECIPE[section], key: value}}
+
+
+def test_recipe_ignores_seed_threads_and_later_stages_but_not_training_settings_or_data():
+    digest = recipe_digest(RECIPE)
+    assert recipe_digest({**RECIPE, "seed": 2}) == digest
+    assert recipe_digest(_with("train", "threads", 8)) == digest
+    assert recipe_digest(_with("quant", "engine", "fx")) == digest
+    assert recipe_digest(_with("train", "lr", 0.002)) != digest
+    assert recipe_digest(_with("model", "fpn", False)) != digest
+    assert recipe_digest(_with("data", "seed", 1)) != digest  # other data: another recipe
+    assert recipe_digest({**RECIPE, "backbone": "squeezenet1_1"}) != digest

@@ -97,22 +97,25 @@ def test_page_says_what_the_float_ops_compute_in_and_what_bf16_costs():
 
 SEEDS = {
     "recipe": "r1",
-    "cpu": {"model": "AMD EPYC"},
+    "environment": {"cpu": "AMD EPYC"},
     "seeds": [
         {
             "seed": 0,
             "val_map50_per_epoch": [0.5, 0.84, 0.846],
             "val_map50_last_epoch_gain": 0.006,
+            "test_map50": 0.851,
             "seconds": 500,
         },
         {
             "seed": 1,
             "val_map50_per_epoch": [0.4, 0.8, 0.861],
             "val_map50_last_epoch_gain": 0.061,
+            "test_map50": 0.836,
             "seconds": 510,
         },
     ],
     "spread": 0.015,
+    "valid_spread": 0.015,
     "spread_within_limit": True,
     "worst_last_epoch_gain": 0.061,
     "on_plateau": False,
@@ -122,8 +125,9 @@ SEEDS = {
 
 def test_seed_table_shows_each_seed_and_the_targets_met_or_missed():
     page = _page(seeds=SEEDS, recipe="r1")
-    assert "| 1 | 0.400 / 0.800 / 0.861 | +0.061 | 510 |" in page
-    assert "Spread of the final valid mAP@.5: 0.015 (target ≤ 0.03: met)" in page
+    assert "| 1 | 0.400 / 0.800 / 0.861 | +0.061 | 0.836 | 510 |" in page
+    assert "on AMD EPYC, " in page
+    assert "Spread of test mAP@.5: 0.015 (target ≤ 0.03: met; valid: 0.015)" in page
     assert "largest last-epoch gain +0.061 (target ≤ 0.01: missed)" in page
     assert "Stale" not in page
 

@@ -1,6 +1,6 @@
-"""The seed table's bookkeeping: what counts as the same recipe, and the targets' verdicts."""
+"""The seed table's bookkeeping: each seed's params, and the targets' verdicts."""
 
-from qdet.measure.seeds import _seed_params, recipe_digest, summarize
+from qdet.measure.seeds import _seed_params, summarize
 
 PARAMS = {
     "dataset": "gtsdb",
@@ -17,16 +17,6 @@ def _with(section: str, key: str, value) -> dict:
     return {**PARAMS, section: {**PARAMS[section], key: value}}
 
 
-def test_recipe_ignores_seed_threads_and_later_stages_but_not_training_settings():
-    digest = recipe_digest(PARAMS)
-    assert recipe_digest({**PARAMS, "seed": 2}) == digest
-    assert recipe_digest(_with("train", "threads", 8)) == digest
-    assert recipe_digest(_with("quant", "engine", "fx")) == digest
-    assert recipe_digest(_with("train", "lr", 0.002)) != digest
-    assert recipe_digest(_with("model", "fpn", False)) != digest
-    assert recipe_digest({**PARAMS, "backbone": "squeezenet1_1"}) != digest
-
-
 def test_seed_params_change_the_seed_untrack_the_run_and_anchor_a_local_source(tmp_path):
     seeded = _seed_params(_with("data", "source", "archives/gtsdb.zip"), 2, tmp_path)
     assert seeded["seed"] == 2 and seeded["tracking"]["enabled"] is False
@@ -35,13 +25,16 @@ def test_seed_params_change_the_seed_untrack_the_run_and_anchor_a_local_source(t
     assert _seed_params(PARAMS, 1, tmp_path)["data"]["source"] == "synthetic"
 
 
-def test_summary_takes_the_spread_of_final_scores_and_the_worst_last_epoch():
+def test_summary_takes_the_spread_of_test_scores_and_the_worst_last_epoch_on_valid():
     rows = [
-        {"val_map50": 0.84, "val_map50_last_epoch_gain": 0.004},
-        {"val_map50": 0.86, "val_map50_last_epoch_gain": 0.009},
-        {"val_map50": 0.815, "val_map50_last_epoch_gain": -0.002},
+        {"val_map50": 0.84, "val_map50_last_epoch_gain": 0.004, "test_map50": 0.80},
+        {"val_map50": 0.86, "val_map50_last_epoch_gain": 0.009, "test_map50": 0.82},
+        {"val_map50": 0.815, "val_map50_last_epoch_gain": -0.002, "test_map50": 0.845},
     ]
     out = summarize(rows)
     assert abs(out["spread"] - 0.045) < 1e-9 and not out["spread_within_limit"]
+    assert abs(out["valid_spread"] - 0.045) < 1e-9
     assert out["worst_last_epoch_gain"] == 0.009 and out["on_plateau"]
     assert summarize(rows[:2])["spread_within_limit"]
+    assert abs(summarize(rows[1:])["valid_spread"] - 0.045) < 1e-9  # valid apart from test
+    assert abs(summarize(rows[1:])["spread"] - 0.025) < 1e-9

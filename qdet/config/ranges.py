@@ -18,6 +18,7 @@ _SCHEDULE = {
 }
 RANGES: dict[str, str] = {
     "seed": NON_NEGATIVE,
+    "data.seed": NON_NEGATIVE,
     "data.valid_fraction": FRACTION,
     "data.test_fraction": FRACTION,
     "data.min_box_size": NON_NEGATIVE,
@@ -82,8 +83,9 @@ def check_ranges(cfg: Config) -> None:
         for item in value if isinstance(value, list) else [value]:
             if not _IN_RANGE[allowed](item):
                 raise ConfigError(f"{key}: must be {allowed}, got {value}")
-    if cfg.seed >= 2**32:  # numpy's and the data generators' seeds are 32-bit
-        raise ConfigError(f"seed: must be < 2**32 (4294967296), got {cfg.seed}")
+    for key, seed in (("seed", cfg.seed), ("data.seed", cfg.data.seed)):
+        if seed >= 2**32:  # numpy's and the data generators' seeds are 32-bit
+            raise ConfigError(f"{key}: must be < 2**32 (4294967296), got {seed}")
     if not cfg.quant.parts:  # an "int8" variant with nothing in int8 would be benchmarked as int8
         raise ConfigError(
             "quant.parts: name at least one part to convert to int8 (backbone, rpn_head, box_head, "

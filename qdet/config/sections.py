@@ -33,6 +33,7 @@ class DataConfig:
     test_fraction: float  # share of images in the test split, where every reported accuracy comes from
     strict: bool  # true: a bad annotation record is an error; false: skipped and counted
     min_box_size: float  # boxes narrower/shorter than this (pixels) after clipping are skipped
+    seed: int  # the data's own seed: synthetic images and the split; the training seed never moves them
     synthetic: SyntheticConfig
 
 

@@ -4,6 +4,7 @@ resume identity (fingerprint) that decides whether a rerun may pick up a trainin
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pickle
 import tempfile
@@ -68,6 +69,9 @@ def content_digest(*paths: Path) -> str:
     return digest.hexdigest()
 
 
+SPEED_ONLY = ("threads", "workers")  # train keys that change how fast, not what is trained
+
+
 def fingerprint(
     resolved: dict[str, Any], *sections: str, inputs: tuple[Path, ...] = (), stage: Path | None = None
 ) -> dict[str, Any]:
@@ -77,11 +81,22 @@ def fingerprint(
     for exactly those changes, and picking up the old epochs would silently give the old result."""
     out = {k: resolved[k] for k in sections}
     if "train" in out:
-        out["train"] = {k: v for k, v in out["train"].items() if k not in ("threads", "workers")}
+        out["train"] = {k: v for k, v in out["train"].items() if k not in SPEED_ONLY}
     code = [Path(__file__).parent, *(p for p in [stage] if p is not None and p.is_file())]
     out["inputs"] = {str(path): content_digest(path) for path in inputs}
     out["code"] = content_digest(*code)
     return out
+
+
+FLOAT_RECIPE = ("dataset", "backbone", "data", "model", "train")  # what the float model is trained from
+
+
+def recipe_digest(params: dict[str, Any]) -> str:
+    """A short digest of what the float model is trained from, the seed left out (threads too:
+    they change speed, not the recipe)."""
+    recipe = {k: params.get(k) for k in FLOAT_RECIPE}
+    recipe["train"] = {k: v for k, v in (recipe["train"] or {}).items() if k not in SPEED_ONLY}
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def save_training(

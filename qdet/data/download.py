@@ -42,7 +42,7 @@ def source_identity(cfg: Config, previous: dict) -> dict[str, object]:
     identified by its files' names, sizes and mtimes."""
     identity: dict[str, object] = {"dataset": cfg.dataset, "source": cfg.data.source, "md5": cfg.data.md5}
     if cfg.data.source == "synthetic":
-        identity |= {"seed": cfg.seed, "synthetic": dataclasses.asdict(cfg.data.synthetic)}
+        identity |= {"seed": cfg.data.seed, "synthetic": dataclasses.asdict(cfg.data.synthetic)}
     path = local_source(cfg)
     if path is None or not path.exists():
         return identity
@@ -111,7 +111,7 @@ def fill(
                 f"data.source: synthetic is not available for dataset {cfg.dataset}; "
                 f"valid: {', '.join(GENERATORS)}"
             )
-        GENERATORS[cfg.dataset](target, cfg.data.synthetic, cfg.seed)
+        GENERATORS[cfg.dataset](target, cfg.data.synthetic, cfg.data.seed)
         return {"source": "synthetic", "images": cfg.data.synthetic.num_images}
     if source == "download":
         if cfg.dataset not in OFFICIAL:

@@ -130,25 +130,27 @@ def seed_table(seeds: dict | None, recipe: str) -> list[str]:
             "",
         ]
     lines += [
-        f"Commit `{seeds.get('commit', '?')}` on {seeds.get('cpu', {}).get('model', '?')}, "
-        f"{seeds.get('threads', '?')} thread(s) per training, {seeds.get('jobs', 1)} at a time; each "
-        "seed makes its own synthetic data, splits, initial weights and batch order.",
+        f"Commit `{seeds.get('commit', '?')}` on {seeds.get('environment', {}).get('cpu', '?')}, "
+        f"{seeds.get('threads', '?')} thread(s) per training, {seeds.get('jobs', 1)} at a time. The seed "
+        "sets the initial weights, batch order and augmentation; the data and its splits are the "
+        "same for every seed (`data.seed`), so each model is scored on the same test images.",
         "",
-        "| seed | valid mAP@.5 per epoch | last epoch adds | seconds |",
-        "|---|---|---|---|",
+        "| seed | valid mAP@.5 per epoch | last epoch adds | test mAP@.5 | seconds |",
+        "|---|---|---|---|---|",
     ]
     for row in seeds.get("seeds", []):
         curve = " / ".join(f"{v:.3f}" for v in row.get("val_map50_per_epoch", []))
         lines.append(
             f"| {row.get('seed')} | {curve} | {_num(row.get('val_map50_last_epoch_gain'), '+.3f')} "
-            f"| {_num(row.get('seconds'), '.0f')} |"
+            f"| {_num(row.get('test_map50'), '.3f')} | {_num(row.get('seconds'), '.0f')} |"
         )
     limits = seeds.get("limits", {})
     lines += [
         "",
-        f"Spread of the final valid mAP@.5: {_num(seeds.get('spread'), '.3f')} (target ≤ "
-        f"{limits.get('spread', '?')}: {'met' if seeds.get('spread_within_limit') else 'missed'}); "
-        f"largest last-epoch gain {_num(seeds.get('worst_last_epoch_gain'), '+.3f')} (target ≤ "
+        f"Spread of test mAP@.5: {_num(seeds.get('spread'), '.3f')} (target ≤ "
+        f"{limits.get('spread', '?')}: {'met' if seeds.get('spread_within_limit') else 'missed'}; valid: "
+        f"{_num(seeds.get('valid_spread'), '.3f')}); largest last-epoch gain "
+        f"{_num(seeds.get('worst_last_epoch_gain'), '+.3f')} (target ≤ "
         f"{limits.get('last_epoch_gain', '?')}: {'met' if seeds.get('on_plateau') else 'missed'}).",
     ]
     return lines
