@@ -4,6 +4,7 @@ the alias where :mod:`qdet.registry.champion` says."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from qdet.core.errors import QdetError
@@ -209,9 +210,11 @@ def create_version(name: str, source: str, run_id: str, tags: dict[str, str], mo
     """A registry version of the model logged at ``source``, with its tags in the same call, and
     linked to ``run_id``: the pipeline's parent run, where the metrics that chose it are. A
     tracking server refuses a ``models:/`` source from another run unless ``model_id`` names
-    the logged model (a sqlite store does not check)."""
+    the logged model (a sqlite store does not check). The logged model lists its versions in
+    the tag ``mlflow.register_model`` writes, which the UI's "Registered models" column reads."""
     import mlflow
     from mlflow.exceptions import MlflowException
+    from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
 
     client = mlflow.MlflowClient()
     try:
@@ -219,7 +222,11 @@ def create_version(name: str, source: str, run_id: str, tags: dict[str, str], mo
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    return client.create_model_version(name, source, run_id=run_id, tags=tags, model_id=model_id)
+    version = client.create_model_version(name, source, run_id=run_id, tags=tags, model_id=model_id)
+    listed = json.loads(client.get_logged_model(model_id).tags.get(MLFLOW_MODEL_VERSIONS, "[]"))
+    listed.append({"name": version.name, "version": version.version})
+    client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(listed)})
+    return version
 
 
 def publish(

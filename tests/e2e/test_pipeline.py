@@ -183,6 +183,10 @@ def test_models_view_compares_every_variant_and_the_parent_says_who_won(repo):
     ov = {m.key: m.value for m in models["ref_ov_fp32"].metrics}
     assert ov["latency_ms_p50"] == pytest.approx(bench["ov_fp32"]["latency_ms_p50"], rel=1e-3)
     assert models["ref_ov_fp32"].tags["qdet.registered"].startswith("no")
+    model_name = _metrics(repo, "register")["model_name"]
+    listed = json.loads(models["model_qat"].tags["mlflow.modelVersions"])  # the UI's "Registered models"
+    assert [v["name"] for v in listed] == [model_name]
+    assert "mlflow.modelVersions" not in models["ref_ov_fp32"].tags
     (parent,) = [
         r for r in mlflow.search_runs([exp.experiment_id], output_format="list")
         if "mlflow.parentRunId" not in r.data.tags
