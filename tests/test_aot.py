@@ -148,3 +148,20 @@ def test_roi_stage_is_the_models_own_pooling_heads_and_box_decoding():
     assert torch.allclose(boxes, want, atol=1e-4)
     assert torch.allclose(scores, torch.softmax(logits, -1), atol=1e-5)
     assert set(model.roi_heads.box_roi_pool.map_levels([proposals]).tolist()) == {0, 1, 2}
+
+
+def test_feature_maps_pass_between_the_packages_channels_last():
+    """backbone.pt2 returns its levels channels-last and the packages after it are compiled for
+    that layout (values unchanged): no transpose at either side of the hand-over."""
+    torch.manual_seed(0)
+    model = build_detector("resnet18", TINY_MODEL, num_classes=2).eval()
+    compiled, _ = stages(model, TINY_MODEL)
+    backbone, (image,), _ = compiled["backbone"]
+    with torch.no_grad():
+        levels, want = backbone(image), list(model.backbone(image).values())
+    channels_last = torch.channels_last
+    assert all(f.is_contiguous(memory_format=channels_last) for f in levels)
+    assert all(torch.equal(f, w) for f, w in zip(levels, want, strict=True))
+    _, (rpn_input,), _ = compiled["rpn_head"]
+    _, (*roi_inputs, _), _ = compiled["roi"]
+    assert all(f.is_contiguous(memory_format=channels_last) for f in [rpn_input, *roi_inputs])

@@ -46,6 +46,12 @@ def check_compiler() -> None:
         )
 
 
+# The feature maps leave backbone.pt2 and enter rpn_head.pt2 and roi.pt2 channels-last, the layout
+# the convolutions write (oneDNN) and RoI align's gather reads: in the default NCHW, Inductor ended
+# the backbone with a transpose of every level and RoI align began with another.
+CHANNELS_LAST = True
+
+
 def _graph(module: nn.Module) -> nn.Module:
     """What to export: a part captured by the PT2E engine carries its converted graph."""
     graph = getattr(module, "graph_module", None)
@@ -54,15 +60,20 @@ def _graph(module: nn.Module) -> nn.Module:
 
 class Compiled(nn.Module):
     """A part as a compiled stage: inputs as varargs (one dynamic-shapes tuple for all), a
-    backbone's feature dict as a tuple of its levels."""
+    backbone's feature dict as a tuple of its levels, channels-last with ``channels_last``."""
 
-    def __init__(self, part: nn.Module) -> None:
+    def __init__(self, part: nn.Module, channels_last: bool = False) -> None:
         super().__init__()
         self.part = part
+        self.channels_last = channels_last
 
     def forward(self, *inputs: torch.Tensor):
         out = self.part(*inputs)
-        return tuple(out.values()) if isinstance(out, dict) else out
+        if isinstance(out, dict):
+            out = tuple(out.values())
+            if self.channels_last:
+                out = tuple(f.contiguous(memory_format=torch.channels_last) for f in out)
+        return out
 
 
 class RoIStage(nn.Module):
@@ -101,6 +112,8 @@ def stages(model: nn.Module, model_cfg: ModelConfig) -> tuple[dict[str, tuple], 
         batch, _ = model.transform([torch.rand(3, model_cfg.min_size, model_cfg.max_size)])
         image = batch.tensors
         maps = model.backbone(image)
+    if CHANNELS_LAST:
+        maps = {k: f.contiguous(memory_format=torch.channels_last) for k, f in maps.items()}
     keys = list(maps)
     pooled = [keys.index(n) for n in names]
     stride = max(image.shape[-1] // f.shape[-1] for f in maps.values())
@@ -111,7 +124,7 @@ def stages(model: nn.Module, model_cfg: ModelConfig) -> tuple[dict[str, tuple], 
     roi_inputs = (*[maps[n] for n in names], proposals)
     roi_dynamic = (*[{2: auto, 3: auto} for _ in names], {0: auto})
     compiled = {
-        "backbone": (Compiled(_graph(model.backbone)), (image,), ({2: auto, 3: auto},)),
+        "backbone": (Compiled(_graph(model.backbone), CHANNELS_LAST), (image,), ({2: auto, 3: auto},)),
         "rpn_head": (Compiled(_graph(model.rpn.head.level)), (maps[keys[0]],), ({2: auto, 3: auto},)),
         "roi": (RoIStage(model, maps, batch.image_sizes[0]), roi_inputs, roi_dynamic),
     }
