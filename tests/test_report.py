@@ -127,8 +127,8 @@ def test_seed_table_shows_each_seed_and_the_targets_met_or_missed():
     page = _page(seeds=SEEDS, recipe="r1")
     assert "| 1 | 0.400 / 0.800 / 0.861 | +0.061 | 0.836 | 510 |" in page
     assert "on AMD EPYC, " in page
-    assert "Spread of test mAP@.5: 0.015 (target ≤ 0.03: met; valid: 0.015)" in page
-    assert "largest last-epoch gain +0.061 (target ≤ 0.01: missed)" in page
+    assert "Spread of test mAP@.5: 0.0150 (target ≤ 0.03: met; valid: 0.0150)" in page
+    assert "largest last-epoch gain +0.0610 (target ≤ 0.01: missed)" in page
     assert "Stale" not in page
 
 

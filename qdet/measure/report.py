@@ -147,10 +147,10 @@ def seed_table(seeds: dict | None, recipe: str) -> list[str]:
     limits = seeds.get("limits", {})
     lines += [
         "",
-        f"Spread of test mAP@.5: {_num(seeds.get('spread'), '.3f')} (target ≤ "
+        f"Spread of test mAP@.5: {_num(seeds.get('spread'), '.4f')} (target ≤ "
         f"{limits.get('spread', '?')}: {'met' if seeds.get('spread_within_limit') else 'missed'}; valid: "
-        f"{_num(seeds.get('valid_spread'), '.3f')}); largest last-epoch gain "
-        f"{_num(seeds.get('worst_last_epoch_gain'), '+.3f')} (target ≤ "
+        f"{_num(seeds.get('valid_spread'), '.4f')}); largest last-epoch gain "
+        f"{_num(seeds.get('worst_last_epoch_gain'), '+.4f')} (target ≤ "
         f"{limits.get('last_epoch_gain', '?')}: {'met' if seeds.get('on_plateau') else 'missed'}).",
     ]
     return lines
