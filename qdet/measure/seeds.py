@@ -34,6 +34,11 @@ from qdet.core.checkpoint import content_digest, recipe_digest
 from qdet.core.console import console, exit_on_error
 from qdet.core.errors import QdetError
 from qdet.core.files import read_json, write_json
+from qdet.data.dataset import load_split
+from qdet.measure.accuracy import evaluate_detector
+from qdet.measure.artifacts import load_variant
+from qdet.measure.speed import environment
+from qdet.measure.variants import REFERENCE
 from qdet.tracking.run import git_commit
 
 app = typer.Typer(add_completion=False)
@@ -87,7 +92,7 @@ def train_seed(repo: Path, params: dict[str, Any], seed: int, threads: int | Non
         data = content_digest(work / "data" / "processed")[:12]
         with (work / "metrics" / "train_history.csv").open(newline="") as f:
             curve = [float(row["val_map50"]) for row in csv.DictReader(f)]
-        test = score_on_test(work, threads or seeded["train"]["threads"])
+        test = score_on_test(work, seeded["train"]["threads"])
     return {
         "seed": seed,
         "data_digest": data,
@@ -103,12 +108,6 @@ def train_seed(repo: Path, params: dict[str, Any], seed: int, threads: int | Non
 def score_on_test(work: Path, threads: int) -> float:
     """mAP@.5 of the float model a scratch run trained, on its test split: the evaluate stage's
     float eager (same loader, same scoring), the figure ``dvc exp run -S seed=N`` reports."""
-    # imported here: the report stage imports recipe_digest from this module, not the models
-    from qdet.data.dataset import load_split
-    from qdet.measure.accuracy import evaluate_detector
-    from qdet.measure.artifacts import load_variant
-    from qdet.measure.variants import REFERENCE
-
     detector = load_variant(REFERENCE, work / "models" / "float.pt", threads)
     dataset = load_split(work / "data" / "processed", "test")
     out = work / "eval"
@@ -165,11 +164,9 @@ def main(
     rows.sort(key=lambda r: r["seed"])
     summary = summarize(rows)
     console.print(
-        f"test mAP@.5 spread {summary['spread']:.3f} (limit {SPREAD_LIMIT}); worst last-epoch gain "
-        f"{summary['worst_last_epoch_gain']:+.3f} (limit {PLATEAU_LIMIT})"
+        f"test mAP@.5 spread {summary['spread']:.4f} (limit {SPREAD_LIMIT}); worst last-epoch gain "
+        f"{summary['worst_last_epoch_gain']:+.4f} (limit {PLATEAU_LIMIT})"
     )
-    from qdet.measure.speed import environment  # as score_on_test's imports
-
     threads = threads or base.get("train", {}).get("threads")
     record = {"recipe": recipe_digest(base), "commit": commit, "environment": environment(threads)}
     write_json({**record, "threads": threads, "jobs": jobs, "seeds": rows, **summary}, out)
