@@ -12,7 +12,7 @@ import torch
 
 from qdet.models.detector import build_detector
 from qdet.quant import pt2e
-from qdet.quant.aot import CompilerMissing, check_compiler, save_compiled, stages
+from qdet.quant.aot import CompilerMissing, check_compiler, rows_first_linear, save_compiled, stages
 from qdet.quant.parts import PARTS
 from qdet.quant.plan import QuantPlan
 from qdet.serving.aot_detector import PACKAGES, load
@@ -165,3 +165,43 @@ def test_feature_maps_pass_between_the_packages_channels_last():
     _, (rpn_input,), _ = compiled["rpn_head"]
     _, (*roi_inputs, _), _ = compiled["roi"]
     assert all(f.is_contiguous(memory_format=channels_last) for f in [rpn_input, *roi_inputs])
+
+
+def test_box_head_reads_the_gathered_rows_as_they_lie_with_its_first_layer_permuted():
+    """The compiled RoI stage hands the box head the gather's ``[K, P, P, C]`` rows untransposed;
+    the head copy with its first linear's columns permuted gives the original head's output on the
+    transposed features, float and PT2E int8 alike, and leaves the original untouched."""
+    torch.manual_seed(0)
+    model = build_detector("resnet18", TINY_MODEL, num_classes=2).eval()
+    head = model.roi_heads.box_head
+    channels, size = TINY_MODEL.fpn_channels, TINY_MODEL.roi_output_size
+    pooled = torch.rand(5, channels, size, size)
+    rows = pooled.permute(0, 2, 3, 1).contiguous().reshape(5, channels, size, size)  # memory as gathered
+    before = head.fc6.weight.clone()
+    with torch.no_grad():
+        assert torch.allclose(rows_first_linear(head, channels, size)(rows), head(pooled), atol=1e-5)
+        assert torch.equal(head.fc6.weight, before)
+        assert not torch.allclose(head(rows), head(pooled), atol=1e-3)  # the permutation matters
+    plan = QuantPlan(["box_head"], engine="pt2e")
+    prepared = pt2e.prepare(copy.deepcopy(model), plan, qat=False)
+    with torch.no_grad():
+        prepared.roi_heads.box_head(pooled)
+        graph = pt2e.convert(prepared, plan).roi_heads.box_head.graph_module
+        want = graph(pooled)
+        got = rows_first_linear(graph, channels, size)(rows)
+    assert torch.allclose(got[0] if isinstance(got, tuple) else got, want[0] if isinstance(want, tuple) else want, atol=1e-4)
+
+
+def test_backbone_is_exported_for_sides_that_are_multiples_of_32():
+    """The transform pads every image to multiples of 32, and the backbone is exported for
+    exactly those sides (its feature-map sizes linear in them), down to the layout's min_side."""
+    torch.manual_seed(0)
+    model = build_detector("resnet18", TINY_MODEL, num_classes=2).eval()
+    compiled, layout = stages(model, TINY_MODEL)
+    module, inputs, dynamic = compiled["backbone"]
+    exported = torch.export.export(module, inputs, dynamic_shapes=(dynamic,))  # as compile_module does
+    image = exported.graph.find_nodes(op="placeholder")[-1].meta["val"]
+    rows, cols = (str(side) for side in image.shape[2:])
+    assert rows.startswith("32*") and cols.startswith("32*")
+    lowest = {str(s): r.lower for s, r in exported.range_constraints.items()}
+    assert 32 * lowest[rows.removeprefix("32*")] == layout["min_side"]

@@ -44,10 +44,17 @@ def _axis(start: Tensor, end: Tensor, bins: int, ratio: int, size: Tensor) -> tu
 
 
 def gather_roi_align(
-    features: list[Tensor], rois: Tensor, levels: Tensor, scales: list[float], output_size: int, ratio: int
+    features: list[Tensor],
+    rois: Tensor,
+    levels: Tensor,
+    scales: list[float],
+    output_size: int,
+    ratio: int,
+    channels_last: bool = False,
 ) -> Tensor:
     """``[K, C, P, P]`` RoI features of ``rois`` (``[K, 5]``: batch index, x1, y1, x2, y2), each
-    pooled on ``features[levels[k]]`` with ``scales[levels[k]]``, ``ratio**2`` samples per bin."""
+    pooled on ``features[levels[k]]`` with ``scales[levels[k]]``, ``ratio**2`` samples per bin;
+    with ``channels_last``, ``[K, P, P, C]`` as the gather writes them (no transpose)."""
     channels = features[0].shape[1]
     table = torch.cat([f.permute(0, 2, 3, 1).reshape(-1, channels) for f in features])
     heights = torch.tensor([f.shape[2] for f in features], device=rois.device)
@@ -67,19 +74,24 @@ def gather_roi_align(
     pooled = F.embedding_bag(
         index.reshape(-1, bags), table, mode="sum", per_sample_weights=weight.reshape(-1, bags)
     )
-    return pooled.view(-1, output_size, output_size, channels).permute(0, 3, 1, 2).contiguous()
+    pooled = pooled.view(-1, output_size, output_size, channels)
+    if channels_last:
+        return pooled
+    return pooled.permute(0, 3, 1, 2).contiguous()
 
 
 class GatherRoIAlign(MultiScaleRoIAlign):
     """torchvision's MultiScaleRoIAlign, pooled by :func:`gather_roi_align` in TorchScript and
     compiled artifacts (and in eager when ``gather`` is set); plain eager mode (training, the
-    float baseline) keeps torchvision's kernel."""
+    float baseline) keeps torchvision's kernel. With ``channels_last`` the gather's features come
+    ``[K, P, P, C]`` (see :func:`gather_roi_align`)."""
 
     def __init__(
         self, featmap_names: list[str], output_size: int, sampling_ratio: int, gather: bool = False
     ) -> None:
         super().__init__(featmap_names, output_size, sampling_ratio)
         self.gather = gather
+        self.channels_last = False
 
     def forward(
         self, x: dict[str, Tensor], boxes: list[Tensor], image_shapes: list[tuple[int, int]]
@@ -103,5 +115,7 @@ class GatherRoIAlign(MultiScaleRoIAlign):
                 levels = torch.zeros(rois.shape[0], dtype=torch.int64, device=rois.device)
             else:
                 levels = mapper(boxes)
-            return gather_roi_align(features, rois, levels, scales, self.output_size[0], ratio)
+            return gather_roi_align(
+                features, rois, levels, scales, self.output_size[0], ratio, self.channels_last
+            )
         return _multiscale_roi_align(features, boxes, self.output_size, ratio, scales, mapper)
