@@ -66,21 +66,25 @@ def _graph(module: nn.Module) -> nn.Module:
     return graph if graph is not None else module.eval()
 
 
+def handed_over(maps: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Feature maps in the layout they pass between the packages (``CHANNELS_LAST``)."""
+    if not CHANNELS_LAST:
+        return maps
+    return {k: f.contiguous(memory_format=torch.channels_last) for k, f in maps.items()}
+
+
 class Compiled(nn.Module):
     """A part as a compiled stage: inputs as varargs (one dynamic-shapes tuple for all), a
-    backbone's feature dict as a tuple of its levels, channels-last with ``channels_last``."""
+    backbone's feature dict as a tuple of its levels in the hand-over layout."""
 
-    def __init__(self, part: nn.Module, channels_last: bool = False) -> None:
+    def __init__(self, part: nn.Module) -> None:
         super().__init__()
         self.part = part
-        self.channels_last = channels_last
 
     def forward(self, *inputs: torch.Tensor):
         out = self.part(*inputs)
         if isinstance(out, dict):
-            out = tuple(out.values())
-            if self.channels_last:
-                out = tuple(f.contiguous(memory_format=torch.channels_last) for f in out)
+            out = tuple(handed_over(out).values())
         return out
 
 
@@ -153,9 +157,7 @@ def stages(model: nn.Module, model_cfg: ModelConfig) -> tuple[dict[str, tuple], 
     with torch.no_grad():
         batch, _ = model.transform([torch.rand(3, model_cfg.min_size, model_cfg.max_size)])
         image = batch.tensors
-        maps = model.backbone(image)
-    if CHANNELS_LAST:
-        maps = {k: f.contiguous(memory_format=torch.channels_last) for k, f in maps.items()}
+        maps = handed_over(model.backbone(image))
     keys = list(maps)
     pooled = [keys.index(n) for n in names]
     stride = max(image.shape[-1] // f.shape[-1] for f in maps.values())
@@ -171,7 +173,7 @@ def stages(model: nn.Module, model_cfg: ModelConfig) -> tuple[dict[str, tuple], 
     roi_inputs = (*[maps[n] for n in names], proposals)
     roi_dynamic = (*[{2: auto, 3: auto} for _ in names], {0: auto})
     compiled = {
-        "backbone": (Compiled(_graph(model.backbone), CHANNELS_LAST), (image,), (sides,)),
+        "backbone": (Compiled(_graph(model.backbone)), (image,), (sides,)),
         "rpn_head": (Compiled(_graph(model.rpn.head.level)), (maps[keys[0]],), ({2: auto, 3: auto},)),
         "roi": (RoIStage(model, maps, batch.image_sizes[0]), roi_inputs, roi_dynamic),
     }

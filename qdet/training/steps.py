@@ -74,7 +74,7 @@ def train_one_epoch(
         losses = model(*to_device(list(images), list(targets), device))
         loss = sum(losses.values())
         if not torch.isfinite(loss):
-            values = {k: float(v) for k, v in losses.items()}
+            values = {k: float(v.detach()) for k, v in losses.items()}
             raise NonFiniteLoss(
                 f"non-finite loss at epoch {epoch}, iteration {batches}: {values}; "
                 "lower the learning rate or check the data"
