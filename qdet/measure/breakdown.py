@@ -2,8 +2,9 @@
 hooks. A torchvision detector (eager, or the eager twin an engine rebuilds of an int8 model hooks
 cannot see into, TorchScript) is split into transform, backbone, RPN head, proposals, RoI align,
 box head and post-processing; a compiled detector (:mod:`qdet.serving.aot_detector`) into what
-it runs: transform, ``features`` (backbone + RPN head, one package), proposals, ``roi`` (RoI
-align + box head + decoding, one package) and post-processing."""
+it runs: transform, backbone (``backbone.pt2``), RPN head (``rpn_head.pt2`` on every level, and
+the flattening of its outputs), proposals, ``roi`` (RoI align + box head + decoding, one
+package) and post-processing."""
 
 from __future__ import annotations
 
@@ -32,10 +33,12 @@ COMPONENTS = {
 COMPILED = {  # qdet.serving.aot_detector.Detector's submodules
     "transform": "transform",
     "features": "features",
+    "backbone": "features.backbone",
     "proposals": "proposals",
     "roi": "roi",
     "detections": "detections",
 }
+COMPILED_STEPS = ("transform", "features", "proposals", "roi", "detections")  # one after the other
 
 
 @torch.inference_mode()
@@ -45,10 +48,11 @@ def breakdown(model: nn.Module, images: list[torch.Tensor], rounds: int) -> dict
     compiled = isinstance(model, aot_detector.Detector)
     med = _medians(model, COMPILED if compiled else COMPONENTS, images, rounds)
     if compiled:
-        rest = med["total"] - sum(med[k] for k in COMPILED)  # the transform's resize back
+        rest = med["total"] - sum(med[k] for k in COMPILED_STEPS)  # the transform's resize back
         return {
             "transform": med["transform"],
-            "features": med["features"],
+            "backbone": med["backbone"],
+            "rpn_head": med["features"] - med["backbone"],
             "proposals": med["proposals"],
             "roi": med["roi"],
             "postprocess": med["detections"] + rest,

@@ -28,16 +28,13 @@ INT8_LANES = (  # (cpuinfo flag, int8 multiply-accumulates per instruction), the
 )
 
 
-def backbone_gmacs(model: nn.Module, image: torch.Tensor, rpn_head: bool = False) -> float:
-    """Giga multiply-accumulates of the backbone (with its FPN), and of the RPN head on every
-    level with ``rpn_head`` (a compiled detector runs both as one package), for one image after
-    the detector's own transform (resize, padding)."""
+def backbone_gmacs(model: nn.Module, image: torch.Tensor) -> float:
+    """Giga multiply-accumulates of the backbone (with its FPN) for one image after the
+    detector's own transform (resize, padding)."""
     with torch.inference_mode():
         batch, _ = model.eval().transform([image])
         with FlopCounterMode(display=False) as counter:
-            features = model.backbone(batch.tensors)
-            if rpn_head:
-                model.rpn.head(list(features.values()))
+            model.backbone(batch.tensors)
     return counter.get_total_flops() / 2 / 1e9
 
 
@@ -59,18 +56,16 @@ def backbone_vs_peak(
     model: nn.Module, image: torch.Tensor, timed: dict[str, float], threads: int
 ) -> dict[str, object]:
     """The int8 backbone's GMAC/s and its share of the nominal peak (``{}`` without a clock),
-    from the int8 breakdown ``timed``: its ``backbone``, or its ``features`` (backbone + RPN head,
-    one compiled package) counted with the RPN head's MACs."""
+    from the int8 breakdown ``timed`` (its ``backbone``: the eager twin's, or ``backbone.pt2``)."""
     mhz = cpu_mhz()
     if mhz is None:
         return {}
-    scope = "backbone" if "backbone" in timed else "features"
-    backbone_ms = timed[scope]
-    gmacs = backbone_gmacs(model, image, rpn_head=scope == "features")
+    backbone_ms = timed["backbone"]
+    gmacs = backbone_gmacs(model, image)
     peak, rule = nominal_int8_peak(cpu_flags(), mhz, threads)
     achieved = gmacs / (backbone_ms / 1e3)
     return {
-        "scope": "backbone + FPN" if scope == "backbone" else "backbone + FPN + RPN head (one package)",
+        "scope": "backbone + FPN",
         "backbone_gmacs": gmacs,
         "backbone_ms": backbone_ms,
         "backbone_gmac_per_s": achieved,

@@ -43,6 +43,18 @@ MIN_ROIS = 2  # the RoI package was compiled for 2 or more RoIs (export speciali
 ANCHOR_CACHE = 8  # input sizes whose anchors are kept
 
 
+class Package(nn.Module):
+    """One AOTInductor package as a module: a profiler's hooks see its calls (``rpn_head``: one
+    call per level)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.runner = torch._inductor.aoti_load_package(str(path))
+
+    def forward(self, *inputs: Tensor):
+        return self.runner(*inputs)
+
+
 class Features(nn.Module):
     """``backbone.pt2`` and ``rpn_head.pt2`` on one image: feature maps, then objectness and box
     deltas of every anchor, flattened as torchvision's RPN flattens them.
@@ -53,8 +65,8 @@ class Features(nn.Module):
 
     def __init__(self, folder: Path, min_side: int) -> None:
         super().__init__()
-        self.backbone = torch._inductor.aoti_load_package(str(folder / "backbone.pt2"))
-        self.rpn_head = torch._inductor.aoti_load_package(str(folder / "rpn_head.pt2"))
+        self.backbone = Package(folder / "backbone.pt2")
+        self.rpn_head = Package(folder / "rpn_head.pt2")
         self.min_side = min_side
 
     def pad(self, image: Tensor) -> Tensor:
@@ -103,7 +115,7 @@ class RoI(nn.Module):
 
     def __init__(self, path: Path, pooled: list[int]) -> None:
         super().__init__()
-        self.runner = torch._inductor.aoti_load_package(str(path))
+        self.runner = Package(path)
         self.pooled = pooled  # the feature levels RoI align pools from
 
     def forward(self, features: list[Tensor], proposals: Tensor) -> tuple[Tensor, Tensor]:

@@ -69,6 +69,7 @@ def test_metrics_have_both_speedups_and_the_peers(repo):
     assert set(ev) == set(bench)
     breakdown = json.loads((repo / "reports" / "breakdown.json").read_text())["breakdown_ms"]
     assert set(breakdown) == {"float_eager", "float_inductor", "int8"}
+    assert {"backbone", "rpn_head", "roi"} <= set(breakdown["int8"])  # each package timed apart
 
 
 def test_registered_pt2e_model_predicts_without_qdet(repo, tmp_path):
