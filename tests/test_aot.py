@@ -189,7 +189,9 @@ def test_box_head_reads_the_gathered_rows_as_they_lie_with_its_first_layer_permu
         graph = pt2e.convert(prepared, plan).roi_heads.box_head.graph_module
         want = graph(pooled)
         got = rows_first_linear(graph, channels, size)(rows)
-    assert torch.allclose(got[0] if isinstance(got, tuple) else got, want[0] if isinstance(want, tuple) else want, atol=1e-4)
+    assert torch.allclose(
+        got[0] if isinstance(got, tuple) else got, want[0] if isinstance(want, tuple) else want, atol=1e-4
+    )
 
 
 def test_backbone_is_exported_for_sides_that_are_multiples_of_32():

@@ -51,6 +51,14 @@ class FakeCompiled(aot_detector.Detector):
 def test_a_compiled_detector_is_timed_by_its_own_steps():
     parts = breakdown(FakeCompiled(), [None], rounds=5)
     assert list(parts) == ["transform", "backbone", "rpn_head", "proposals", "roi", "postprocess", "total"]
-    want = {"transform": 2, "backbone": 22, "rpn_head": 8, "proposals": 6, "roi": 12, "postprocess": 5, "total": 55}
+    want = {
+        "transform": 2,
+        "backbone": 22,
+        "rpn_head": 8,
+        "proposals": 6,
+        "roi": 12,
+        "postprocess": 5,
+        "total": 55,
+    }
     for key, ms in want.items():
         assert parts[key] == pytest.approx(ms, abs=2.5), key

@@ -106,12 +106,16 @@ def rows_first_linear(head: nn.Module, channels: int, size: int) -> nn.Module:
                 raise QdetError(f"box head: weight quantized along axis {weight.args[3]}, not per output")
             weight = weight.args[0]
         if weight.op != "get_attr":
-            raise QdetError(f"box head: the first linear's weight is {weight.op} {weight.target}, not a constant")
+            raise QdetError(
+                f"box head: the first linear's weight is {weight.op} {weight.target}, not a constant"
+            )
         tensor = functools.reduce(getattr, weight.target.split("."), head)
     else:
         tensor = next(m for m in head.modules() if isinstance(m, nn.Linear)).weight
     if tensor.shape[1] != channels * size * size:
-        raise QdetError(f"box head: first linear takes {tensor.shape[1]} features, not {channels}x{size}x{size}")
+        raise QdetError(
+            f"box head: first linear takes {tensor.shape[1]} features, not {channels}x{size}x{size}"
+        )
     with torch.no_grad():
         tensor.copy_(tensor.view(-1, channels, size, size).permute(0, 2, 3, 1).reshape(tensor.shape))
     return head
