@@ -38,7 +38,7 @@ COMPILED = {  # qdet.serving.aot_detector.Detector's submodules
     "roi": "roi",
     "detections": "detections",
 }
-COMPILED_STEPS = ("transform", "features", "proposals", "roi", "detections")  # one after the other
+COMPILED_STEPS = tuple(k for k, path in COMPILED.items() if "." not in path)  # one after the other
 
 
 @torch.inference_mode()
