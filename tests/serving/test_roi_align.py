@@ -49,7 +49,32 @@ def test_one_level_and_plain_eager():
         rtol=0,
         atol=1e-5,
     )
-    # eager without the flag is torchvision's kernel itself (training, the float baseline)
+    # eager inference without the flag is torchvision's kernel itself (the float baseline)
     assert torch.equal(
-        GatherRoIAlign(NAMES, 7, 2)(x, boxes, shapes), MultiScaleRoIAlign(NAMES, 7, 2)(x, boxes, shapes)
+        GatherRoIAlign(NAMES, 7, 2).eval()(x, boxes, shapes),
+        MultiScaleRoIAlign(NAMES, 7, 2)(x, boxes, shapes),
     )
+
+
+def test_training_pools_by_gather_with_torchvisions_gradients(monkeypatch):
+    x, boxes, shapes = _inputs(3, edge=True)
+    boxes = [torch.cat([b, torch.tensor([[0.0, 0.0, 800.0, 600.0]])]) for b in boxes]  # top level: side > 448
+    grad_out = torch.rand(sum(len(b) for b in boxes), 16, 7, 7)
+    grads = {}
+    pools = {"torchvision": MultiScaleRoIAlign(NAMES, 7, 2), "qdet": GatherRoIAlign(NAMES, 7, 2)}
+    for name, pool in pools.items():
+        leaves = OrderedDict((k, v.clone().requires_grad_()) for k, v in x.items())
+        pool.train()
+        (pool(leaves, boxes, shapes) * grad_out).sum().backward()
+        grads[name] = [v.grad for v in leaves.values()]
+    for ours, ref in zip(grads["qdet"], grads["torchvision"], strict=True):
+        torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)  # sums of many: float order
+    assert all(g.abs().amax() > 0.1 for g in grads["torchvision"])  # every level received gradient
+
+    def slow_kernel(*args, **kwargs):
+        raise AssertionError("torchvision's roi_align ran in training")
+
+    monkeypatch.setattr("torchvision.ops.poolers.roi_align", slow_kernel)
+    GatherRoIAlign(NAMES, 7, 2).train()(x, boxes, shapes)
+    with pytest.raises(AssertionError, match="ran in training"):  # eager inference keeps torchvision's kernel
+        GatherRoIAlign(NAMES, 7, 2).eval()(x, boxes, shapes)
