@@ -15,7 +15,7 @@ from qdet.data.dataset import load_split
 from qdet.measure import speed
 from qdet.measure.artifacts import read_manifest
 from qdet.measure.breakdown import breakdowns
-from qdet.measure.limits import backbone_vs_peak
+from qdet.measure.limits import backbone_vs_peak, limit_line
 from qdet.measure.plots import map_vs_latency
 from qdet.measure.variants import RECOMMENDED, REFERENCE, VARIANTS, int8_peers, non_int8
 from qdet.models.detector import load_trained
@@ -86,11 +86,7 @@ def main(
     )
     for name, row in parts.items():
         console.print(f"{name} breakdown (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in row.items()))
-    if limit:
-        console.print(
-            f"int8 backbone: {limit['backbone_gmac_per_s']:.0f} GMAC/s, "
-            f"{limit['share_of_nominal_peak']:.0%} of the nominal peak ({limit['nominal_peak_rule']})"
-        )
+    console.print(limit_line(limit))
 
 
 if __name__ == "__main__":

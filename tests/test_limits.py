@@ -4,7 +4,14 @@ by the stated rule from the widest int8 instructions the CPU has."""
 import pytest
 import torch
 
-from qdet.measure.limits import backbone_gmacs, cpu_mhz, nominal_int8_peak
+from qdet.measure.limits import (
+    BEST_CASE_CONV,
+    backbone_gmacs,
+    best_case_convs,
+    conv_peaks,
+    cpu_mhz,
+    nominal_int8_peak,
+)
 
 
 def test_backbone_macs_are_counted_at_the_size_after_the_transform():
@@ -46,3 +53,33 @@ def test_the_clock_comes_from_cpuinfo(tmp_path):
     assert cpu_mhz(info) == pytest.approx(2445.406)
     info.write_text("processor\t: 0\n")
     assert cpu_mhz(info) is None
+
+
+def test_the_measured_int8_convolution_computes_the_convolution_it_is_timed_for():
+    fp32, int8, dequantized, macs = best_case_convs()
+    reference = torch.relu(fp32())
+    assert dequantized.shape == reference.shape == (1, BEST_CASE_CONV[1], *BEST_CASE_CONV[2:])
+    assert macs == BEST_CASE_CONV[0] * BEST_CASE_CONV[1] * 9 * BEST_CASE_CONV[2] * BEST_CASE_CONV[3]
+    error = (dequantized - reference).abs().mean() / reference.abs().mean()
+    assert error < 0.03  # uint8 output of 255 levels: about 1% here
+
+
+def test_conv_peaks_time_both_convolutions_and_give_their_ratio(monkeypatch):
+    slow = {"fp32": 0.004, "int8": 0.001}  # seconds a call takes, as this fake clock says
+
+    class Clock:
+        now, calls = 0.0, 0
+
+        def __call__(self):
+            name = ("fp32", "int8")[(self.calls // 2) % 2]  # start/stop pairs, fp32 then int8
+            self.calls += 1
+            if self.calls % 2 == 0:
+                self.now += slow[name]
+            return self.now
+
+    monkeypatch.setattr("qdet.measure.limits.time.perf_counter", Clock())
+    peaks = conv_peaks(rounds=5)
+    macs = best_case_convs()[3]
+    assert peaks["fp32_conv_gmac_per_s"] == pytest.approx(macs / 0.004 / 1e9)
+    assert peaks["int8_conv_gmac_per_s"] == pytest.approx(macs / 0.001 / 1e9)
+    assert peaks["int8_over_fp32_conv"] == pytest.approx(4.0)

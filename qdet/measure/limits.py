@@ -7,14 +7,22 @@ The nominal peak is a rule, not a measurement, and an upper bound: int8 lanes pe
 two vector multiply units per core x clock x threads. A core that runs 512-bit instructions as two
 256-bit halves (Zen 4) cannot reach it; without VNNI, accumulating the int8 products takes extra
 instructions (vpmaddubsw, then vpmaddwd and vpaddd to widen), which AVX2 kernels amortise over
-several products.
+several products. A virtual machine's /proc/cpuinfo gives the base clock, not the one it runs at.
+
+So the CPU's limit is also measured (:func:`conv_peaks`): one large 3x3 convolution on oneDNN in
+fp32 and in int8, the kernels the float runtimes and our int8 artifacts call. Their ratio bounds
+what int8 convolutions can gain over a fp32 runtime's on this CPU, whatever runs around them.
 """
 
 from __future__ import annotations
 
+import statistics
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -52,24 +60,110 @@ def nominal_int8_peak(flags: set[str], mhz: float, threads: int) -> tuple[float,
     return gmacs, rule
 
 
+BEST_CASE_CONV = (256, 256, 40, 64)  # channels in, out, rows, cols of a 3x3 convolution: ~1.5 GMAC
+
+
+def best_case_convs() -> tuple[Callable[[], torch.Tensor], Callable[[], torch.Tensor], torch.Tensor, float]:
+    """(fp32 convolution, int8 convolution + ReLU, the int8 one's output dequantized, MACs) for
+    :data:`BEST_CASE_CONV`, channels-last: fp32 by ATen's oneDNN convolution, int8 by
+    ``onednn::qconv_pointwise`` (uint8 activations, int8 per-channel weights, ReLU fused into a
+    uint8 output), the op Inductor lowers our PT2E convolutions to."""
+    cin, cout, rows, cols = BEST_CASE_CONV
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(1, cin, rows, cols, generator=generator).contiguous(memory_format=torch.channels_last)
+    w = (torch.randn(cout, cin, 3, 3, generator=generator) * 0.05).contiguous(
+        memory_format=torch.channels_last
+    )
+    ref = F.relu(F.conv2d(x, w, padding=1))
+    x_scale, w_scales = 1.0 / 255, w.abs().amax(dim=(1, 2, 3)) / 127
+    out_scale = float(ref.amax()) / 255
+    qx = torch.round(x / x_scale).clamp(0, 255).to(torch.uint8).contiguous(memory_format=torch.channels_last)
+    qw = torch.round(w / w_scales.view(-1, 1, 1, 1)).clamp(-128, 127).to(torch.int8)
+    one = [1, 1]
+    packed = torch.ops.onednn.qconv_prepack(qw, w_scales, x_scale, 0, one, one, one, 1, list(qx.shape))
+    zero_points = torch.zeros(cout, dtype=torch.long)
+
+    def int8() -> torch.Tensor:
+        return torch.ops.onednn.qconv_pointwise(
+            qx, x_scale, 0, packed, w_scales, zero_points, None, one, one, one, 1,
+            out_scale, 0, None, "relu", [], "",
+        )  # fmt: skip
+
+    def fp32() -> torch.Tensor:
+        return F.conv2d(x, w, padding=1)
+
+    dequantized = int8().float() * out_scale
+    return fp32, int8, dequantized, float(cin * cout * 9 * rows * cols)
+
+
+def conv_peaks(rounds: int = 30) -> dict[str, float]:
+    """Measured GMAC/s of :func:`best_case_convs` at the threads torch uses now (medians of
+    ``rounds`` interleaved calls) and int8's ratio to fp32."""
+    fp32, int8, _, macs = best_case_convs()
+    times: dict[str, list[float]] = {"fp32": [], "int8": []}
+    with torch.inference_mode():
+        for step in range(rounds + 3):  # 3 untimed: oneDNN creates its primitives on the first call
+            for name, conv in (("fp32", fp32), ("int8", int8)):
+                start = time.perf_counter()
+                conv()
+                elapsed = time.perf_counter() - start
+                if step >= 3:
+                    times[name].append(elapsed)
+    rate = {name: macs / statistics.median(t) / 1e9 for name, t in times.items()}
+    return {
+        "fp32_conv_gmac_per_s": rate["fp32"],
+        "int8_conv_gmac_per_s": rate["int8"],
+        "int8_over_fp32_conv": rate["int8"] / rate["fp32"],
+    }
+
+
 def backbone_vs_peak(
     model: nn.Module, image: torch.Tensor, timed: dict[str, float], threads: int
 ) -> dict[str, object]:
-    """The int8 backbone's GMAC/s and its share of the nominal peak (``{}`` without a clock),
-    from the int8 breakdown ``timed`` (its ``backbone``: the eager twin's, or ``backbone.pt2``)."""
-    mhz = cpu_mhz()
-    if mhz is None:
-        return {}
+    """The int8 backbone's GMAC/s, its share of the best-case int8 convolution measured here
+    (:func:`conv_peaks`) and of the nominal peak (left out without a clock), from the int8
+    breakdown ``timed`` (its ``backbone``: the eager twin's, or ``backbone.pt2``)."""
     backbone_ms = timed["backbone"]
     gmacs = backbone_gmacs(model, image)
-    peak, rule = nominal_int8_peak(cpu_flags(), mhz, threads)
     achieved = gmacs / (backbone_ms / 1e3)
-    return {
+    peaks = conv_peaks()
+    out: dict[str, object] = {
         "scope": "backbone + FPN",
         "backbone_gmacs": gmacs,
         "backbone_ms": backbone_ms,
         "backbone_gmac_per_s": achieved,
-        "nominal_int8_peak_gmac_per_s": peak,
-        "share_of_nominal_peak": achieved / peak,
-        "nominal_peak_rule": rule,
+        **{f"measured_{k}": v for k, v in peaks.items()},
+        "share_of_measured_int8_conv": achieved / peaks["int8_conv_gmac_per_s"],
+        "best_case_conv": "3x3, {} -> {} channels, {} x {}, channels-last".format(*BEST_CASE_CONV),
     }
+    mhz = cpu_mhz()
+    if mhz is not None:
+        peak, rule = nominal_int8_peak(cpu_flags(), mhz, threads)
+        out |= {
+            "nominal_int8_peak_gmac_per_s": peak,
+            "share_of_nominal_peak": achieved / peak,
+            "nominal_peak_rule": rule,
+        }
+    return out
+
+
+def limit_line(limit: dict) -> str:
+    """One sentence on the int8 backbone against the limits :func:`backbone_vs_peak` recorded, and
+    what the measured convolutions bound: no int8 detector here beats a fp32 runtime's
+    convolutions by more than their ratio."""
+    line = (
+        f"int8 {limit['scope']}: {limit['backbone_gmacs']:.2f} GMAC per image in"
+        f" {limit['backbone_ms']:.1f} ms = {limit['backbone_gmac_per_s']:.0f} GMAC/s,"
+        f" {limit['share_of_measured_int8_conv']:.0%} of the best-case int8 convolution measured on this"
+        f" CPU ({limit['measured_int8_conv_gmac_per_s']:.0f} GMAC/s; fp32"
+        f" {limit['measured_fp32_conv_gmac_per_s']:.0f}: int8 convolutions are at most"
+        f" x{limit['measured_int8_over_fp32_conv']:.2f} faster than fp32 ones here;"
+        f" {limit['best_case_conv']})"
+    )
+    if "share_of_nominal_peak" in limit:
+        line += (
+            f", {limit['share_of_nominal_peak']:.0%} of the nominal int8 peak"
+            f" ({limit['nominal_int8_peak_gmac_per_s']:.0f} GMAC/s: {limit['nominal_peak_rule']}; an upper"
+            " bound by rule, at the clock /proc/cpuinfo reports)"
+        )
+    return line + "."

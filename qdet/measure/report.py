@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from qdet.measure.limits import limit_line
 from qdet.measure.variants import FP32_TWIN, RECOMMENDED, REFERENCE, label
 
 PLOTS = (  # (file below plots/, what it shows)
@@ -84,14 +85,7 @@ def time_per_part(breakdown: dict) -> list[str]:
     ]
     limit = breakdown.get("int8_backbone", {})
     if limit:
-        lines += [
-            "",
-            f"int8 {limit.get('scope', 'backbone')}: {limit['backbone_gmacs']:.2f} GMAC per image in "
-            f"{limit['backbone_ms']:.1f} ms = "
-            f"{limit['backbone_gmac_per_s']:.0f} GMAC/s, {limit['share_of_nominal_peak']:.0%} of the CPU's "
-            f"nominal int8 peak ({limit['nominal_int8_peak_gmac_per_s']:.0f} GMAC/s: "
-            f"{limit['nominal_peak_rule']}; an upper bound by rule, see qdet/measure/limits.py).",
-        ]
+        lines += ["", limit_line(limit) + " (qdet/measure/limits.py)"]
     return lines
 
 
