@@ -7,14 +7,16 @@ import torch
 from qdet.measure.limits import (
     BEST_CASE_CONV,
     backbone_gmacs,
+    backbone_vs_peak,
     best_case_convs,
     conv_peaks,
     cpu_mhz,
+    limit_line,
     nominal_int8_peak,
 )
 
 
-def test_backbone_macs_are_counted_at_the_size_after_the_transform():
+def _tiny_detector():
     from torchvision.models.detection import FasterRCNN
 
     class Body(torch.nn.Module):  # one 3x3 conv, 3 -> 8 channels, stride 1
@@ -35,9 +37,26 @@ def test_backbone_macs_are_counted_at_the_size_after_the_transform():
         def forward(self, x):
             return self.body(x)
 
-    model = FasterRCNN(Backbone(), num_classes=2, min_size=64, max_size=64)
+    return FasterRCNN(Backbone(), num_classes=2, min_size=64, max_size=64)
+
+
+def test_backbone_macs_are_counted_at_the_size_after_the_transform():
     image = torch.rand(3, 32, 32)  # resized to 64 x 64 by the transform
-    assert backbone_gmacs(model, image) == pytest.approx(64 * 64 * 8 * 3 * 9 / 1e9)
+    assert backbone_gmacs(_tiny_detector(), image) == pytest.approx(64 * 64 * 8 * 3 * 9 / 1e9)
+
+
+def test_a_cpu_without_onednn_int8_convolutions_gets_the_reason_not_a_traceback(monkeypatch):
+    def no_kernel(rounds=30):
+        raise NotImplementedError("onednn::qconv_prepack: no int8 kernel on this CPU\nmore detail")
+
+    monkeypatch.setattr("qdet.measure.limits.conv_peaks", no_kernel)
+    monkeypatch.setattr("qdet.measure.limits.cpu_mhz", lambda: None)  # and no clock either
+    limit = backbone_vs_peak(_tiny_detector(), torch.rand(3, 32, 32), {"backbone": 2.0}, 2)
+    assert limit["measured_unavailable"] == "onednn::qconv_prepack: no int8 kernel on this CPU"
+    assert "share_of_measured_int8_conv" not in limit and "share_of_nominal_peak" not in limit
+    line = limit_line(limit)
+    assert line.startswith("int8 backbone + FPN: 0.00 GMAC per image in 2.0 ms")
+    assert "could not be measured: onednn::qconv_prepack: no int8 kernel on this CPU." in line
 
 
 def test_nominal_peak_takes_the_widest_int8_instructions():
