@@ -1,8 +1,12 @@
 """Checkpoints: atomic writes, and the fingerprint that decides whether a rerun may resume."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
+import qdet
+from qdet.core import checkpoint
 from qdet.core.checkpoint import fingerprint, load_checkpoint, recipe_digest, save_checkpoint
 
 
@@ -79,3 +83,14 @@ def test_recipe_ignores_seed_threads_and_later_stages_but_not_training_settings_
     assert recipe_digest(_with("model", "fpn", False)) != digest
     assert recipe_digest(_with("data", "seed", 1)) != digest  # other data: another recipe
     assert recipe_digest({**RECIPE, "backbone": "squeezenet1_1"}) != digest
+
+
+def test_fingerprint_covers_the_whole_package(monkeypatch, tmp_path):
+    """A change anywhere in qdet (the training loop, not just qdet/core) must stop a resume."""
+    digested = []
+    monkeypatch.setattr(checkpoint, "content_digest", lambda *paths: digested.extend(paths) or "d")
+    stage = tmp_path / "train.py"
+    stage.write_text("")
+    fingerprint({"seed": 0}, "seed", stage=stage)
+    package = Path(qdet.__file__).parent
+    assert package in digested and stage in digested

@@ -82,7 +82,8 @@ def fingerprint(
     out = {k: resolved[k] for k in sections}
     if "train" in out:
         out["train"] = {k: v for k, v in out["train"].items() if k not in SPEED_ONLY}
-    code = [Path(__file__).parent, *(p for p in [stage] if p is not None and p.is_file())]
+    package = Path(__file__).parents[1]  # all of qdet: the loop, the model, the engines
+    code = [package, *(p for p in [stage] if p is not None and p.is_file())]
     out["inputs"] = {str(path): content_digest(path) for path in inputs}
     out["code"] = content_digest(*code)
     return out
