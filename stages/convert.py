@@ -5,6 +5,7 @@ from pathlib import Path
 
 import typer
 
+from qdet.core.aside import Aside
 from qdet.core.checkpoint import load_checkpoint
 from qdet.core.console import console, exit_on_error
 from qdet.core.errors import QdetError
@@ -34,12 +35,15 @@ def main(
     require_free_space(*compile_room(out_dir, float_model), "convert")
     trained = load_trained(float_model, cfg.backbone, cfg.model)
     meta = {"classes": trained.classes, "backbone": trained.backbone}
-    sizes, seconds, files, graphs = {}, {}, {}, {}
-    with console.status("compiling the float model with AOTInductor"):
-        files[FLOAT_COMPILED] = out_dir / FLOAT_COMPILED
-        sizes[FLOAT_COMPILED], seconds[FLOAT_COMPILED] = save_compiled(
+    files = {FLOAT_COMPILED: out_dir / FLOAT_COMPILED}
+    sizes, seconds, graphs = {FLOAT_COMPILED: 0}, {FLOAT_COMPILED: {}}, {}
+    # compiled beside the int8 models, on the other core (the two compiles are single-threaded)
+    float_compile = Aside(
+        lambda: save_compiled(
             trained.model, trained.config, {**meta, "variant": FLOAT_COMPILED}, files[FLOAT_COMPILED]
-        )
+        ),
+        "compiling the float model with AOTInductor",
+    )
     states = {variant: load_checkpoint(path) for variant, path in (("ptq", ptq_state), ("qat", qat_state))}
     plans = {variant: QuantPlan(**state["plan"]) for variant, state in states.items()}
     if plans["ptq"].engine != plans["qat"].engine:
@@ -63,6 +67,8 @@ def main(
             graphs[name] = graphs[variant]
             if saved.compile_seconds:
                 seconds[name] = saved.compile_seconds
+    with console.status("compiling the float model with AOTInductor"):
+        sizes[FLOAT_COMPILED], seconds[FLOAT_COMPILED] = float_compile.result()
     console.print(f"int8 artifacts: float ops in {dtype} ({why})")
     same_format = engine.save_float(trained.model, trained.config, meta, out_dir)
     for name, saved in same_format.items():

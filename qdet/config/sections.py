@@ -88,6 +88,7 @@ class TrainConfig(ScheduleConfig):
     nnodes: int  # machines training together (torchrun c10d rendezvous)
     rdzv_endpoint: str  # host:port of the rendezvous when nnodes > 1 (a port on one of the nodes)
     device: Literal["auto", "cpu", "cuda"]  # training and QAT only; the int8 stages stay on the CPU
+    precision: Literal["auto", "fp32", "bf16"]  # float training: auto = bf16 autocast on a bf16 CPU
 
 
 @dataclass

@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from qdet.core.cpu import bf16_support
 from qdet.core.errors import QdetError
 
 
@@ -27,6 +28,21 @@ def resolve(setting: str, local_rank: int = 0) -> torch.device:
             f"train.nproc: local rank {local_rank} has no GPU (this node has {torch.cuda.device_count()})"
         )
     return torch.device("cuda", local_rank)
+
+
+def training_precision(setting: str, device: torch.device | str) -> tuple[str, str]:
+    """What float training computes in (``train.precision``), and why. ``auto`` is bf16 autocast
+    on a CPU that computes bf16 natively, where its training step takes less than half the fp32
+    one and the model reaches the same plateau (docs/internals.md); fp32 on other CPUs (emulated
+    bf16 is slower than fp32) and on a GPU (torchvision's recipe). The weights stay fp32 either way."""
+    on_cpu = torch.device(device).type == "cpu"
+    if setting == "auto":
+        if not on_cpu:
+            return "fp32", "auto: fp32 on a GPU, torchvision's recipe"
+        no_bf16 = bf16_support()
+        return ("fp32", f"auto: {no_bf16}") if no_bf16 else ("bf16", "auto: this CPU computes bf16 natively")
+    no_bf16 = bf16_support() if setting == "bf16" and on_cpu else None
+    return setting, f"train.precision: {setting}" + (f" ({no_bf16})" if no_bf16 else "")
 
 
 def backend(device: torch.device) -> str:

@@ -197,10 +197,20 @@ def add_intervals(
     the others, in place: 95% bootstrap over the test images, the drop paired (the same
     resampled images for both variants). With the QAT control scored, QAT also gets
     ``map50_vs_float_ft`` (QAT minus the control) and its interval. Needs :func:`add_drops` first."""
+    from qdet.core.aside import Aside
     from qdet.measure.stats import interval, resample
 
     rows = resample(len(scores[baseline].evaluation._paramsEval.imgIds))
-    boot = {variant: resampled_maps(s.evaluation, rows) for variant, s in scores.items()}
+    names = list(scores)
+    beside = names[: len(names) // 2]  # half the variants in a forked child, on the other core
+
+    def resampled(variants: list[str]) -> dict[str, dict[str, np.ndarray]]:
+        return {variant: resampled_maps(scores[variant].evaluation, rows) for variant in variants}
+
+    half = Aside(lambda: resampled(beside), "bootstrap over the test images") if beside else None
+    boot = resampled(names[len(beside) :])
+    if half is not None:
+        boot |= half.result()
     for variant, stats in results.items():
         for key in ("map", "map50"):
             stats[f"{key}_ci95"] = interval(boot[variant][key], stats[key])

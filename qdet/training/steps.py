@@ -58,9 +58,12 @@ def train_one_epoch(
     progress: Progress | None = None,
     max_batches: int | None = None,
     trace: list[float] | None = None,
+    precision: str = "fp32",
 ) -> dict[str, float]:
     """One pass over ``loader``; returns mean losses and images/s, and appends each iteration's
-    total loss to ``trace`` (the curve within an epoch). Stops on a non-finite loss."""
+    total loss to ``trace`` (the curve within an epoch). Stops on a non-finite loss. With
+    ``precision="bf16"`` the forward pass runs under bf16 autocast (weights, gradients and the
+    optimizer stay fp32; autocast keeps losses and RoI align in fp32)."""
     model.train()
     sums: dict[str, float] = {}
     images_seen, batches = 0, 0
@@ -71,7 +74,8 @@ def train_one_epoch(
     for images, targets in loader:
         if batches >= total:
             break
-        losses = model(*to_device(list(images), list(targets), device))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            losses = model(*to_device(list(images), list(targets), device))
         loss = sum(losses.values())
         if not torch.isfinite(loss):
             values = {k: float(v.detach()) for k, v in losses.items()}

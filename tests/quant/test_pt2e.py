@@ -160,3 +160,34 @@ def test_converted_qat_model_is_the_fake_quant_model_it_trained():
     with torch.no_grad():
         fake, real = qat.backbone(x), int8.backbone(x)
     assert min(sqnr_db(fake[k], real[k]) for k in fake) > 30
+
+
+def test_pattern_graphs_are_traced_once_and_handed_out_as_copies(monkeypatch):
+    """torchao re-exports its rewrite patterns on every call: qdet traces each once (keyed by
+    the pattern's code and what it closes over) and hands every caller its own copy."""
+    import torch.nn.functional as F
+    from torchao.quantization.pt2e import qat_utils, utils
+    from torchao.quantization.pt2e.export_utils import WrapperModule
+
+    memoized = utils._get_aten_graph_module_for_pattern
+    assert memoized.memoized and qat_utils._get_aten_graph_module_for_pattern is memoized
+
+    def pattern(p):  # a fresh closure per call, as torchao builds them
+        def dropout(x):
+            return F.dropout(x, p=p, training=True)
+
+        return WrapperModule(dropout)
+
+    exports = []
+    real = torch.export.export
+    monkeypatch.setattr(torch.export, "export", lambda *a, **k: exports.append(a[0]) or real(*a, **k))
+    monkeypatch.setattr(memoized, "cache", memoized.cache)  # restored after the test
+    memoized.cache.clear()
+    first = memoized(pattern(0.5), (torch.randn(1),))
+    again = memoized(pattern(0.5), (torch.randn(1),))
+    other_p = memoized(pattern(0.25), (torch.randn(1),))
+    other_shape = memoized(pattern(0.5), (torch.randn(1, 3),))
+    assert len(exports) == 3  # the second 0.5 pattern was not traced again
+    assert again is not first and again.code == first.code
+    assert "0.25" in other_p.code and "0.25" not in first.code  # the closure is part of the key
+    assert other_shape is not first and len(memoized.cache) == 3

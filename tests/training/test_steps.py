@@ -27,3 +27,26 @@ def test_non_finite_loss_stops_with_message():
         NonFiniteLoss, match="non-finite loss at epoch 1, iteration 0.*lower the learning rate"
     ):
         train_one_epoch(model, opt, make_scheduler(opt, schedule, 1), loader, 1)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_forward_pass_runs_in_the_training_precision(precision):
+    seen = []
+
+    class Probe(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(2, 1)
+
+        def forward(self, images, targets):
+            out = self.linear(torch.ones(1, 2))
+            seen.append(out.dtype)
+            return {"loss_classifier": out.float().sum()}
+
+    model = Probe()
+    schedule = dataclasses.replace(config().train, epochs=1)
+    opt = make_optimizer(model.parameters(), schedule)
+    loader = [([torch.zeros(3, 4, 4)], [{}])]
+    train_one_epoch(model, opt, make_scheduler(opt, schedule, 1), loader, 1, precision=precision)
+    assert seen == [torch.bfloat16 if precision == "bf16" else torch.float32]
+    assert model.linear.weight.dtype == torch.float32  # the weights stay fp32

@@ -28,8 +28,11 @@ from qdet.quant.pt2e.quantizer import make_quantizer, quantization_config
 from qdet.quant.pt2e.workarounds import (
     bn_constants,
     folding_with_own_bn_constants,
+    memoize_pattern_graphs,
     split_shared_activations,
 )
+
+memoize_pattern_graphs()
 
 __all__ = [  # the engine interface (qdet.quant.interface), and what the tests use
     "ExportedPart",

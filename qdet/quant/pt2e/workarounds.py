@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import collections
 import contextlib
-from collections.abc import Iterator
+import copy
+import functools
+import types
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from unittest import mock
 
@@ -35,6 +38,9 @@ BN_CONSTANTS = Workaround(
     "QAT conv+BN fusion and move-to-train/eval rewrite every batch norm with eps 1e-5, momentum 0.1"
 )
 BN_FOLD = Workaround("convert_pt2e folds QAT conv+BN through a batch norm it writes with eps 1e-5")
+PATTERN_EXPORTS = Workaround(
+    "every QAT train/eval switch and conv+BN fold re-exports the same tiny pattern graphs (strict export)"
+)
 
 ACTIVATIONS = ("ReLU", "ReLU6", "Hardswish", "Hardsigmoid", "SiLU", "Hardtanh")
 BN_OPS = {  # batch-norm op: positions of (momentum, eps) in its arguments
@@ -139,3 +145,63 @@ def folding_with_own_bn_constants(constants: BnConstants) -> Iterator[None]:
 
     with mock.patch.object(qat_utils, "fold_bn_weights_into_conv_node", fold_with_own_eps):
         yield
+
+
+def _key_of(value: object) -> Hashable:
+    """What a pattern's graph depends on in ``value``: a tensor's shape, dtype and device (its
+    values are example data), a plain value, function or module itself; anything else is not
+    cached."""
+    if isinstance(value, torch.Tensor):
+        return ("tensor", tuple(value.shape), value.dtype, value.device.type)
+    if value is None or isinstance(value, (bool, int, float, str, types.ModuleType)) or callable(value):
+        hash(value)
+        return value
+    raise TypeError(f"no cache key for {type(value).__name__}")
+
+
+def pattern_key(pattern: Callable, example_inputs: tuple, is_cuda: bool, kwargs: dict) -> Hashable | None:
+    """The key of one pattern graph, or None when it cannot be cached. torchao builds its
+    patterns as fresh closures (``WrapperModule(fn)``, ``_get_..._pattern(flags)``) on every call:
+    the code and the values it closes over say which graph it traces to."""
+    fn = getattr(pattern, "fn", pattern)
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return None
+    try:
+        cells = tuple(_key_of(c.cell_contents) for c in fn.__closure__ or ())
+        inputs = tuple(_key_of(x) for x in example_inputs)
+        named = tuple(sorted((k, _key_of(v)) for k, v in kwargs.items()))
+    except (TypeError, ValueError):  # unhashable, or an empty closure cell
+        return None
+    return code, cells, inputs, is_cuda, named
+
+
+def memoize_pattern_graphs() -> bool:
+    """Trace each of torchao's pattern graphs once per process, not on every call.
+
+    torchao 0.18 builds the patterns it rewrites with (dropout and batch norm for every
+    train/eval switch of a captured part, ~40 conv + BN variants for every QAT fold) with a
+    strict ``torch.export`` each time: 204 exports, ~60% of the 35 s that rebuilding and
+    converting one resnet18 detector took (cProfile, Zen 5, 2 threads). Each call still gets its
+    own copy of the graph, as before. Installs once; returns whether it installed now."""
+    from torchao.quantization.pt2e import qat_utils, utils
+
+    if not PATTERN_EXPORTS.needed or getattr(utils._get_aten_graph_module_for_pattern, "memoized", False):
+        return False
+    trace = utils._get_aten_graph_module_for_pattern
+    cache: dict[Hashable, torch.fx.GraphModule] = {}
+
+    @functools.wraps(trace)
+    def memoized(pattern: Callable, example_inputs: tuple, is_cuda: bool = False, **kwargs: object):
+        key = pattern_key(pattern, example_inputs, is_cuda, kwargs)
+        if key is None:
+            return trace(pattern, example_inputs, is_cuda, **kwargs)
+        if key not in cache:
+            cache[key] = trace(pattern, example_inputs, is_cuda, **kwargs)
+        return copy.deepcopy(cache[key])
+
+    memoized.memoized = True  # type: ignore[attr-defined]
+    memoized.cache = cache  # type: ignore[attr-defined]
+    utils._get_aten_graph_module_for_pattern = memoized  # export_utils imports it at each call
+    qat_utils._get_aten_graph_module_for_pattern = memoized  # qat_utils imported it by name
+    return True

@@ -1,0 +1,43 @@
+"""Work beside the main process: the child's result, its error, its death."""
+
+import os
+import signal
+
+import pytest
+import torch
+
+from qdet.core.aside import Aside, AsideDied
+from qdet.core.errors import QdetError
+
+
+def test_the_child_runs_apart_on_one_thread_and_hands_back_its_result():
+    parent = os.getpid()
+    model = torch.nn.Linear(2, 1)  # what the child uses without pickling
+    job = Aside(lambda: (os.getpid(), torch.get_num_threads(), model.weight.shape), "probe")
+    pid, threads, shape = job.result()
+    assert pid != parent and threads == 1 and shape == (1, 2)
+
+
+def test_the_childs_error_is_raised_in_the_parent():
+    def fails():
+        raise QdetError("no compiler here")
+
+    with pytest.raises(QdetError, match="no compiler here"):
+        Aside(fails, "compile").result()
+
+
+def test_an_error_that_does_not_pickle_arrives_as_its_text():
+    class Local(ValueError):  # defined in a function: pickle cannot find it
+        pass
+
+    def fails():
+        raise Local("bad shape")
+
+    with pytest.raises(RuntimeError, match="Local: bad shape"):
+        Aside(fails, "compile").result()
+
+
+def test_a_child_killed_without_a_result_is_named():
+    job = Aside(lambda: os.kill(os.getpid(), signal.SIGKILL), "compiling the float model")
+    with pytest.raises(AsideDied, match="compiling the float model: its process ended with code -9"):
+        job.result()
