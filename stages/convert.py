@@ -35,15 +35,6 @@ def main(
     require_free_space(*compile_room(out_dir, float_model), "convert")
     trained = load_trained(float_model, cfg.backbone, cfg.model)
     meta = {"classes": trained.classes, "backbone": trained.backbone}
-    files = {FLOAT_COMPILED: out_dir / FLOAT_COMPILED}
-    sizes, seconds, graphs = {FLOAT_COMPILED: 0}, {FLOAT_COMPILED: {}}, {}
-    # compiled beside the int8 models, on the other core (the two compiles are single-threaded)
-    float_compile = Aside(
-        lambda: save_compiled(
-            trained.model, trained.config, {**meta, "variant": FLOAT_COMPILED}, files[FLOAT_COMPILED]
-        ),
-        "compiling the float model with AOTInductor",
-    )
     states = {variant: load_checkpoint(path) for variant, path in (("ptq", ptq_state), ("qat", qat_state))}
     plans = {variant: QuantPlan(**state["plan"]) for variant, state in states.items()}
     if plans["ptq"].engine != plans["qat"].engine:
@@ -54,21 +45,39 @@ def main(
     plan = plans["qat"]
     engine = get_engine(plan.engine)
     dtype, why = float_dtype(cfg.quant.float_dtype, plan.engine)
-    for variant, key, qat in (("ptq", "observed", False), ("qat", "qat", True)):
+
+    def write_int8(variant: str, key: str, qat: bool) -> dict[str, tuple[Path, int, str, dict]]:
+        """One int8 variant, and with bf16 the recommended one's fp32 twin (what bf16 costs,
+        measured): name -> (artifact, bytes, graph signature, compile seconds per part)."""
         int8 = int8_from_state(trained.model, states[variant], key, qat)
-        graphs[variant] = graph_signature(int8)
-        # with bf16, the recommended model is also written in fp32: what bf16 costs, measured
+        graph = graph_signature(int8)
         twin = [(FP32_TWIN, "fp32")] if dtype != "fp32" and variant == RECOMMENDED else []
+        written = {}
         for name, computes_in in [(variant, dtype), *twin]:
             artifact_meta = {**meta, "variant": name, "plan": states[variant]["plan"]}
-            with console.status(f"writing {name} as a {engine.ARTIFACT}, float ops in {computes_in}"):
-                saved = engine.save_int8(int8, trained.config, artifact_meta, out_dir, name, computes_in)
-            files[name], sizes[name] = saved.path, saved.size
-            graphs[name] = graphs[variant]
-            if saved.compile_seconds:
-                seconds[name] = saved.compile_seconds
-    with console.status("compiling the float model with AOTInductor"):
-        sizes[FLOAT_COMPILED], seconds[FLOAT_COMPILED] = float_compile.result()
+            saved = engine.save_int8(int8, trained.config, artifact_meta, out_dir, name, computes_in)
+            written[name] = (saved.path, saved.size, graph, saved.compile_seconds or {})
+        return written
+
+    def float_and_ptq() -> tuple[tuple[int, dict], dict]:
+        compiled = save_compiled(
+            trained.model, trained.config, {**meta, "variant": FLOAT_COMPILED}, out_dir / FLOAT_COMPILED
+        )
+        return compiled, write_int8("ptq", "observed", False)
+
+    # each compile is single-threaded: the float model and PTQ compile in a forked child, on the
+    # other core, while QAT (whose conversion takes longest) compiles here
+    beside = Aside(float_and_ptq, "compiling the float and PTQ models")
+    with console.status(f"writing qat as a {engine.ARTIFACT}, float ops in {dtype}; float and ptq beside it"):
+        qat_written = write_int8("qat", "qat", True)
+    with console.status("compiling the float and PTQ models"):
+        (float_size, float_seconds), ptq_written = beside.result()
+    files, sizes, seconds = {FLOAT_COMPILED: out_dir / FLOAT_COMPILED}, {FLOAT_COMPILED: float_size}, {}
+    seconds[FLOAT_COMPILED], graphs = float_seconds, {}
+    for name, (path, size, graph, compile_seconds) in (ptq_written | qat_written).items():
+        files[name], sizes[name], graphs[name] = path, size, graph
+        if compile_seconds:
+            seconds[name] = compile_seconds
     console.print(f"int8 artifacts: float ops in {dtype} ({why})")
     same_format = engine.save_float(trained.model, trained.config, meta, out_dir)
     for name, saved in same_format.items():

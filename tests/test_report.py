@@ -40,7 +40,14 @@ def _page(**changes) -> str:
         },
         preprocess={"dataset": "gtsdb", "train": {"images": 325}, "valid": {"images": 75},
                     "test": {"images": 100}, "test_split": "by fraction"},
-        train={"epochs": 3, "val_map50": 0.7651, "val_map50_last_epoch_gain": 0.146},
+        train={
+            "epochs": 3,
+            "val_map50": 0.7651,
+            "val_map50_last_epoch_gain": 0.146,
+            "precision": "bf16",
+            "precision_why": "auto: this CPU computes bf16 natively",
+            "train_seconds_this_run": 253.4,
+        },
         convert={"engine": "pt2e", "float_dtype": "fp32", "float_dtype_why": "auto: no bf16 here"},
         evaluation={"float_eager": {"map50": 0.765, "map50_ci95": [0.716, 0.825], "map": 0.45}, "qat": ROW},
         benchmark={
@@ -70,6 +77,10 @@ def test_page_carries_machine_accuracy_speed_and_champion_with_intervals():
     assert "[accuracy against latency, every row](../plots/map_vs_latency.png)" in page
     assert "qat_curves.png" not in page  # only plots the run wrote
     assert "test 100 (by fraction; every accuracy below is on test" in page
+    assert (
+        "3 epochs in bf16 (auto: this CPU computes bf16 natively), 253 s; valid mAP@.5 0.765 at the end"
+        in page
+    )
     assert "valid mAP@.5 0.765 at the end, +0.146 from the last epoch" in page
 
 
@@ -85,6 +96,7 @@ def test_page_shows_time_per_part_and_the_backbone_against_the_measured_and_nomi
 def test_a_missing_figure_is_a_dash_not_a_made_up_number():
     page = _page(train={"epochs": 3})
     assert "valid mAP@.5 - at the end" in page
+    assert "3 epochs in fp32 (before train.precision), - s;" in page  # a run from before the key
 
 
 def test_page_says_what_the_float_ops_compute_in_and_what_bf16_costs():

@@ -183,7 +183,9 @@ def render(
         f"valid {preprocess.get('valid', {}).get('images', '?')} (watched while training), "
         f"test {preprocess.get('test', {}).get('images', '?')} ({preprocess.get('test_split', '?')}; "
         "every accuracy below is on test: nothing was tuned on it)",
-        f"- float training: {train.get('epochs', '?')} epochs, valid mAP@.5 "
+        f"- float training: {train.get('epochs', '?')} epochs in {train.get('precision', 'fp32')} "
+        f"({train.get('precision_why', 'before train.precision')}), "
+        f"{_num(train.get('train_seconds_this_run'), '.0f')} s; valid mAP@.5 "
         f"{_num(train.get('val_map50'), '.3f')} at the end, "
         f"{_num(train.get('val_map50_last_epoch_gain'), '+.3f')} from the last epoch",
         "",
