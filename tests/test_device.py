@@ -35,13 +35,13 @@ def test_batches_stay_put_on_the_cpu_and_models_report_their_device():
 
 
 def test_training_precision_follows_the_cpu(monkeypatch):
-    from qdet.core import device
+    from qdet.core import cpu, device
 
-    monkeypatch.setattr(device, "bf16_support", lambda: None)  # a Zen 4/5: bf16 instructions
+    monkeypatch.setattr(cpu, "bf16_support", lambda: None)  # a Zen 4/5: bf16 instructions
     assert device.training_precision("auto", "cpu") == ("bf16", "auto: this CPU computes bf16 natively")
     assert device.training_precision("auto", "cuda:0")[0] == "fp32"  # a GPU keeps torchvision's recipe
     assert device.training_precision("fp32", "cpu") == ("fp32", "train.precision: fp32")
-    monkeypatch.setattr(device, "bf16_support", lambda: "no bf16 instructions here")
+    monkeypatch.setattr(cpu, "bf16_support", lambda: "no bf16 instructions here")
     assert device.training_precision("auto", "cpu") == ("fp32", "auto: no bf16 instructions here")
     assert device.training_precision("bf16", torch.device("cpu")) == (
         "bf16",

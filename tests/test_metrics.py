@@ -78,7 +78,7 @@ PERFECT = [
 def test_resampling_every_image_once_reproduces_the_coco_stats(tmp_path):
     import numpy as np
 
-    from qdet.measure.accuracy import resampled_maps
+    from qdet.measure.resampling import resampled_maps
 
     preds = [_pred([[11, 9, 41, 40]], [1], [0.9]), _pred([[60, 61, 90, 95]], [2], [0.7]), _pred([], [], [])]
     stats, s = _scored(tmp_path, preds, "dt")

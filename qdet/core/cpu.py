@@ -37,3 +37,15 @@ def bf16_support(flags: set[str] | None = None) -> str | None:
         f"this CPU has no bf16 instructions ({' / '.join(BF16_FLAGS)} not in /proc/cpuinfo): "
         "bf16 would be emulated, slower than fp32"
     )
+
+
+def bf16_or_fp32(setting: str, key: str) -> tuple[str, str]:
+    """A ``auto | fp32 | bf16`` setting resolved for this CPU, and why (what the console, the
+    metrics and the results page say): ``auto`` is bf16 where the CPU computes it natively, fp32
+    elsewhere (emulated bf16 is slower than fp32); an explicit choice stands, with a note where
+    bf16 would be emulated. ``key`` names the setting in that note."""
+    if setting == "auto":
+        no_bf16 = bf16_support()
+        return ("fp32", f"auto: {no_bf16}") if no_bf16 else ("bf16", "auto: this CPU computes bf16 natively")
+    no_bf16 = bf16_support() if setting == "bf16" else None
+    return setting, f"{key}: {setting}" + (f" ({no_bf16})" if no_bf16 else "")

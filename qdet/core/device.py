@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from qdet.core.cpu import bf16_support
+from qdet.core.cpu import bf16_or_fp32
 from qdet.core.errors import QdetError
 
 
@@ -35,14 +35,11 @@ def training_precision(setting: str, device: torch.device | str) -> tuple[str, s
     on a CPU that computes bf16 natively, where its training step takes less than half the fp32
     one and the model reaches the same plateau (docs/internals.md); fp32 on other CPUs (emulated
     bf16 is slower than fp32) and on a GPU (torchvision's recipe). The weights stay fp32 either way."""
-    on_cpu = torch.device(device).type == "cpu"
+    if torch.device(device).type == "cpu":
+        return bf16_or_fp32(setting, "train.precision")
     if setting == "auto":
-        if not on_cpu:
-            return "fp32", "auto: fp32 on a GPU, torchvision's recipe"
-        no_bf16 = bf16_support()
-        return ("fp32", f"auto: {no_bf16}") if no_bf16 else ("bf16", "auto: this CPU computes bf16 natively")
-    no_bf16 = bf16_support() if setting == "bf16" and on_cpu else None
-    return setting, f"train.precision: {setting}" + (f" ({no_bf16})" if no_bf16 else "")
+        return "fp32", "auto: fp32 on a GPU, torchvision's recipe"
+    return setting, f"train.precision: {setting}"
 
 
 def backend(device: torch.device) -> str:

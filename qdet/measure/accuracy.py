@@ -6,7 +6,6 @@ Ground truth and detections are written as COCO JSON so any COCO tool can re-sco
 from __future__ import annotations
 
 import contextlib
-import copy
 import io
 import json
 from collections.abc import Callable
@@ -166,27 +165,6 @@ def add_drops(results: dict[str, dict[str, float]], baseline: str = "float") -> 
                 stats[f"{key}_drop"] = results[baseline][key] - stats[key]
 
 
-def resampled_maps(ev: COCOeval, rows: np.ndarray) -> dict[str, np.ndarray]:
-    """mAP and mAP@.5 of an evaluated COCOeval in each resample of its images (``rows`` of image
-    positions, from :func:`qdet.measure.stats.resample`), by pycocotools' own accumulation: the per-image
-    matches of ``evaluate()`` are reused, only the set of images changes (all areas, 100 dets)."""
-    images, areas = len(ev._paramsEval.imgIds), len(ev._paramsEval.areaRng)
-    categories = len(ev._paramsEval.catIds)
-    boot = copy.copy(ev)
-    out = {"map": np.empty(len(rows)), "map50": np.empty(len(rows))}
-    for s, row in enumerate(rows):
-        params = copy.copy(ev.params)
-        params.imgIds = list(range(len(row)))
-        params.areaRng, params.areaRngLbl, params.maxDets = params.areaRng[:1], ["all"], params.maxDets[-1:]
-        boot.params, boot._paramsEval = params, copy.copy(params)
-        boot.evalImgs = [ev.evalImgs[k * areas * images + i] for k in range(categories) for i in row]
-        _quiet(boot.accumulate)
-        precision = boot.eval["precision"][:, :, :, 0, 0]  # [T, R, K]
-        for key, p in (("map", precision), ("map50", precision[0])):
-            out[key][s] = p[p > -1].mean() if (p > -1).any() else np.nan  # no ground truth drawn
-    return out
-
-
 def add_intervals(
     results: dict[str, dict],
     scores: dict[str, VariantScore],
@@ -198,6 +176,7 @@ def add_intervals(
     resampled images for both variants). With the QAT control scored, QAT also gets
     ``map50_vs_float_ft`` (QAT minus the control) and its interval. Needs :func:`add_drops` first."""
     from qdet.core.aside import Aside
+    from qdet.measure.resampling import resampled_maps
     from qdet.measure.stats import interval, resample
 
     rows = resample(len(scores[baseline].evaluation._paramsEval.imgIds))

@@ -18,7 +18,7 @@ from typing import cast
 import torch
 from torch import nn
 
-from qdet.core.cpu import bf16_support
+from qdet.core.cpu import bf16_or_fp32
 from qdet.quant.interface import Engine
 from qdet.quant.parts import QuantError
 from qdet.quant.plan import QuantPlan
@@ -37,18 +37,14 @@ def float_dtype(setting: str, engine_name: str) -> tuple[str, str]:
     is bf16 only where the engine can lower int8 with bf16 around it and the CPU computes bf16
     natively (emulated bf16 is slower than fp32); the console and convert's metrics say which."""
     engine = get_engine(engine_name)
-    if setting == "auto":
-        if "bf16" not in engine.FLOAT_DTYPES:
-            return "fp32", f"auto: the {engine_name} engine computes its float ops in fp32"
-        no_bf16 = bf16_support()
-        return ("fp32", f"auto: {no_bf16}") if no_bf16 else ("bf16", "auto: this CPU computes bf16 natively")
-    if setting not in engine.FLOAT_DTYPES:
+    if setting == "auto" and "bf16" not in engine.FLOAT_DTYPES:
+        return "fp32", f"auto: the {engine_name} engine computes its float ops in fp32"
+    if setting not in (*engine.FLOAT_DTYPES, "auto"):
         raise QuantError(
             f"quant.float_dtype: {setting} is not possible with quant.engine {engine_name} "
             f"(it computes in {', '.join(engine.FLOAT_DTYPES)})"
         )
-    no_bf16 = bf16_support() if setting == "bf16" else None
-    return setting, f"quant.float_dtype: {setting}" + (f" ({no_bf16})" if no_bf16 else "")
+    return bf16_or_fp32(setting, "quant.float_dtype")
 
 
 def restore(float_model: nn.Module, plan: QuantPlan, state: dict[str, torch.Tensor], qat: bool) -> nn.Module:

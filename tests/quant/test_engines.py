@@ -51,13 +51,13 @@ def test_frozen_layers_are_found_by_their_float_names_in_each_engine():
 
 
 def test_float_dtype_auto_is_bf16_only_with_a_bf16_cpu_and_engine(monkeypatch):
-    import qdet.quant.engines as engines
+    from qdet.core import cpu
 
-    monkeypatch.setattr(engines, "bf16_support", lambda: None)  # a CPU with bf16 instructions
+    monkeypatch.setattr(cpu, "bf16_support", lambda: None)  # a CPU with bf16 instructions
     assert float_dtype("auto", "pt2e") == ("bf16", "auto: this CPU computes bf16 natively")
     assert float_dtype("auto", "fx") == ("fp32", "auto: the fx engine computes its float ops in fp32")
     assert float_dtype("fp32", "pt2e") == ("fp32", "quant.float_dtype: fp32")
-    monkeypatch.setattr(engines, "bf16_support", lambda: "no bf16 here")
+    monkeypatch.setattr(cpu, "bf16_support", lambda: "no bf16 here")
     assert float_dtype("auto", "pt2e") == ("fp32", "auto: no bf16 here")
     assert float_dtype("bf16", "pt2e") == ("bf16", "quant.float_dtype: bf16 (no bf16 here)")  # asked: kept
     with pytest.raises(QuantError, match="quant.float_dtype: bf16 is not possible with quant.engine fx"):

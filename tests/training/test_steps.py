@@ -50,3 +50,24 @@ def test_the_forward_pass_runs_in_the_training_precision(precision):
     train_one_epoch(model, opt, make_scheduler(opt, schedule, 1), loader, 1, precision=precision)
     assert seen == [torch.bfloat16 if precision == "bf16" else torch.float32]
     assert model.linear.weight.dtype == torch.float32  # the weights stay fp32
+
+
+@pytest.mark.parametrize("name", ["adamw", "sgd"])
+def test_the_optimizer_is_fused_and_makes_torchs_update(name):
+    """Fused: one kernel for every tensor (5x faster on the CPU); the update is the reference one."""
+    torch.manual_seed(0)
+    schedule = dataclasses.replace(config().train, optimizer=name, lr=0.01, momentum=0.9, weight_decay=0.1)
+    fused, reference = nn.Linear(8, 4), nn.Linear(8, 4)
+    reference.load_state_dict(fused.state_dict())
+    opt = make_optimizer(fused.parameters(), schedule)
+    assert opt.defaults["fused"] is True
+    kind = torch.optim.AdamW if name == "adamw" else torch.optim.SGD
+    extra = {"momentum": 0.9} if name == "sgd" else {}
+    ref = kind(reference.parameters(), lr=0.01, weight_decay=0.1, foreach=False, **extra)
+    for _ in range(3):
+        x = torch.randn(2, 8)
+        for model, optimizer in ((fused, opt), (reference, ref)):
+            optimizer.zero_grad()
+            model(x).square().sum().backward()
+            optimizer.step()
+    torch.testing.assert_close(fused.weight, reference.weight)
