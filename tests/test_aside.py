@@ -41,3 +41,11 @@ def test_a_child_killed_without_a_result_is_named():
     job = Aside(lambda: os.kill(os.getpid(), signal.SIGKILL), "compiling the float model")
     with pytest.raises(AsideDied, match="compiling the float model: its process ended with code -9"):
         job.result()
+
+
+def test_tensors_come_back_by_value_after_the_child_is_gone():
+    """A child exits once it has sent: its tensors must not stay behind as shared-memory handles
+    for the parent to fetch (torch's Connection pickling), or the parent reads a dead socket."""
+    job = Aside(lambda: {"boxes": torch.arange(6.0).reshape(3, 2)}, "scoring")
+    job._process.join()  # gone before the parent reads
+    assert torch.equal(job.result()["boxes"], torch.arange(6.0).reshape(3, 2))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import signal
 from collections.abc import Callable
 from typing import Generic, TypeVar
@@ -38,7 +39,7 @@ class Aside(Generic[T]):
     def result(self) -> T:
         """The child's return value; its exception re-raised here."""
         try:
-            kind, value = self._receive.recv()
+            kind, value = pickle.loads(self._receive.recv_bytes())
         except EOFError:
             self._process.join()
             code = self._process.exitcode
@@ -56,13 +57,15 @@ def _child(fn: Callable[[], object], send, threads: int) -> None:
 
     die_with_parent(signal.SIGKILL)
     torch.set_num_threads(threads)  # one thread: no OpenMP pool inherited from the parent is used
+    # plain pickle, tensors by value: the child exits once it has sent, so nothing may be left
+    # for the parent to fetch from it (a Connection's send passes tensors as shared-memory handles)
     try:
-        send.send(("ok", fn()))
+        send.send_bytes(pickle.dumps(("ok", fn())))
     except BaseException as error:  # handed to the parent, which raises it
         try:
-            send.send(("error", error))
+            send.send_bytes(pickle.dumps(("error", error)))
         except Exception:  # one that does not pickle: its text instead
-            send.send(("error", RuntimeError(f"{type(error).__name__}: {error}")))
+            send.send_bytes(pickle.dumps(("error", RuntimeError(f"{type(error).__name__}: {error}"))))
     finally:
         send.close()
         os._exit(0)  # not the parent's atexit handlers (MLflow runs, temp folders)

@@ -22,7 +22,7 @@ def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
     """``write(partial)`` to a temporary name beside ``path``, then rename: a full disk, a
     read-only folder or a kill leaves nothing under the name a later stage or a user would take
     for a result. A failure is one line naming ``path``."""
-    partial = path.with_name(f".{path.name}.partial{path.suffix}")
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial{path.suffix}")  # one per writer
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write(partial)
