@@ -60,8 +60,9 @@ def main(
         return written
 
     # A compile runs on one core. The float model compiles in a forked child on the other core
-    # and pays Inductor's one-off ISA checks and precompiled headers, while both int8 models are
-    # rebuilt here without a compiler; then QAT and PTQ compile here (Zen 5: 123 -> ~95 s).
+    # and pays Inductor's one-off ISA checks and precompiled headers (~20 s on a new machine),
+    # while both int8 models are rebuilt here without a compiler, then compile (Zen 5: ~70 s
+    # there, ~105 here; float + PTQ there and QAT here took as long: 115-123 s in all).
     float_meta = {**meta, "variant": FLOAT_COMPILED}
     beside = Aside(
         lambda: save_compiled(trained.model, trained.config, float_meta, out_dir / FLOAT_COMPILED),
