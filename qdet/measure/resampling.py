@@ -1,7 +1,7 @@
 """mAP and mAP@.5 of a COCO evaluation in resamples of its images, for the bootstrap intervals
 of :func:`qdet.measure.accuracy.add_intervals`: pycocotools' ``accumulate`` arithmetic on the
 per-image matches its ``evaluate()`` made once, vectorised per resample (equal to pycocotools'
-own loop on every resample: tests/test_metrics.py holds it as the oracle)."""
+own loop on every resample: tests/test_resampling.py holds it as the oracle)."""
 
 from __future__ import annotations
 
