@@ -22,7 +22,6 @@ def main(
 ) -> None:
     cfg = stage.load(params, "preprocess")
     d = cfg.data
-    official = d.source != "synthetic"  # a look-alike has no published split: by fraction
     fractions = (d.valid_fraction, d.test_fraction)
     result = preprocess(
         cfg.dataset,
@@ -33,15 +32,15 @@ def main(
         fractions,
         d.seed,
         d.strict,
-        official,
     )
     write_json(result, summary)
     console.print(
         f"[green]{cfg.dataset}[/green]: train {result['train']}, valid {result['valid']}, "
-        f"test {result['test']} ({result['test_split']}), "
+        f"test {result['test']}, "
         f"{result['skipped_records']} records skipped, {result['clipped_boxes']} boxes clipped, "
         f"{result['warnings']} warnings (details in {summary})"
     )
+    console.print(f"test split {result['test_split']}: {result['test_split_why']}", highlight=False)
     for line in [*result["skipped"], *result["warning_messages"]][:10]:
         console.print(f"  [yellow]{line}[/yellow]", highlight=False)
 

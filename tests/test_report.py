@@ -39,7 +39,8 @@ def _page(**changes) -> str:
                               "nominal_peak_rule": "avx2: 32 int8 MACs per instruction x 2 units"},
         },
         preprocess={"dataset": "gtsdb", "train": {"images": 325}, "valid": {"images": 75},
-                    "test": {"images": 100}, "test_split": "by fraction"},
+                    "test": {"images": 100}, "test_split": "by fraction",
+                    "test_split_why": "none of the 500 usable images is one of gtsdb's official test images"},
         train={
             "epochs": 3,
             "val_map50": 0.7651,
@@ -77,6 +78,7 @@ def test_page_carries_machine_accuracy_speed_and_champion_with_intervals():
     assert "[accuracy against latency, every row](../plots/map_vs_latency.png)" in page
     assert "qat_curves.png" not in page  # only plots the run wrote
     assert "test 100 (by fraction; every accuracy below is on test" in page
+    assert "- test split rule: none of the 500 usable images is one of gtsdb's" in page
     assert (
         "3 epochs in bf16 (auto: this CPU computes bf16 natively), 253 s; valid mAP@.5 0.765 at the end"
         in page

@@ -89,6 +89,7 @@ def mirrored_names(mode: str) -> dict[str, str]:
 OFFICIAL_TRAIN_IMAGES = (
     600  # FullIJCNN2013: 00000-00599 are the competition's training set, 00600-00899 its test set
 )
+OFFICIAL_TEST_NAMES = "00600.ppm to 00899.ppm"
 
 
 def in_official_test(file_name: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from qdet.data import gtsdb
@@ -11,6 +12,36 @@ from qdet.data.records import DataError, ImageRecord, Report
 
 DATASETS = ("gtsdb", "pennfudan", "voc")
 OFFICIAL_TEST = {"gtsdb": lambda r: gtsdb.in_official_test(r.file_name)}  # published test sets
+OFFICIAL_TEST_NAMES = {"gtsdb": gtsdb.OFFICIAL_TEST_NAMES}
+
+
+def test_rule(
+    dataset: str, records: list[ImageRecord], test_fraction: float
+) -> tuple[Callable[[ImageRecord], bool] | None, str, str]:
+    """(the official test rule or None, the rule's name, why it was chosen): a dataset's published
+    test set when any of its images is here (the full archive), else ``data.test_fraction`` of the
+    images (a training-only archive such as TrainIJCNN2013.zip, a subset, a look-alike)."""
+    official = OFFICIAL_TEST.get(dataset)
+    if official is None:
+        return None, "by fraction", f"{dataset} has no published test set: data.test_fraction {test_fraction}"
+    present = sum(official(r) for r in records)
+    if present:
+        return (
+            official,
+            "official",
+            (
+                f"{present} of the {len(records)} usable images are {dataset}'s official test images "
+                f"({OFFICIAL_TEST_NAMES[dataset]})"
+            ),
+        )
+    return (
+        None,
+        "by fraction",
+        (
+            f"none of the {len(records)} usable images is one of {dataset}'s official test images "
+            f"({OFFICIAL_TEST_NAMES[dataset]}): data.test_fraction {test_fraction} of them instead"
+        ),
+    )
 
 
 def parse_raw(
@@ -36,22 +67,16 @@ def preprocess(
     fractions: tuple[float, float],
     seed: int,
     strict: bool,
-    official: bool,
 ) -> dict[str, object]:
-    """Parse, split by image (``fractions``: valid and test; ``official``: the dataset's published
-    test set instead, where it has one), write; return a summary with counts and every skipped
-    record."""
+    """Parse, split by image (``fractions``: valid and test; the dataset's published test set
+    instead of the test fraction where its images are here: :func:`test_rule`), write; return a
+    summary with counts, the split rule and why, and every skipped record."""
     report = Report(strict=strict)
     records, class_names = parse_raw(dataset, raw, classes, min_box_size, report)
     if not records:
         raise DataError(f"{raw}: no usable images found for dataset {dataset}")
-    official_test = OFFICIAL_TEST.get(dataset) if official else None
+    official_test, split_rule, why = test_rule(dataset, records, fractions[1])
     splits = split_by_image(records, *fractions, seed, official_test)
-    if official_test is not None and not splits["test"]:
-        raise DataError(
-            f"{raw}: none of the {dataset} images of its official test set is here "
-            f"({len(records)} usable images)"
-        )
     for name, split in splits.items():
         if not any(r.boxes for r in split):
             raise DataError(
@@ -68,11 +93,11 @@ def preprocess(
             "negatives": sum(not r.boxes for r in rs),
         }
 
-    split_rule = "official" if official_test is not None else "by fraction"
     return {
         "dataset": dataset,
         "classes": len(class_names),
         **{name: count(rs) for name, rs in splits.items()},
         "test_split": split_rule,
+        "test_split_why": why,
         **report.summary(),
     }

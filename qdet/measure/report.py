@@ -183,6 +183,7 @@ def render(
         f"valid {preprocess.get('valid', {}).get('images', '?')} (watched while training), "
         f"test {preprocess.get('test', {}).get('images', '?')} ({preprocess.get('test_split', '?')}; "
         "every accuracy below is on test: nothing was tuned on it)",
+        *([f"- test split rule: {preprocess['test_split_why']}"] if "test_split_why" in preprocess else []),
         f"- float training: {train.get('epochs', '?')} epochs in {train.get('precision', 'fp32')} "
         f"({train.get('precision_why', 'before train.precision')}), "
         f"{_num(train.get('train_seconds_this_run'), '.0f')} s; valid mAP@.5 "

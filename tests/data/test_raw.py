@@ -122,7 +122,7 @@ def test_pennfudan_mask_annotation_mismatch_is_reported(pennfudan_raw):
 
 def test_processed_csv_and_xml_agree_with_raw_gtsdb(gtsdb_raw, tmp_path):
     out = tmp_path / "processed"
-    summary = preprocess("gtsdb", gtsdb_raw, out, "full", 2.0, (0.25, 0.2), 0, False, False)
+    summary = preprocess("gtsdb", gtsdb_raw, out, "full", 2.0, (0.25, 0.2), 0, False)
     assert [summary[s]["images"] for s in ("train", "valid", "test")] == [7, 3, 2]
     raw_rows = sorted(tuple(line.split(";")) for line in _gt(gtsdb_raw).read_text().split())
     csv_rows = []
@@ -154,8 +154,8 @@ def test_processed_csv_and_xml_agree_with_raw_gtsdb(gtsdb_raw, tmp_path):
 
 def test_split_is_by_image_and_deterministic(gtsdb_raw, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
-    preprocess("gtsdb", gtsdb_raw, a, "super", 2.0, (0.25, 0.2), 0, False, False)
-    preprocess("gtsdb", gtsdb_raw, b, "super", 2.0, (0.25, 0.2), 0, False, False)
+    preprocess("gtsdb", gtsdb_raw, a, "super", 2.0, (0.25, 0.2), 0, False)
+    preprocess("gtsdb", gtsdb_raw, b, "super", 2.0, (0.25, 0.2), 0, False)
     for split in ("train", "valid", "test"):
         assert (a / f"{split}.csv").read_text() == (b / f"{split}.csv").read_text()
     train, valid, test = ({r.file_name for r in read_split(a, s)} for s in ("train", "valid", "test"))
@@ -178,16 +178,76 @@ def test_real_gtsdb_keeps_its_official_test_set():
     assert len(by_fraction["test"]) == 15
 
 
-def test_a_real_archive_without_the_official_test_images_is_one_line(gtsdb_raw, tmp_path):
-    from qdet.data.records import DataError
+def _as_raw_rows(out: Path) -> list[tuple[str, ...]]:
+    """The processed CSV rows of every split, written back in gt.txt's fields."""
+    from qdet.data.gtsdb import CLASS_NAMES
 
-    with pytest.raises(DataError, match="none of the gtsdb images of its official test set is here"):
-        preprocess("gtsdb", gtsdb_raw, tmp_path / "out", "super", 2.0, (0.25, 0.2), 0, False, True)
+    rows = []
+    for split in ("train", "valid", "test"):
+        with open(out / f"{split}.csv") as f:
+            rows += [
+                (
+                    r["file_name"],
+                    r["x_min"],
+                    r["y_min"],
+                    r["x_max"],
+                    r["y_max"],
+                    str(CLASS_NAMES.index(r["class_name"])),
+                )
+                for r in csv.DictReader(f)
+                if r["class_name"]
+            ]
+    return sorted(rows)
+
+
+def test_a_gtsdb_archive_without_the_official_test_images_splits_by_fraction(tmp_path):
+    """40 images 00000-00039 in a local zip (a subset, or TrainIJCNN2013's layout): no official
+    test image is here, so the test split is data.test_fraction of them, box for box, and the
+    summary says which rule was used and why."""
+    import zipfile
+
+    from qdet.data.archives import safe_extract
+    from qdet.config import SyntheticConfig
+    from qdet.data.synthetic import write_gtsdb
+
+    write_gtsdb(tmp_path / "made", SyntheticConfig(40, 256, 160, 16, 48, 3, 0.1), seed=3)
+    archive = tmp_path / "FullIJCNN2013.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for path in sorted((tmp_path / "made").rglob("*")):
+            z.write(path, path.relative_to(tmp_path / "made"))
+    safe_extract(archive, tmp_path / "raw")
+    out = tmp_path / "out"
+    summary = preprocess("gtsdb", tmp_path / "raw", out, "full", 2.0, (0.15, 0.2), 0, False)
+    assert summary["test_split"] == "by fraction"
+    assert "none of the 40 usable images" in summary["test_split_why"]
+    assert "data.test_fraction 0.2" in summary["test_split_why"]
+    assert [summary[s]["images"] for s in ("train", "valid", "test")] == [26, 6, 8]
+    raw_rows = sorted(tuple(line.split(";")) for line in _gt(tmp_path / "raw").read_text().split())
+    assert _as_raw_rows(out) == raw_rows
+
+
+def test_gtsdb_with_official_test_images_keeps_the_official_split(gtsdb_raw, tmp_path):
+    """The fixture's last six images renamed into 00606-00611, official test images: they are the
+    test split, whatever data.test_fraction; the first six are train and valid; the summary says
+    which rule and why."""
+    root = gtsdb_raw / "FullIJCNN2013"
+    gt = root / "gt.txt"
+    lines = gt.read_text().split()
+    for image in sorted(root.glob("*.ppm"))[6:]:  # 00006.. -> 00606..
+        image.rename(root / f"{int(image.stem) + 600:05d}.ppm")
+    renamed = [ln if int(ln[:5]) < 6 else f"{int(ln[:5]) + 600:05d}{ln[5:]}" for ln in lines]
+    gt.write_text("\n".join(renamed) + "\n")
+    out = tmp_path / "out"
+    summary = preprocess("gtsdb", gtsdb_raw, out, "full", 2.0, (0.25, 0.5), 0, False)
+    assert summary["test_split"] == "official"
+    assert "6 of the 12 usable images" in summary["test_split_why"]
+    assert summary["test"]["images"] == 6 and summary["train"]["images"] + summary["valid"]["images"] == 6
+    assert _as_raw_rows(out) == sorted(tuple(ln.split(";")) for ln in renamed)
 
 
 def test_voc_folder_roundtrip(gtsdb_raw, tmp_path):
     out = tmp_path / "processed"
-    preprocess("gtsdb", gtsdb_raw, out, "super", 2.0, (0.25, 0.2), 0, False, False)
+    preprocess("gtsdb", gtsdb_raw, out, "super", 2.0, (0.25, 0.2), 0, False)
     voc = tmp_path / "voc"
     (voc / "Annotations").mkdir(parents=True)
     (voc / "JPEGImages").mkdir()
@@ -209,5 +269,5 @@ def test_a_split_left_without_boxes_is_refused_with_the_key(gtsdb_raw, tmp_path)
     with pytest.raises(
         DataError, match=r"the train split has no image with a box .*data\.valid_fraction 0\.8"
     ):
-        preprocess("gtsdb", gtsdb_raw, tmp_path / "out", "super", 2.0, (0.8, 0.15), 0, False, False)
+        preprocess("gtsdb", gtsdb_raw, tmp_path / "out", "super", 2.0, (0.8, 0.15), 0, False)
     assert not (tmp_path / "out").exists()
