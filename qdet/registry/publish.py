@@ -10,6 +10,7 @@ from pathlib import Path
 from qdet.core.errors import QdetError
 from qdet.measure.variants import REGISTERED_INT8
 from qdet.registry.champion import Candidate, Holder, challenge
+from qdet.registry.describe import model_description, version_description
 from qdet.registry.figures import describe_parent, log_model_metrics, log_reference
 
 SERVING = Path(__file__).resolve().parents[1] / "serving"  # what ships inside a registered model
@@ -163,7 +164,7 @@ def input_example():
 
 
 def register_variant(
-    name: str, candidate: Candidate, tags: dict[str, str], run
+    name: str, candidate: Candidate, row: dict[str, object], tags: dict[str, str], run
 ) -> tuple[str | None, str | None]:
     """Log ``candidate`` as a pyfunc model in ``run`` (a :class:`qdet.tracking.StageRun`) and
     register it with its tags in the same call (an interrupted register leaves no untagged
@@ -201,12 +202,20 @@ def register_variant(
         "graph": candidate.graph,
     }
     version = run.call(
-        create_version, name, info.model_uri, run.parent_id or run.run_id, version_tags, info.model_id
+        create_version,
+        name,
+        info.model_uri,
+        run.parent_id or run.run_id,
+        version_tags,
+        info.model_id,
+        version_description(name, candidate, row, tags),
     )
     return (None if version is None else str(version.version)), info.model_id
 
 
-def create_version(name: str, source: str, run_id: str, tags: dict[str, str], model_id: str):
+def create_version(
+    name: str, source: str, run_id: str, tags: dict[str, str], model_id: str, description: str
+):
     """A registry version of the model logged at ``source``, with its tags in the same call, and
     linked to ``run_id``: the pipeline's parent run, where the metrics that chose it are. A
     tracking server refuses a ``models:/`` source from another run unless ``model_id`` names
@@ -222,7 +231,9 @@ def create_version(name: str, source: str, run_id: str, tags: dict[str, str], mo
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    version = client.create_model_version(name, source, run_id=run_id, tags=tags, model_id=model_id)
+    version = client.create_model_version(
+        name, source, run_id=run_id, tags=tags, model_id=model_id, description=description
+    )
     listed = json.loads(client.get_logged_model(model_id).tags.get(MLFLOW_MODEL_VERSIONS, "[]"))
     listed.append({"name": version.name, "version": version.version})
     client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(listed)})
@@ -246,7 +257,7 @@ def publish(
     says what it was scored on). Returns (variant -> version, whether the alias moved, why)."""
     from qdet.measure.variants import label
 
-    logged = {c.variant: register_variant(name, c, tags, run) for c in variants}
+    logged = {c.variant: register_variant(name, c, rows[registered[c.variant]], tags, run) for c in variants}
     versions = {variant: version for variant, (version, _) in logged.items()}
     for step, (variant, (_, model_id)) in enumerate(logged.items()):
         if model_id is not None:
@@ -255,11 +266,35 @@ def publish(
         log_reference(row, label(row), rows[row], len(variants) + step, run)
     describe_parent(champion.variant if champion else None, rows, bench, run)
     if champion is None:
-        return versions, False, "no variant passes the gate"
-    if versions[champion.variant] is None:
+        moved, reason = False, "no variant passes the gate"
+    elif versions[champion.variant] is None:
         return versions, False, "the registry could not be reached"
-    take, reason = challenge(champion, tags["evaluation"], current_holder(name, alias, run))
-    return versions, take and set_alias(name, alias, versions[champion.variant], run), reason
+    else:
+        take, reason = challenge(champion, tags["evaluation"], current_holder(name, alias, run))
+        moved = take and set_alias(name, alias, versions[champion.variant], run)
+    if moved or not run.call(_description, name):  # the page describes the model from its first run on
+        winner = champion if moved else None
+        version = versions[champion.variant] if moved else None
+        row = rows[registered[champion.variant]] if moved else {}
+        text = model_description(name, alias, winner, version, row, reason)
+        run.call(mlflow_client().update_registered_model, name, description=text)
+    return versions, moved, reason
+
+
+def mlflow_client():
+    import mlflow
+
+    return mlflow.MlflowClient()
+
+
+def _description(name: str) -> str:
+    """The registered model's description ("" when it has none or does not exist yet)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return mlflow_client().get_registered_model(name).description or ""
+    except MlflowException:
+        return ""
 
 
 def set_alias(name: str, alias: str, version: str, run) -> bool:

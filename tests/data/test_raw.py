@@ -206,8 +206,8 @@ def test_a_gtsdb_archive_without_the_official_test_images_splits_by_fraction(tmp
     summary says which rule was used and why."""
     import zipfile
 
-    from qdet.data.archives import safe_extract
     from qdet.config import SyntheticConfig
+    from qdet.data.archives import safe_extract
     from qdet.data.synthetic import write_gtsdb
 
     write_gtsdb(tmp_path / "made", SyntheticConfig(40, 256, 160, 16, 48, 3, 0.1), seed=3)

@@ -219,6 +219,18 @@ def test_champion_follows_the_rule_and_every_variant_has_its_reason(repo):
     assert champion.variant == reg["champion"]
     graphs = json.loads((repo / "models" / "export" / "variants.json").read_text())["graphs"]
     assert graphs["ptq"] == graphs["qat"]
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
+    client = mlflow.MlflowClient()
+    page = client.get_registered_model(reg["model_name"]).description
+    version = reg["versions"][reg["champion"]]
+    assert (
+        f"version {version} ({reg['champion']})" in page and f"models:/{reg['model_name']}@champion" in page
+    )
+    assert client.get_model_version(reg["model_name"], version).description.startswith(
+        f"**{reg['champion']}**"
+    )
 
 
 def test_registered_champion_predicts_in_a_fresh_process(repo, tmp_path):

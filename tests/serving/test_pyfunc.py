@@ -85,8 +85,15 @@ def registered(tmp_path_factory):
     mlflow.set_experiment("pyfunc-test")
     with mlflow.start_run() as run:
         candidate = Candidate("float", artifact, 0.5, 0.0, 1.0, [0.9, 1.1], 100.0, "g")
-        version, _ = register_variant("tiny", candidate, {"dataset": "x"}, DirectRun(run.info.run_id))
-    assert mlflow.MlflowClient().get_model_version("tiny", version).run_id == run.info.run_id
+        row = {"size_mb": 12.5}
+        version, _ = register_variant("tiny", candidate, row, {"dataset": "x"}, DirectRun(run.info.run_id))
+    registered = mlflow.MlflowClient().get_model_version("tiny", version)
+    assert registered.run_id == run.info.run_id
+    assert registered.description.startswith("**float**: float model")  # the registry page says what it is
+    assert (
+        "test mAP@.5 0.500 [0.000, 1.000]" in registered.description and "12.5 MB" in registered.description
+    )
+    assert "torch.jit.load" in registered.description
     return store, version
 
 
