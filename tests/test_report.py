@@ -131,6 +131,9 @@ SEEDS = {
             "val_map50_last_epoch_gain": 0.061,
             "test_map50": 0.836,
             "seconds": 510,
+            "precision": "fp32",
+            "val_map_last_epoch_gain": 0.012,
+            "test_map": 0.612,
         },
     ],
     "spread": 0.015,
@@ -144,7 +147,17 @@ SEEDS = {
 
 def test_seed_table_shows_each_seed_and_the_targets_met_or_missed():
     page = _page(seeds=SEEDS, recipe="r1")
-    assert "| 1 | 0.400 / 0.800 / 0.861 | +0.061 | 0.836 | 510 |" in page
+    assert "| fp32 | 1 | 0.400 / 0.800 / 0.861 | +0.061 / +0.012 | 0.836 | 0.612 | 510 |" in page
+    assert "| ? | 0 | 0.500 / 0.840 / 0.846 | +0.006 / - | 0.851 | - | 500 |" in page  # an older table
+    assert "Precisions apart" not in page
+    gap = {
+        "precision_gap_test_map50": 0.031,
+        "precision_gap_test_map": 0.012,
+        "precision_gap_within_limit": False,
+    }
+    assert "mAP@.5 differ by 0.0310 and mAP@.5:.95 by 0.0120 (target ≤ 0.02: missed)" in _page(
+        seeds={**SEEDS, **gap, "limits": {**SEEDS["limits"], "precision_gap": 0.02}}, recipe="r1"
+    )
     assert "on AMD EPYC, " in page
     assert "Spread of test mAP@.5: 0.0150 (target ≤ 0.03: met; valid: 0.0150)" in page
     assert "largest last-epoch gain +0.0610 (target ≤ 0.01: missed)" in page

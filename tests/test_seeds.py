@@ -38,3 +38,35 @@ def test_summary_takes_the_spread_of_test_scores_and_the_worst_last_epoch_on_val
     assert summarize(rows[:2])["spread_within_limit"]
     assert abs(summarize(rows[1:])["valid_spread"] - 0.045) < 1e-9  # valid apart from test
     assert abs(summarize(rows[1:])["spread"] - 0.025) < 1e-9
+
+
+def test_precisions_are_summarised_apart_and_their_gap_is_checked():
+    """fp32 and bf16 rows: each precision's own spread, the gap between their mean test scores
+    (mAP@.5 and mAP@.5:.95), and the plateau read on both valid curves."""
+
+    def row(precision, test_map50, test_map, gain50=0.001, gain=0.002):
+        return {
+            "precision": precision,
+            "val_map50": 0.9,
+            "val_map50_last_epoch_gain": gain50,
+            "val_map_last_epoch_gain": gain,
+            "test_map50": test_map50,
+            "test_map": test_map,
+        }
+
+    rows = [
+        row("bf16", 0.97, 0.74),
+        row("bf16", 0.96, 0.73),
+        row("fp32", 0.95, 0.70),
+        row("fp32", 0.94, 0.71),
+    ]
+    out = summarize(rows)
+    assert abs(out["precision_gap_test_map50"] - 0.02) < 1e-9
+    assert abs(out["precision_gap_test_map"] - 0.03) < 1e-9 and not out["precision_gap_within_limit"]
+    assert abs(out["per_precision"]["fp32"]["spread"] - 0.01) < 1e-9 and out["spread_within_limit"]
+    rows[2:] = [row("fp32", 0.95, 0.72), row("fp32", 0.95, 0.72)]  # gaps 0.015 and 0.015
+    assert summarize(rows)["precision_gap_within_limit"]
+    rows[2] = row("fp32", 0.95, 0.72, gain=0.039)  # flat on mAP@.5, still rising on mAP@.5:.95
+    assert summarize(rows)["worst_last_epoch_gain"] == 0.039 and not summarize(rows)["on_plateau"]
+    rows[0] = row("bf16", 0.99, 0.74)  # bf16's own seeds 3 points apart: the table's verdict is missed
+    assert not summarize(rows)["spread_within_limit"]

@@ -129,14 +129,19 @@ def seed_table(seeds: dict | None, recipe: str) -> list[str]:
         "sets the initial weights, batch order and augmentation; the data and its splits are the "
         "same for every seed (`data.seed`), so each model is scored on the same test images.",
         "",
-        "| seed | valid mAP@.5 per epoch | last epoch adds | test mAP@.5 | seconds |",
-        "|---|---|---|---|---|",
+        "| precision | seed | valid mAP@.5 per epoch | last epoch adds (mAP@.5 / mAP@.5:.95) "
+        "| test mAP@.5 | test mAP@.5:.95 | seconds |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in seeds.get("seeds", []):
         curve = " / ".join(f"{v:.3f}" for v in row.get("val_map50_per_epoch", []))
+        gains = " / ".join(
+            _num(row.get(k), "+.3f") for k in ("val_map50_last_epoch_gain", "val_map_last_epoch_gain")
+        )
         lines.append(
-            f"| {row.get('seed')} | {curve} | {_num(row.get('val_map50_last_epoch_gain'), '+.3f')} "
-            f"| {_num(row.get('test_map50'), '.3f')} | {_num(row.get('seconds'), '.0f')} |"
+            f"| {row.get('precision', '?')} | {row.get('seed')} | {curve} | {gains} "
+            f"| {_num(row.get('test_map50'), '.3f')} | {_num(row.get('test_map'), '.3f')} "
+            f"| {_num(row.get('seconds'), '.0f')} |"
         )
     limits = seeds.get("limits", {})
     lines += [
@@ -147,6 +152,14 @@ def seed_table(seeds: dict | None, recipe: str) -> list[str]:
         f"{_num(seeds.get('worst_last_epoch_gain'), '+.4f')} (target ≤ "
         f"{limits.get('last_epoch_gain', '?')}: {'met' if seeds.get('on_plateau') else 'missed'}).",
     ]
+    if "precision_gap_test_map50" in seeds:
+        verdict = "met" if seeds.get("precision_gap_within_limit") else "missed"
+        lines.append(
+            f"Precisions apart, their mean test mAP@.5 differ by "
+            f"{_num(seeds['precision_gap_test_map50'], '.4f')} and mAP@.5:.95 by "
+            f"{_num(seeds['precision_gap_test_map'], '.4f')} "
+            f"(target ≤ {limits.get('precision_gap', '?')}: {verdict})."
+        )
     return lines
 
 

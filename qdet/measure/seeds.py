@@ -8,9 +8,12 @@ the batch order and the augmentation; the data and its splits have their own see
 scored on the same test images and the spread is the training's: what another CPU's numerics
 could move::
 
-    python -m qdet.measure.seeds 0 1 2 --out reports/seeds.json
+    python -m qdet.measure.seeds 0 1 2 --precision fp32 --precision bf16 --out reports/seeds.json
 
-The report stage shows the table (``reports/seeds.json``), with whether its recipe is this run's.
+``--precision`` trains every seed in each precision named (``train.precision``), so the table
+also says whether the recipe's end point depends on what the CPU computes in: the gap between
+the precisions' mean test mAP@.5 and mAP@.5:.95. The report stage shows the table
+(``reports/seeds.json``), with whether its recipe is this run's.
 """
 
 from __future__ import annotations
@@ -44,7 +47,8 @@ from qdet.tracking.run import git_commit
 app = typer.Typer(add_completion=False)
 STAGES = ("download", "preprocess", "train")  # what the float model depends on
 SPREAD_LIMIT = 0.03  # issue 21: three seeds within 3 points of (test) mAP@.5
-PLATEAU_LIMIT = 0.01  # the last epoch adds at most 1 point
+PLATEAU_LIMIT = 0.01  # the last epoch adds at most 1 point, of valid mAP@.5 and of mAP@.5:.95
+PRECISION_GAP_LIMIT = 0.02  # issue 38: fp32 and bf16 training end within 2 points (test)
 
 
 class SeedRunFailed(QdetError):
@@ -68,15 +72,20 @@ def _seed_params(params: dict[str, Any], seed: int, repo: Path) -> dict[str, Any
     return out
 
 
-def train_seed(repo: Path, params: dict[str, Any], seed: int, threads: int | None) -> dict[str, Any]:
-    """Run download -> preprocess -> train for ``seed`` in a scratch folder, then score the float
-    model on the test split; per-epoch valid mAP@.5, test mAP@.5 and the wall time."""
+def train_seed(
+    repo: Path, params: dict[str, Any], seed: int, threads: int | None, precision: str | None = None
+) -> dict[str, Any]:
+    """Run download -> preprocess -> train for ``seed`` (in ``precision``, else the recipe's) in a
+    scratch folder, then score the float model on the test split; per-epoch valid mAP@.5 and
+    mAP@.5:.95, test mAP@.5 and mAP@.5:.95, and the wall time."""
     with tempfile.TemporaryDirectory(prefix=f"qdet-seed{seed}-") as tmp:
         work = Path(tmp)
         (work / "stages").symlink_to(repo / "stages")
         seeded = _seed_params(params, seed, repo)
         if threads:
             seeded["train"]["threads"] = threads
+        if precision:
+            seeded["train"]["precision"] = precision
         (work / "params.yaml").write_text(yaml.safe_dump(seeded, sort_keys=False))
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
         start = time.perf_counter()
@@ -91,44 +100,74 @@ def train_seed(repo: Path, params: dict[str, Any], seed: int, threads: int | Non
         train = read_json(work / "metrics" / "train.json")
         data = content_digest(work / "data" / "processed")[:12]
         with (work / "metrics" / "train_history.csv").open(newline="") as f:
-            curve = [float(row["val_map50"]) for row in csv.DictReader(f)]
+            history = list(csv.DictReader(f))
         test = score_on_test(work, seeded["train"]["threads"])
+    curve = [float(row["val_map50"]) for row in history]
+    strict = [float(row["val_map"]) for row in history]
     return {
         "seed": seed,
+        "precision": train.get("precision", "fp32"),
         "data_digest": data,
         "train_loss": train["loss"],
         "val_map50": train["val_map50"],
         "val_map50_per_epoch": curve,
         "val_map50_last_epoch_gain": train.get("val_map50_last_epoch_gain"),
-        "test_map50": test,
+        "val_map_per_epoch": strict,
+        "val_map_last_epoch_gain": strict[-1] - strict[-2] if len(strict) > 1 else None,
+        "test_map50": test["map50"],
+        "test_map": test["map"],
         "seconds": time.perf_counter() - start,
     }
 
 
-def score_on_test(work: Path, threads: int) -> float:
-    """mAP@.5 of the float model a scratch run trained, on its test split: the evaluate stage's
-    float eager (same loader, same scoring), the figure ``dvc exp run -S seed=N`` reports."""
+def score_on_test(work: Path, threads: int) -> dict[str, float]:
+    """mAP@.5 and mAP@.5:.95 of the float model a scratch run trained, on its test split: the
+    evaluate stage's float eager (same loader, same scoring), what ``dvc exp run -S seed=N``
+    reports."""
     detector = load_variant(REFERENCE, work / "models" / "float.pt", threads)
     dataset = load_split(work / "data" / "processed", "test")
     out = work / "eval"
     out.mkdir()
-    return float(evaluate_detector(detector, dataset, out, REFERENCE).stats["map50"])
+    stats = evaluate_detector(detector, dataset, out, REFERENCE).stats
+    return {"map50": float(stats["map50"]), "map": float(stats["map"])}
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Spread of test mAP@.5 across seeds (the reported accuracy; valid's beside it) and the
-    worst last-epoch gain on valid (the curve training watches), against the targets."""
-    gains = [r["val_map50_last_epoch_gain"] for r in rows if r["val_map50_last_epoch_gain"] is not None]
+    worst last-epoch gain on valid, of mAP@.5 and of mAP@.5:.95 (the curves training watches),
+    against the targets; with several precisions, each one's and the gap between their means."""
+    gains = [
+        r[key]
+        for r in rows
+        for key in ("val_map50_last_epoch_gain", "val_map_last_epoch_gain")
+        if r.get(key) is not None
+    ]
     spread = _spread([r["test_map50"] for r in rows])
     worst = max(gains) if gains else None
-    return {
+    out: dict[str, Any] = {
         "spread": spread,
         "valid_spread": _spread([r["val_map50"] for r in rows]),
         "spread_within_limit": spread <= SPREAD_LIMIT,
         "worst_last_epoch_gain": worst,
         "on_plateau": worst is not None and worst <= PLATEAU_LIMIT,
-        "limits": {"spread": SPREAD_LIMIT, "last_epoch_gain": PLATEAU_LIMIT},
+        "limits": {
+            "spread": SPREAD_LIMIT,
+            "last_epoch_gain": PLATEAU_LIMIT,
+            "precision_gap": PRECISION_GAP_LIMIT,
+        },
     }
+    precisions = sorted({r.get("precision", "fp32") for r in rows})
+    if len(precisions) > 1:
+        by = {p: [r for r in rows if r.get("precision", "fp32") == p] for p in precisions}
+        out["per_precision"] = {p: summarize(rs) for p, rs in by.items()}
+        for key in ("test_map50", "test_map"):
+            means = [sum(r[key] for r in rs) / len(rs) for rs in by.values()]
+            out[f"precision_gap_{key}"] = _spread(means)
+        out["precision_gap_within_limit"] = all(
+            out[f"precision_gap_{k}"] <= PRECISION_GAP_LIMIT for k in ("test_map50", "test_map")
+        )
+        out["spread_within_limit"] = all(s["spread_within_limit"] for s in out["per_precision"].values())
+    return out
 
 
 def _spread(values: list[float]) -> float:
@@ -142,31 +181,45 @@ def main(
     params: Path = typer.Option(Path("params.yaml"), help="the recipe (its seed is replaced)"),
     threads: int = typer.Option(0, help="torch threads per run (0: train.threads of params)"),
     jobs: int = typer.Option(1, min=1, help="seeds trained at the same time"),
+    precision: list[str] = typer.Option(
+        [], help="train.precision to train every seed in (repeat: --precision fp32 --precision bf16)"
+    ),
     out: Path = typer.Option(Path("reports/seeds.json")),
 ) -> None:
     repo = Path.cwd()
     base = yaml.safe_load(params.read_text())
+    for p in precision:
+        if p not in ("auto", "fp32", "bf16"):
+            raise typer.BadParameter(f"--precision: {p!r} is not one of auto, fp32, bf16")
     commit = git_commit(repo)  # the code the runs start from (HEAD may move while they train)
     rows = []
-    label = ", ".join(map(str, seeds))
+    label = ", ".join(map(str, seeds)) + (f" in {' and '.join(precision)}" if precision else "")
+    plan = [(seed, p) for p in (precision or [None]) for seed in seeds]
     with console.status(f"seeds {label}: download, preprocess and train each, {jobs} at a time"):
         with ThreadPoolExecutor(max_workers=jobs) as pool:  # each training is its own process
-            runs = {pool.submit(train_seed, repo, base, seed, threads or None): seed for seed in seeds}
+            runs = [pool.submit(train_seed, repo, base, seed, threads or None, p) for seed, p in plan]
             for run in as_completed(runs):
                 row = run.result()
                 rows.append(row)
                 curve = " / ".join(f"{v:.3f}" for v in row["val_map50_per_epoch"])
+                gains = f"{row['val_map50_last_epoch_gain']:+.3f} / {row['val_map_last_epoch_gain']:+.3f}"
                 console.print(
-                    f"seed {row['seed']}: valid mAP@.5 per epoch {curve}; last epoch "
-                    f"{row['val_map50_last_epoch_gain']:+.3f}; test mAP@.5 {row['test_map50']:.3f}; "
-                    f"{row['seconds']:.0f} s"
+                    f"seed {row['seed']} ({row['precision']}): valid mAP@.5 per epoch {curve}; the last "
+                    f"epoch adds {gains} (mAP@.5 / mAP@.5:.95); test mAP@.5 {row['test_map50']:.3f}, "
+                    f"mAP@.5:.95 "
+                    f"{row['test_map']:.3f}; {row['seconds']:.0f} s"
                 )
-    rows.sort(key=lambda r: r["seed"])
+    rows.sort(key=lambda r: (r["precision"], r["seed"]))
     summary = summarize(rows)
     console.print(
         f"test mAP@.5 spread {summary['spread']:.4f} (limit {SPREAD_LIMIT}); worst last-epoch gain "
         f"{summary['worst_last_epoch_gain']:+.4f} (limit {PLATEAU_LIMIT})"
     )
+    if "precision_gap_test_map50" in summary:
+        console.print(
+            f"precision gap of the mean test mAP@.5 {summary['precision_gap_test_map50']:.4f}, of mAP@.5:.95 "
+            f"{summary['precision_gap_test_map']:.4f} (limit {PRECISION_GAP_LIMIT})"
+        )
     threads = threads or base.get("train", {}).get("threads")
     record = {"recipe": recipe_digest(base), "commit": commit, "environment": environment(threads)}
     write_json({**record, "threads": threads, "jobs": jobs, "seeds": rows, **summary}, out)
