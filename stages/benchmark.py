@@ -1,6 +1,7 @@
 """benchmark stage: latency p50/p90, images/s, size, peak RSS and the speedups (vs float eager, vs
-the fastest non-int8 variant, vs the fastest int8 peer) of every variant and peer, timed
-interleaved in one process in rotating order; plus a per-component breakdown of float and int8."""
+the fastest non-int8 variant, vs the fastest int8 peer) of every variant and peer, timed in
+steady state in one process (blocks of back-to-back calls, rotating order); a per-component
+breakdown of float and int8; the int8 floor; throughput with every core busy."""
 
 from pathlib import Path
 
@@ -10,13 +11,14 @@ import typer
 from qdet.core.checkpoint import load_checkpoint
 from qdet.core.console import console, exit_on_error
 from qdet.core.files import read_json, write_json
-from qdet.core.progress import progress_bar
 from qdet.data.dataset import load_split
 from qdet.measure import speed
 from qdet.measure.artifacts import read_manifest
 from qdet.measure.breakdown import breakdowns
+from qdet.measure.floor import floor_line, measure_floor
 from qdet.measure.limits import backbone_vs_peak, limit_line
 from qdet.measure.plots import map_vs_latency
+from qdet.measure.streams import throughput_lines, throughput_rows
 from qdet.measure.variants import RECOMMENDED, REFERENCE, VARIANTS, int8_peers, non_int8
 from qdet.models.detector import load_trained
 from qdet.peers import skipped
@@ -52,23 +54,23 @@ def main(
     for name, why in skipped(peers).items():
         console.print(f"note: {name} not timed: {why}")
     variants = speed.load_variants(files, eager, b.threads)
-    with progress_bar() as progress:
-        task = progress.add_task("benchmark rounds", total=b.rounds, info="interleaved, rotating order")
-        advance = lambda: progress.update(task, advance=1)  # noqa: E731
-        times = speed.time_interleaved(variants, images, b.warmup, b.rounds, advance)
-    result = speed.summarize(times, REFERENCE, non_int8(list(times)), int8_peers(list(times)))
+    times = speed.time_with_progress(variants, images, b.warmup, b.rounds, b.block)
+    result = speed.summarize(times, REFERENCE, non_int8(list(times)), int8_peers(list(times)), b.block)
     manifest = read_manifest(exported)
     speed.complete_rows(
         result, files, read_json(eval_metrics), dataset.records[0].source, b.threads, manifest["float"]
     )
-    best = {"best_float": speed.fastest(times, non_int8(list(times)))}
-    best["best_int8_peer"] = speed.fastest(times, int8_peers(list(times)))
+    best = speed.best_rows(times)
     engine = get_engine(manifest["engine"])  # the engine that wrote the QAT artifact
     int8 = engine.timed_int8(eager, variants[RECOMMENDED], load_checkpoint(qat_state))
-    parts = breakdowns(eager, variants, int8, images, b.rounds)
+    parts = breakdowns(eager, variants, int8, images, b.rounds * b.block)
     environment = speed.environment(b.threads)
     limit = backbone_vs_peak(eager, images[0], parts["int8"], b.threads)
-    write_json({**best, "variants": result}, metrics)
+    floor = measure_floor(eager, images, parts["int8"], result)
+    paths = [r.source for r in dataset.records[: len(images)]]
+    rates = throughput_rows(files, best, paths, b.threads, b.throughput_seconds)
+    regime = speed.regime(b.threads, b.warmup, b.rounds, b.block)
+    write_json({**best, "regime": regime, "floor": floor, "throughput": rates, "variants": result}, metrics)
     write_json({"environment": environment, "breakdown_ms": parts, "int8_backbone": limit}, breakdown_out)
     map_vs_latency({VARIANTS[name].label: row for name, row in result.items()}, plot)
     with stage.tracker(cfg, "benchmark", params, metrics.parent) as run:
@@ -80,13 +82,15 @@ def main(
         run.log_artifact(plot, on_parent=True)
         for path in (metrics, breakdown_out):
             run.log_artifact(path)
-    console.print(speed.table(result), highlight=False)
-    console.print(
-        f"best float (the fastest non-int8): {best['best_float']}; best int8 peer: {best['best_int8_peer']}"
-    )
+    console.print(speed.table(result, best), highlight=False)
     for name, row in parts.items():
         console.print(f"{name} breakdown (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in row.items()))
-    console.print(limit_line(limit))
+    for line in (
+        limit_line(limit),
+        floor_line(floor, RECOMMENDED, result[RECOMMENDED]),
+        *throughput_lines(rates),
+    ):
+        console.print(line, highlight=False)
 
 
 if __name__ == "__main__":

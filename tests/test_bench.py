@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from qdet.measure.speed import fastest, percentile, summarize, time_interleaved
-from qdet.measure.stats import disjoint, interval, medians, resample
+from qdet.measure.speed import fastest, percentile, summarize, time_interleaved, time_steady
+from qdet.measure.stats import disjoint, interval, medians, resample, resample_blocks
 from qdet.measure.variants import int8_peers, non_int8
 
 
@@ -24,6 +24,53 @@ def test_rounds_rotate_and_each_round_times_every_variant_on_one_image():
     rounds = [calls[i : i + 3] for i in range(0, 9, 3)]
     assert [[name for name, _ in r] for r in rounds] == [list("abc"), list("bca"), list("cab")]
     assert [{image for _, image in r} for r in rounds] == [{0}, {1}, {0}]
+
+
+class ColdCaches:
+    """Fake detectors on a fake clock: a call takes ``warm`` seconds, or ten times that when
+    another detector ran last (its caches are cold), as a big model after another one does."""
+
+    def __init__(self, warm: dict[str, float]) -> None:
+        self.now, self.last, self.warm, self.calls = 0.0, None, warm, []
+
+    def clock(self) -> float:
+        return self.now
+
+    def variants(self) -> dict:
+        def call(images, name):
+            self.now += self.warm[name] * (1 if self.last == name else 10)
+            self.last = name
+            self.calls.append((name, images[0]))
+
+        return {name: (lambda images, name=name: call(images, name)) for name in self.warm}
+
+
+def test_steady_state_blocks_leave_the_cold_first_call_untimed():
+    fake = ColdCaches({"a": 0.010, "b": 0.020, "c": 0.040})
+    times = time_steady(fake.variants(), [0, 1, 2], warmup=1, rounds=3, block=4, clock=fake.clock)
+    assert {name: sorted({round(t, 9) for t in ts}) for name, ts in times.items()} == {
+        "a": [0.010], "b": [0.020], "c": [0.040]
+    }  # fmt: skip
+    assert all(len(ts) == 12 for ts in times.values())
+    order = [name for name, _ in fake.calls[3:]]  # after one warm-up call each
+    blocks = [order[i] for i in range(0, len(order), 5)]  # 1 untimed + 4 timed per block
+    assert blocks == list("abcbcacab")
+    images = [image for name, image in fake.calls[3:] if name == "b"]
+    assert images == [0, 0, 1, 2, 0] + [1, 1, 2, 0, 1] + [2, 2, 0, 1, 2]  # call k of round r: image r*4+k
+    interleaved = time_interleaved(ColdCaches({"a": 0.01, "b": 0.02}).variants(), [0], 0, 2)
+    assert interleaved  # the old regime, kept for compare_engines, times every call cold
+
+
+def test_block_resampling_draws_whole_rounds():
+    rows = resample_blocks(4, 3, samples=50)
+    assert rows.shape == (50, 12)
+    starts = rows[:, ::3]
+    assert (
+        (starts % 3 == 0).all()
+        and (rows[:, 1::3] == starts + 1).all()
+        and (rows[:, 2::3] == starts + 2).all()
+    )
+    assert (resample_blocks(5, 1, samples=20) == resample(5, samples=20)).all()
 
 
 def test_summarize_medians_speedups_and_best_float():

@@ -63,6 +63,8 @@ RANGES: dict[str, str] = {
     "benchmark.threads": POSITIVE,
     "benchmark.warmup": NON_NEGATIVE,
     "benchmark.rounds": POSITIVE,
+    "benchmark.block": POSITIVE,
+    "benchmark.throughput_seconds": NON_NEGATIVE,
     "benchmark.images": POSITIVE,
     "register.max_map_drop": UNIT,
     "register.min_speedup": NON_NEGATIVE,

@@ -127,9 +127,11 @@ class EvaluateConfig:
 @dataclass
 class BenchmarkConfig:
     threads: int
-    warmup: int  # untimed rounds per variant
-    rounds: int  # timed rounds per variant (interleaved)
+    warmup: int  # untimed calls per variant before the rounds
+    rounds: int  # rounds; each gives every variant a block of back-to-back calls, in rotating order
+    block: int  # timed calls per block (each block's first call, before them, is not timed)
     images: int  # distinct test images cycled through
+    throughput_seconds: float  # how long each throughput setting runs (0: no throughput rows)
 
 
 @dataclass

@@ -96,20 +96,28 @@ def best_case_convs() -> tuple[Callable[[], torch.Tensor], Callable[[], torch.Te
     return fp32, int8, dequantized, float(cin * cout * 9 * rows * cols)
 
 
-def conv_peaks(rounds: int = 30) -> dict[str, float]:
-    """Measured GMAC/s of :func:`best_case_convs` at the threads torch uses now (medians of
-    ``rounds`` interleaved calls) and int8's ratio to fp32."""
-    fp32, int8, _, macs = best_case_convs()
-    times: dict[str, list[float]] = {"fp32": [], "int8": []}
+def kernel_rates(
+    kernels: dict[str, tuple[Callable[[], torch.Tensor], float]], rounds: int = 30
+) -> dict[str, float]:
+    """GMAC/s of each ``name -> (call, MACs)`` at the threads torch uses now: medians of
+    ``rounds`` calls, the kernels interleaved so drift hits them alike, after 3 untimed rounds
+    (oneDNN creates its primitives on the first call)."""
+    times: dict[str, list[float]] = {name: [] for name in kernels}
     with torch.inference_mode():
-        for step in range(rounds + 3):  # 3 untimed: oneDNN creates its primitives on the first call
-            for name, conv in (("fp32", fp32), ("int8", int8)):
+        for step in range(rounds + 3):
+            for name, (kernel, _) in kernels.items():
                 start = time.perf_counter()
-                conv()
+                kernel()
                 elapsed = time.perf_counter() - start
                 if step >= 3:
                     times[name].append(elapsed)
-    rate = {name: macs / statistics.median(t) / 1e9 for name, t in times.items()}
+    return {name: kernels[name][1] / statistics.median(t) / 1e9 for name, t in times.items()}
+
+
+def conv_peaks(rounds: int = 30) -> dict[str, float]:
+    """Measured GMAC/s of :func:`best_case_convs` (:func:`kernel_rates`) and int8's ratio to fp32."""
+    fp32, int8, _, macs = best_case_convs()
+    rate = kernel_rates({"fp32": (fp32, macs), "int8": (int8, macs)}, rounds)
     return {
         "fp32_conv_gmac_per_s": rate["fp32"],
         "int8_conv_gmac_per_s": rate["int8"],

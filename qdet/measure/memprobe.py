@@ -8,6 +8,7 @@ parent across fork + exec and so would report the benchmark process's own peak.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -19,6 +20,26 @@ def peak_rss_mb() -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024  # kB
     raise OSError("/proc/self/status has no VmHWM line (not Linux?)")
+
+
+def probe_peak_rss(name: str, artifact: Path, image: Path, runs: int, threads: int) -> tuple[float, float]:
+    """(peak RSS, peak RSS before loading the model) of a fresh process that loads ``artifact``
+    and runs it ``runs`` times; the difference is what the model itself costs."""
+    command = [
+        sys.executable,
+        "-m",
+        "qdet.measure.memprobe",
+        name,
+        str(artifact),
+        str(image),
+        str(runs),
+        str(threads),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"memory probe of {artifact} failed: {done.stderr.strip()[-500:]}")
+    peak, baseline = (float(v) for v in done.stdout.split()[-2:])
+    return peak, baseline
 
 
 def main(argv: list[str]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from qdet.measure.limits import limit_line
+from qdet.measure.report_speed import floor_lines, regime_lines, throughput_lines
 from qdet.measure.variants import FP32_TWIN, RECOMMENDED, REFERENCE, label
 
 PLOTS = (  # (file below plots/, what it shows)
@@ -216,10 +217,17 @@ def render(
         f"Best float (the fastest row that is not int8): **{label(best_float) if best_float else '-'}**; "
         f"best int8 peer: **{label(best_peer) if best_peer else '-'}**.",
         "",
+        *regime_lines(benchmark),
         *speed_table(benchmark.get("variants", {})),
+        "",
+        "### Throughput, every core busy",
+        *throughput_lines(benchmark),
         "",
         "## Where the time goes",
         *time_per_part(breakdown),
+        "",
+        "### Against the int8 floor",
+        *floor_lines(benchmark, champion),
         "",
         "## Champion",
         f"Run's champion: **{champion or 'none'}**; alias `{register.get('alias')}` "

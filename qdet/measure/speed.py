@@ -1,17 +1,18 @@
 """Latency, throughput, size and memory of detector variants, measured fairly.
 
-All variants are timed in one process, interleaved (A B C D A B C D ...), after warm-up, with one
-thread setting, so a noisy neighbour or a frequency change hits every variant alike; speedups
-are ratios within that run. Peak memory needs a process of its own per variant (RSS high-water
-marks are per process), so it is measured by :mod:`qdet.measure.memprobe` in subprocesses.
+All variants are timed in one process with one thread setting, in steady state as a deployment
+runs one model: each round gives every variant a block of back-to-back calls, the first of them
+untimed (it pays for the caches the variant before it evicted), and the order of the blocks
+rotates from round to round, so a noisy neighbour or a frequency change hits every variant
+alike; speedups are ratios within that run, their intervals resample whole rounds. Peak memory
+needs a process of its own per variant (RSS high-water marks are per process), so it is measured
+by :mod:`qdet.measure.memprobe` in subprocesses.
 """
 
 from __future__ import annotations
 
 import platform
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,53 @@ from torch import nn
 from qdet.core.cpu import BF16_FLAGS, cpu_info
 from qdet.measure.accuracy import Detector
 from qdet.measure.variants import REFERENCE, REGISTERED_INT8
+
+
+@torch.inference_mode()
+def time_steady(
+    variants: dict[str, Detector],
+    images: list[torch.Tensor],
+    warmup: int,
+    rounds: int,
+    block: int,
+    progress: Callable[[], None] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, list[float]]:
+    """Seconds per image for each variant, ``rounds * block`` calls each, in call order: after
+    ``warmup`` untimed calls of every variant, each round runs every variant for ``1 + block``
+    back-to-back calls, of which the first is not timed, in an order rotated by one each round.
+    Call ``k`` of round ``r`` takes the same image for every variant."""
+    for w in range(warmup):
+        for fn in variants.values():
+            fn([images[w % len(images)]])
+    names = list(variants)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        shift = r % len(names)  # rotate: no variant always follows the same neighbour
+        for name in names[shift:] + names[:shift]:
+            fn = variants[name]
+            fn([images[(r * block) % len(images)]])  # untimed: refills the caches
+            for k in range(block):
+                image = images[(r * block + k) % len(images)]
+                start = clock()
+                fn([image])
+                times[name].append(clock() - start)
+        if progress:
+            progress()
+    return times
+
+
+def time_with_progress(
+    variants: dict[str, Detector], images: list[torch.Tensor], warmup: int, rounds: int, block: int
+) -> dict[str, list[float]]:
+    """:func:`time_steady` behind a progress bar of its rounds."""
+    from qdet.core.progress import progress_bar
+
+    with progress_bar() as progress:
+        task = progress.add_task(
+            "benchmark rounds", total=rounds, info=f"blocks of {block} calls, rotating order"
+        )
+        return time_steady(variants, images, warmup, rounds, block, lambda: progress.update(task, advance=1))
 
 
 @torch.inference_mode()
@@ -66,17 +114,22 @@ def fastest(times: dict[str, list[float]], among: list[str]) -> str | None:
 
 
 def summarize(
-    times: dict[str, list[float]], reference: str, floats: list[str] = (), int8_peers: list[str] = ()
+    times: dict[str, list[float]],
+    reference: str,
+    floats: list[str] = (),
+    int8_peers: list[str] = (),
+    block: int = 1,
 ) -> dict[str, dict[str, float | list[float]]]:
     """Latency p50/p90, images/s and the speedups of every variant: vs ``reference``, vs the
     best float (``speedup_vs_best_float``: the fastest of ``floats``, every variant that is not
     int8) and vs the best int8 peer (``speedup_vs_best_int8_peer``: the fastest of
     ``int8_peers``), the latter two when any of them was timed. Each speedup and the p50 come
-    with a 95% interval (``*_ci95``) from resampling rounds, paired: a resample takes the same
-    rounds of every variant, and the best of a group is chosen again in each."""
+    with a 95% interval (``*_ci95``) from resampling rounds (``block`` calls each, as
+    :func:`time_steady` times them), paired: a resample takes the same rounds of every variant,
+    and the best of a group is chosen again in each."""
     from qdet.measure import stats
 
-    rows = stats.resample(len(times[reference]))
+    rows = stats.resample_blocks(len(times[reference]) // block, block)
     boot = {name: stats.medians(ts, rows) for name, ts in times.items()}
     ref = statistics.median(times[reference])
     groups = {}
@@ -100,6 +153,22 @@ def summarize(
             out[name][f"speedup_vs_{key}"] = best / p50
             out[name][f"speedup_vs_{key}_ci95"] = stats.interval(best_boot / boot[name], best / p50)
     return out
+
+
+def regime(threads: int, warmup: int, rounds: int, block: int) -> dict[str, object]:
+    """How the latencies were timed, and the one thread rule every runtime got: what the report
+    states beside the figures."""
+    return {
+        "timing": "steady state: every round runs each variant for one block of back-to-back calls, "
+        "the first untimed; the order of the blocks rotates by one each round",
+        "warmup_calls": warmup,
+        "rounds": rounds,
+        "timed_calls_per_block": block,
+        "threads": threads,
+        "thread_rule": f"{threads} threads for every runtime, each with its own default wait policy: torch's "
+        "OpenMP as shipped (OMP_WAIT_POLICY unset), ONNX Runtime's intra-op spinning on (its default), "
+        "OpenVINO's LATENCY hint with one stream",
+    }
 
 
 def environment(threads: int) -> dict[str, object]:
@@ -127,26 +196,6 @@ def environment(threads: int) -> dict[str, object]:
     }
 
 
-def peak_rss_mb(name: str, artifact: Path, image: Path, runs: int, threads: int) -> tuple[float, float]:
-    """(peak RSS, peak RSS before loading the model) of a fresh process that loads ``artifact``
-    and runs it ``runs`` times; the difference is what the model itself costs."""
-    command = [
-        sys.executable,
-        "-m",
-        "qdet.measure.memprobe",
-        name,
-        str(artifact),
-        str(image),
-        str(runs),
-        str(threads),
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    if done.returncode != 0:
-        raise RuntimeError(f"memory probe of {artifact} failed: {done.stderr.strip()[-500:]}")
-    peak, baseline = (float(v) for v in done.stdout.split()[-2:])
-    return peak, baseline
-
-
 def complete_rows(
     result: dict[str, dict[str, float]],
     files: dict[str, Path],
@@ -161,10 +210,11 @@ def complete_rows(
     from concurrent.futures import ThreadPoolExecutor
 
     from qdet.measure.artifacts import artifact_size
+    from qdet.measure.memprobe import probe_peak_rss
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         probes = {
-            name: pool.submit(peak_rss_mb, name, files[name], probe_image, 3, threads) for name in result
+            name: pool.submit(probe_peak_rss, name, files[name], probe_image, 3, threads) for name in result
         }
     for name, row in result.items():
         row["size_mb"] = artifact_size(files[name]) / 1e6
@@ -194,7 +244,17 @@ def load_variants(files: dict[str, Path], eager: nn.Module, threads: int) -> dic
     }
 
 
-def table(result: dict[str, dict]) -> str:
+def best_rows(times: dict[str, list[float]]) -> dict[str, str | None]:
+    """The best float (the fastest non-int8 row) and the best int8 peer of a run."""
+    from qdet.measure.variants import int8_peers, non_int8
+
+    return {
+        "best_float": fastest(times, non_int8(list(times))),
+        "best_int8_peer": fastest(times, int8_peers(list(times))),
+    }
+
+
+def table(result: dict[str, dict], best: dict[str, str | None]) -> str:
     """The console table, fastest first: latency, size, memory and both speedups with their 95%
     intervals; plain fixed-width lines, so a log (no terminal width) keeps one row per variant."""
 
@@ -215,4 +275,7 @@ def table(result: dict[str, dict]) -> str:
             f" {row['size_mb']:6.1f} {row['model_rss_mb']:7.0f}  {ratio(row, 'speedup_vs_float_eager'):20s}"
             f"  {ratio(row, 'speedup_vs_best_float'):20s}  {ratio(row, 'speedup_vs_best_int8_peer')}"
         )
+    lines.append(
+        f"best float (the fastest non-int8): {best['best_float']}; best int8 peer: {best['best_int8_peer']}"
+    )
     return "\n".join(lines)

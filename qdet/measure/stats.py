@@ -19,6 +19,13 @@ def resample(n: int, samples: int = SAMPLES, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n, size=(samples, n))
 
 
+def resample_blocks(blocks: int, size: int, samples: int = SAMPLES, seed: int = 0) -> np.ndarray:
+    """Like :func:`resample` over ``blocks`` blocks of ``size`` consecutive values, drawn whole:
+    calls of one block ran back to back and vary together, so the block is the unit of chance."""
+    drawn = resample(blocks, samples, seed)
+    return (drawn[:, :, None] * size + np.arange(size)).reshape(samples, blocks * size)
+
+
 def interval(samples: np.ndarray, point: float, level: float = LEVEL) -> list[float]:
     """Percentile interval of ``samples``, widened to hold ``point`` (with very few rounds
     every resampled median can fall on one side of the observed one). NaN samples (a resample

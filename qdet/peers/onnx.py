@@ -6,8 +6,9 @@ fp32: torch's ONNX exporter (TorchScript-based, opset 17: the dynamo exporter fa
 weights, calibrated by the method of ORT's three that scores best on training images: see
 :func:`choose_calibration`) after ORT's pre-processing (without it, biases pass through Identity
 nodes and the FPN and RPN convolutions stay float; its symbolic shape inference fails on this graph, so it is
-skipped). Sessions run with thread spinning off: a spinning ORT pool would steal the cores from
-whatever is timed next in the same process.
+skipped). Sessions run with ORT's default thread settings but the thread count (its intra-op
+threads spin between calls, as users get them): the benchmark times in steady state, where the
+untimed first call of each block absorbs a neighbour's spinning.
 """
 
 from __future__ import annotations
@@ -165,7 +166,6 @@ class OrtDetector:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3  # warnings about unused initializers are not the user's
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 

@@ -4,13 +4,10 @@ Pure text from the candidates and the run's rows; :mod:`qdet.registry.publish` w
 
 from __future__ import annotations
 
+from qdet.measure.variants import VARIANTS
 from qdet.registry.champion import Candidate
 
-KINDS = {
-    "float": "float model in the int8 variants' format",
-    "ptq": "int8 by post-training calibration (PTQ)",
-    "qat": "int8 by quantization-aware training (QAT)",
-}
+FLOAT = "the float model, in the int8 variants' format"  # the registered name "float"
 
 
 def _ci(values: list[float], fmt: str) -> str:
@@ -56,7 +53,8 @@ def loading(name: str, ref: str, artifact_name: str | None) -> list[str]:
 
 def version_description(name: str, candidate: Candidate, row: dict[str, object], run_tags: dict) -> str:
     """A version's Description: what it is, the figures it was registered with, how to load it."""
-    kind = KINDS.get(candidate.variant, candidate.variant)
+    known = VARIANTS.get(candidate.variant)
+    kind = f"{known.label} ({known.runtime})" if known else FLOAT
     return "\n".join(
         [
             f"**{candidate.variant}**: {kind}; Faster R-CNN, backbone {run_tags.get('backbone', '?')}, "

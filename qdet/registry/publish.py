@@ -12,6 +12,7 @@ from qdet.measure.variants import REGISTERED_INT8
 from qdet.registry.champion import Candidate, Holder, challenge
 from qdet.registry.describe import model_description, version_description
 from qdet.registry.figures import describe_parent, log_model_metrics, log_reference
+from qdet.registry.schema import input_example, signature
 
 SERVING = Path(__file__).resolve().parents[1] / "serving"  # what ships inside a registered model
 PYFUNC_FILE = SERVING / "detector_pyfunc.py"
@@ -128,39 +129,6 @@ def current_holder(name: str, alias: str, run) -> Holder | None:
         tags.get("evaluation"),
         tags.get("artifact_md5"),
     )
-
-
-def signature():
-    """What the model takes and returns, shown on its registry page and checked by MLflow: a
-    ``path`` or an ``image`` (base64-encoded file) column in, one row per detection out, and the
-    predict-time params ``score_threshold`` and ``max_detections`` (0 = all)."""
-    from mlflow.models import ModelSignature
-    from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
-
-    outputs = [("image", "long"), ("class_name", "string"), ("label", "long"), ("score", "double")]
-    outputs += [(name, "double") for name in ("x_min", "y_min", "x_max", "y_max")]
-    return ModelSignature(
-        inputs=Schema(
-            [ColSpec("string", "path", required=False), ColSpec("string", "image", required=False)]
-        ),
-        outputs=Schema([ColSpec(dtype, name) for name, dtype in outputs]),
-        params=ParamSchema(
-            [ParamSpec("score_threshold", "double", 0.0), ParamSpec("max_detections", "long", 0)]
-        ),
-    )
-
-
-def input_example():
-    """One small image, base64-encoded: what a request to ``mlflow models serve`` carries."""
-    import base64
-    import io
-
-    import pandas as pd
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.new("RGB", (64, 48), (120, 120, 120)).save(buffer, format="PNG")
-    return pd.DataFrame({"image": [base64.b64encode(buffer.getvalue()).decode()]})
 
 
 def register_variant(

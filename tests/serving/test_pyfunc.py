@@ -89,7 +89,9 @@ def registered(tmp_path_factory):
         version, _ = register_variant("tiny", candidate, row, {"dataset": "x"}, DirectRun(run.info.run_id))
     registered = mlflow.MlflowClient().get_model_version("tiny", version)
     assert registered.run_id == run.info.run_id
-    assert registered.description.startswith("**float**: float model")  # the registry page says what it is
+    assert registered.description.startswith(
+        "**float**: the float model"
+    )  # the registry page says what it is
     assert (
         "test mAP@.5 0.500 [0.000, 1.000]" in registered.description and "12.5 MB" in registered.description
     )
