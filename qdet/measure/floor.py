@@ -138,7 +138,16 @@ def measure_floor(
     every int8 row of the benchmark's ``rows``, peers included: they run the same MACs."""
     from qdet.measure.variants import variant
 
-    floor = int8_floor(part_gmacs(eager, images), best_case_rates())
+    gmacs = part_gmacs(eager, images)
+    try:
+        rates = best_case_rates()
+    except (RuntimeError, NotImplementedError) as exc:  # no oneDNN int8 kernels (an ARM qnnpack build)
+        return {
+            "gmac": sum(gmacs.values()),
+            "parts_gmac": gmacs,
+            "unavailable": str(exc).strip().splitlines()[0],
+        }
+    floor = int8_floor(gmacs, rates)
     floor["int8_parts"] = parts_against_floor(floor, int8_breakdown)
     for name, row in rows.items():
         if variant(name).kind == "int8":
@@ -150,6 +159,12 @@ def floor_line(floor: dict, name: str, row: dict) -> str:
     """One sentence for the console and the results page: the floor, and ``name``'s ``row``
     against it."""
     p50_ms = row["latency_ms_p50"]
+    if "unavailable" in floor:
+        why = floor["unavailable"]
+        return (
+            f"int8 floor: {floor['gmac']:.2f} GMAC per image; the best-case int8 rates could not be "
+            f"measured: {why}."
+        )
     line = (
         f"int8 floor: {floor['gmac']:.2f} GMAC per image ({floor['conv_gmac']:.2f} in convolutions at "
         f"{floor['int8_conv_gmac_per_s']:.0f} GMAC/s, {floor['matmul_gmac']:.2f} in matmuls at "

@@ -37,7 +37,9 @@ def floor_lines(benchmark: dict, champion: str | None) -> list[str]:
                 f"| {step} | {part['ms']:.1f} | {part['floor_ms']:.1f} | {part['glue_ms']:.1f} | {ratio} |"
             )
     others = [f"{label(n)} x{r['x_floor']:.2f}" for n, r in benchmark["variants"].items() if "x_floor" in r]
-    return [*lines, "", "Every int8 row against the same floor: " + ", ".join(others) + "."]
+    return (
+        [*lines, "", "Every int8 row against the same floor: " + ", ".join(others) + "."] if others else lines
+    )
 
 
 def throughput_lines(benchmark: dict) -> list[str]:

@@ -1,0 +1,47 @@
+"""Throughput rows: which settings each runtime gets, and real workers started together."""
+
+import pytest
+import torch
+from PIL import Image
+
+from qdet.measure.streams import CALLS, SYNC, settings, splits, throughput, throughput_lines
+from qdet.models.detector import build_detector
+from qdet.quant.torchscript import save_artifact, script_detector
+from tests.helpers import TINY_MODEL
+
+
+def test_every_split_of_the_threads_is_tried_and_openvino_gets_its_throughput_hint():
+    assert splits(2) == [(1, 2), (2, 1)] and splits(4) == [(1, 4), (2, 2), (4, 1)] and splits(1) == [(1, 1)]
+    assert settings("ov_int8", "openvino", 2) == [(SYNC, 1, 2)]
+    assert settings("ort_int8", "onnx", 2) == [(CALLS, 1, 2), (CALLS, 2, 1)]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("streams")
+    torch.manual_seed(0)
+    model = build_detector("resnet18", TINY_MODEL, num_classes=3).eval()
+    artifact = tmp / "float.ts"
+    save_artifact(script_detector(model), artifact, {"classes": ["a", "b", "c"], "variant": "float_ts"})
+    image = tmp / "00000.png"
+    Image.new("RGB", (128, 96), (90, 120, 150)).save(image)
+    return artifact, image
+
+
+def test_workers_start_together_and_the_best_setting_is_kept(tiny):
+    artifact, image = tiny
+    row = throughput("float_ts", "artifact", artifact, [image], 2, 0.5)
+    assert set(row["tried"]) == {"1 process x 2 threads", "2 processes x 1 thread"}
+    assert all(rate > 0 for rate in row["tried"].values())
+    assert row["img_per_s"] == max(row["tried"].values()) and row["tried"][row["setting"]] == row["img_per_s"]
+    assert throughput_lines({"float_ts": row})[0].startswith(
+        f"throughput float_ts: {row['img_per_s']:.1f} img/s"
+    )
+
+
+def test_a_worker_that_cannot_load_its_model_is_one_error_not_a_hang(tiny, tmp_path):
+    _, image = tiny
+    broken = tmp_path / "broken.ts"
+    broken.write_bytes(b"not a model")
+    with pytest.raises(RuntimeError, match="throughput worker for float_ts failed: .*broken.ts"):
+        throughput("float_ts", "artifact", broken, [image], 2, 0.5)
