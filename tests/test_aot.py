@@ -207,3 +207,23 @@ def test_backbone_is_exported_for_sides_that_are_multiples_of_32():
     assert rows.startswith("32*") and cols.startswith("32*")
     lowest = {str(s): r.lower for s, r in exported.range_constraints.items()}
     assert 32 * lowest[rows.removeprefix("32*")] == layout["min_side"]
+
+
+def test_the_transform_skips_a_resample_to_the_same_size_and_gives_torchvision_s_pixels(monkeypatch):
+    from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
+    from qdet.serving.aot_detector import Transform
+
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    ours, theirs = Transform(96, 128, mean, std).eval(), GeneralizedRCNNTransform(96, 128, mean, std).eval()
+    at_size, other = torch.rand(3, 96, 128), torch.rand(3, 90, 100)
+    for image in (at_size, other, torch.rand(3, 128, 96)):
+        a, b = ours([image]), theirs([image])
+        assert torch.equal(a[0].tensors, b[0].tensors) and a[0].image_sizes == b[0].image_sizes
+    calls = []
+    real = torch.nn.functional.interpolate
+    monkeypatch.setattr(torch.nn.functional, "interpolate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    ours([at_size])
+    assert calls == []  # no resample at scale 1
+    ours([other])
+    assert calls == [1]

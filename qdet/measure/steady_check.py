@@ -3,9 +3,11 @@
 Run as a file, not a module (``python qdet/measure/steady_check.py``): importing ``qdet`` raises
 here, so every model loads the way a user without qdet loads it: a compiled artifact folder by
 its own ``aot_detector.py``, an OpenVINO peer by ``openvino`` from its spec's model and config,
-an ONNX peer by ``onnxruntime`` with its default settings and the threads given. Each model runs
-alone, back to back, in a process of its own (steady state as a deployment runs it); the ratios
-of its median to the others' are compared with ``metrics/benchmark.json``'s::
+an ONNX peer by ``onnxruntime`` with its default settings and the threads given. Each model lives
+in a process of its own and runs alone, back to back (steady state as a deployment runs it): the
+processes take turns, one block of calls each per round, in an order rotated every round, so a
+drift of the machine hits every model alike. The ratios of the medians are compared with
+``metrics/benchmark.json``'s::
 
     python qdet/measure/steady_check.py models/export models/peers data/processed \\
         --bench metrics/benchmark.json --out reports/steady_check.json
@@ -77,26 +79,55 @@ def loader(path: Path, threads: int):
     raise ValueError(f"{path}: not an artifact folder, an OpenVINO spec or an ONNX file")
 
 
-def time_alone(path: Path, paths: list[Path], threads: int, calls: int) -> list[float]:
-    """Seconds of ``calls`` back-to-back calls after 5 untimed ones, in this process."""
-    import torch
-    from torchvision.io import read_image
-
-    run = loader(path, threads)
-    tensors = [read_image(str(p)).float() / 255 for p in paths]
-    times = []
-    with torch.inference_mode():
-        for i in range(5 + calls):
-            start = time.perf_counter()
-            run(tensors[i % len(tensors)])
-            if i >= 5:
-                times.append(time.perf_counter() - start)
-    return times
-
-
 def child(args: argparse.Namespace) -> None:
-    times = time_alone(Path(args.model), [Path(p) for p in args.images], args.threads, args.calls)
-    print(json.dumps(times))
+    """Load one model, say ``ready``, then for each line ``N`` on standard input run one untimed
+    call and ``N`` timed ones, back to back, and print their seconds as a JSON list."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    run = loader(Path(args.model), args.threads)
+    arrays = [np.asarray(Image.open(p).convert("RGB"), dtype=np.float32) / 255 for p in args.images]
+    tensors = [torch.from_numpy(a).permute(2, 0, 1).contiguous() for a in arrays]
+    with torch.inference_mode():
+        for i in range(3):
+            run(tensors[i % len(tensors)])
+        print("ready", flush=True)
+        done = 0
+        for line in sys.stdin:
+            times = []
+            run(tensors[done % len(tensors)])
+            for _ in range(int(line)):
+                start = time.perf_counter()
+                run(tensors[done % len(tensors)])
+                times.append(time.perf_counter() - start)
+                done += 1
+            print(json.dumps(times), flush=True)
+
+
+def time_in_turns(models: dict[str, Path], paths: list[str], threads: int, rounds: int, block: int) -> dict:
+    """Per model, the seconds of its timed calls (see :func:`child`), the processes taking turns."""
+    command = [sys.executable, __file__, "--child", "--threads", str(threads)]
+    procs = {
+        name: subprocess.Popen(
+            [*command, "--model", str(path), *paths], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        for name, path in models.items()
+    }
+    try:
+        for name, proc in procs.items():
+            if proc.stdout.readline().strip() != "ready":
+                sys.exit(f"{name}: its process did not load the model (see the error above)")
+        names, times = list(procs), {name: [] for name in procs}
+        for r in range(rounds):
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                procs[name].stdin.write(f"{block}\n")
+                procs[name].stdin.flush()
+                times[name] += json.loads(procs[name].stdout.readline())
+        return times
+    finally:
+        for proc in procs.values():
+            proc.kill()
 
 
 def files(export: Path, peers: Path) -> dict[str, Path]:
@@ -120,7 +151,8 @@ def main() -> None:
     parser.add_argument("--bench", type=Path, help="metrics/benchmark.json to compare with")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--calls", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--block", type=int, default=5, help="timed calls per turn")
     parser.add_argument("--images", type=int, default=5)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
@@ -129,15 +161,12 @@ def main() -> None:
         args.images = rest
         return child(args)
     paths = [str(p) for p in images(args.processed, args.images)]
-    medians = {}
-    for name, path in files(args.export, args.peers).items():
-        command = [sys.executable, __file__, "--child", "--model", str(path), "--threads", str(args.threads)]
-        done = subprocess.run([*command, "--calls", str(args.calls), *paths], capture_output=True, text=True)
-        if done.returncode:
-            sys.exit(f"{name}: {done.stderr.strip()[-600:]}")
-        medians[name] = statistics.median(json.loads(done.stdout.strip().splitlines()[-1])) * 1e3
-        print(f"{name}: p50 {medians[name]:.1f} ms", flush=True)
-    report: dict[str, object] = {"threads": args.threads, "calls": args.calls, "p50_ms": medians}
+    times = time_in_turns(files(args.export, args.peers), paths, args.threads, args.rounds, args.block)
+    medians = {name: statistics.median(ts) * 1e3 for name, ts in times.items()}
+    for name, ms in sorted(medians.items(), key=lambda item: item[1]):
+        print(f"{name}: p50 {ms:.1f} ms", flush=True)
+    report: dict[str, object] = {"threads": args.threads, "rounds": args.rounds, "block": args.block}
+    report["p50_ms"] = medians
     if args.bench:
         report["agreement"] = agreement(json.loads(args.bench.read_text()), medians)
         for name, row in report["agreement"].items():

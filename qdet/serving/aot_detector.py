@@ -43,6 +43,18 @@ MIN_ROIS = 2  # the RoI package was compiled for 2 or more RoIs (export speciali
 ANCHOR_CACHE = 8  # input sizes whose anchors are kept
 
 
+class Transform(GeneralizedRCNNTransform):
+    """torchvision's transform, minus the bilinear resample of an image already at the size it
+    would be resized to (the scale is exactly 1): the resample would return the same pixels,
+    and cost ~0.5 ms of a 512x320 image."""
+
+    def resize(self, image: Tensor, target: dict[str, Tensor] | None = None):
+        short, long = min(image.shape[-2:]), max(image.shape[-2:])
+        if not self.training and min(self.min_size[-1] / short, self.max_size / long) == 1.0:
+            return image, target
+        return super().resize(image, target)
+
+
 class Package(nn.Module):
     """One AOTInductor package as a module: a profiler's hooks see its calls (``rpn_head``: one
     call per level)."""
@@ -163,9 +175,7 @@ class Detector(nn.Module):
             )
         m, layout = self.meta["model"], self.meta["layout"]
         self.classes: list[str] = self.meta.get("classes", [])
-        self.transform = GeneralizedRCNNTransform(
-            m["min_size"], m["max_size"], [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
-        )
+        self.transform = Transform(m["min_size"], m["max_size"], [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
         self.features = Features(folder, layout["min_side"])
         if m["fpn"]:
             sizes = tuple((s,) for s in m["anchor_sizes"])
