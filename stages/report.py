@@ -9,7 +9,9 @@ import yaml
 from qdet.core.checkpoint import recipe_digest
 from qdet.core.console import console, exit_on_error
 from qdet.core.files import read_json, write_atomically
+from qdet.measure.plots import map_vs_latency
 from qdet.measure.report import render
+from qdet.measure.variants import label
 from qdet.tracking import git_commit
 
 app = typer.Typer(add_completion=False)
@@ -26,6 +28,7 @@ def main(
     seeds: Path = typer.Option(Path("reports/seeds.json"), help="the float recipe across seeds, if measured"),
     params: Path = typer.Option(Path("params.yaml"), help="this run's recipe, to tell a stale seed table"),
     out: Path = typer.Option(Path("reports/results.md")),
+    headline: Path = typer.Option(Path("reports/map_vs_latency.png"), help="the README's picture"),
 ) -> None:
     text = render(
         commit=git_commit(Path.cwd()),
@@ -41,7 +44,9 @@ def main(
         recipe=recipe_digest(yaml.safe_load(params.read_text())),
     )
     write_atomically(out, lambda partial: partial.write_text(text))
-    console.print(f"results written to {out}")
+    rows = read_json(metrics / "benchmark.json")["variants"]
+    map_vs_latency({label(name): row for name, row in rows.items()}, headline)  # committed beside results.md
+    console.print(f"results written to {out} and {headline}")
 
 
 if __name__ == "__main__":

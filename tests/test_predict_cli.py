@@ -2,7 +2,6 @@
 
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -51,14 +50,17 @@ def test_a_missing_input_is_one_line_and_leaves_no_output(tmp_path):
 
 
 class _Slowing:
-    """A model whose first calls are slow, as TorchScript's profiling runs are."""
+    """A model whose first calls are slow, as TorchScript's profiling runs are, on a fake clock."""
 
     def __init__(self, first: list[float], steady: float) -> None:
-        self.times, self.steady, self.calls = list(first), steady, 0
+        self.times, self.steady, self.calls, self.now = list(first), steady, 0, 0.0
+
+    def clock(self) -> float:
+        return self.now
 
     def __call__(self, images):
         self.calls += 1
-        time.sleep(self.times.pop(0) if self.times else self.steady)
+        self.now += self.times.pop(0) if self.times else self.steady
         return [{}]
 
 
@@ -66,11 +68,15 @@ def test_warm_up_lasts_until_two_calls_agree():
     from qdet.predict.predictor import Predictor
 
     predictor = Predictor.__new__(Predictor)
-    predictor.module = _Slowing([0.3, 0.15], 0.02)
-    calls = predictor.warm_up(torch.zeros(3, 4, 4))
-    assert calls == 4 and predictor.module.calls == 4  # 0.3, 0.15, 0.02, 0.02: steady at the 4th
-    predictor.module = _Slowing([], 0.02)
-    assert predictor.warm_up(torch.zeros(3, 4, 4)) == 2
+    predictor.module = slowing = _Slowing([0.3, 0.15], 0.02)
+    calls = predictor.warm_up(torch.zeros(3, 4, 4), clock=slowing.clock)
+    assert calls == 4 and slowing.calls == 4  # 0.3, 0.15, 0.02, 0.02: steady at the 4th
+    predictor.module = slowing = _Slowing([], 0.02)
+    assert predictor.warm_up(torch.zeros(3, 4, 4), clock=slowing.clock) == 2
+    predictor.module = slowing = _Slowing([0.020, 0.0225, 0.030], 0.1)  # 12% apart, then 33%, then far
+    assert predictor.warm_up(torch.zeros(3, 4, 4), clock=slowing.clock, most=3) == 3  # never two within 10%
+    predictor.module = slowing = _Slowing([0.020, 0.0218], 0.1)  # 9% apart: steady at the 2nd
+    assert predictor.warm_up(torch.zeros(3, 4, 4), clock=slowing.clock) == 2
 
 
 def test_summary_gives_p50_and_p90_of_what_was_timed(tmp_path):

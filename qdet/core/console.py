@@ -21,6 +21,13 @@ from qdet.core.errors import QdetError
 console = Console(stderr=True, soft_wrap=True)  # no hard wraps: logs stay greppable
 
 
+DEPRECATED_UPSTREAM = (  # (message pattern, category) of what the FX engine's route warns on every call
+    (r"torch\.ao\.quantization is deprecated", DeprecationWarning),
+    (r"`torch\.jit\.\w+` is deprecated", FutureWarning),
+    (r"`torch\.jit\.\w+` is deprecated", DeprecationWarning),
+)
+
+
 def quiet_warnings(deprecations: bool = True) -> None:
     """Hide warnings that are noise in stage output.
 
@@ -28,8 +35,8 @@ def quiet_warnings(deprecations: bool = True) -> None:
     on every call that they are deprecated (the pinned versions still work; the PT2E engine is
     the way off them). The PT2E path passes False: a deprecation there is news and is shown."""
     if deprecations:
-        for category in (DeprecationWarning, FutureWarning):
-            warnings.filterwarnings("ignore", category=category)
+        for message, category in DEPRECATED_UPSTREAM:
+            warnings.filterwarnings("ignore", message=message, category=category)
     warnings.filterwarnings("ignore", message=".*RCNN always returns.*")
     warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
     warnings.filterwarnings("ignore", message=".*TypedStorage.*")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -161,15 +161,21 @@ class Predictor:
     def names(self, labels: torch.Tensor) -> list[str]:
         return [self.classes[int(k) - 1] if 0 < int(k) <= len(self.classes) else str(int(k)) for k in labels]
 
-    def warm_up(self, image: torch.Tensor, tolerance: float = 0.1, most: int = 20) -> int:
+    def warm_up(
+        self,
+        image: torch.Tensor,
+        tolerance: float = 0.1,
+        most: int = 20,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> int:
         """Call the model on ``image`` until two calls in a row agree within ``tolerance``: the
         first calls pay for lazy initialisation and TorchScript's profiling runs (steady from
         call 3 on these machines), which are not the model's speed. Returns the calls made."""
         previous = None
         for calls in range(1, most + 1):
-            start = time.perf_counter()
+            start = clock()
             self.module([image])
-            elapsed = time.perf_counter() - start
+            elapsed = clock() - start
             if previous is not None and abs(elapsed - previous) <= tolerance * min(elapsed, previous):
                 return calls
             previous = elapsed

@@ -43,8 +43,13 @@ def forget_dead_builtins() -> int:
 
 def script_detector(model: nn.Module) -> torch.jit.ScriptModule:
     forget_dead_builtins()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with warnings.catch_warnings():  # what scripting torchvision's detector always says
+        warnings.filterwarnings(
+            "ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning
+        )
+        warnings.filterwarnings(
+            "ignore", message=r"RCNN always returns a \(Losses, Detections\)", category=UserWarning
+        )
         return torch.jit.script(DetectionsOnly(model.eval()))
 
 

@@ -37,7 +37,7 @@ TINY = {
     "quant": {"engine": "fx"},  # TorchScript artifacts, quick; the PT2E pipeline has its own slow test
     "calibrate": {"images": 4},
     "qat": {"epochs": 1, "max_images": 4, "batch_size": 2},
-    "benchmark": {"rounds": 2, "warmup": 1, "images": 2},
+    "benchmark": {"rounds": 2, "block": 2, "warmup": 1, "images": 2, "throughput_seconds": 0.3},
     "evaluate": {"grid_images": 2},
     "register": {"max_map_drop": 1.0, "min_speedup": 0.0},
 }
