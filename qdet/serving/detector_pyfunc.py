@@ -10,6 +10,14 @@ array. Output: one row per detection (image index, class name, label, score, box
 edges). Params at predict time: ``score_threshold`` in [0, 1] (drop detections below it) and
 ``max_detections`` >= 0 (per image, best first; 0 = all).
 
+Threads: every request is decoded and run on one thread of the model's own, whatever thread it
+arrives on. A server (``mlflow models serve``) calls ``predict`` from a pool of request threads,
+and each thread that enters an OpenMP region (a kernel, or a tensor op while decoding) gets a
+team of its own: with many request threads the model's kernels ran beside dozens of teams
+spinning on two cores. Requests queue for that thread; more throughput comes from more worker
+processes (``--workers N``), each with ``threads`` torch threads (model config ``threads``, or
+the ``QDET_THREADS`` environment variable; default: torch's, one per core).
+
 Files: a request must not make the model read what its operator did not allow. The ``path``
 input is off unless the operator names a folder, ``image_dir`` in the model config
 (``mlflow.pyfunc.load_model(uri, model_config={"image_dir": "/data"})``; for ``mlflow models
@@ -21,6 +29,7 @@ served).
 
 import base64
 import binascii
+import concurrent.futures
 import importlib.util
 import io
 import json
@@ -58,6 +67,7 @@ COLUMNS = ["image", "class_name", "label", "score", "x_min", "y_min", "x_max", "
 
 
 IMAGE_DIR_ENV = "QDET_IMAGE_DIR"
+THREADS_ENV = "QDET_THREADS"
 
 
 def _refuse(message: str) -> MlflowException:
@@ -150,32 +160,61 @@ def _load(path: Path) -> tuple[object, list[str]]:
     return model, json.loads(files["qdet.json"] or "{}").get("classes", [])
 
 
+def _threads(config: dict) -> int | None:
+    """Torch threads the operator asked for (model config, then environment), None for torch's."""
+    value = config.get("threads") or os.environ.get(THREADS_ENV)
+    if value in (None, ""):
+        return None
+    try:
+        threads = int(value)
+    except (TypeError, ValueError):
+        threads = 0
+    if threads < 1:
+        raise _refuse(f"threads (model config or {THREADS_ENV}): must be a whole number >= 1, got {value!r}")
+    return threads
+
+
 class TorchScriptDetector(PythonModel):
     def load_context(self, context) -> None:
-        self.model, self.classes = _load(Path(context.artifacts["detector"]))
         config = context.model_config or {}
         self.threshold = float(config.get("score_threshold", 0.0))
         self.image_dir = config.get("image_dir") or os.environ.get(IMAGE_DIR_ENV)
+        threads = _threads(config)
+        self.runner = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="qdet-detector")
+        self.runner.submit(self._start, Path(context.artifacts["detector"]), threads).result()
+
+    def _start(self, path: Path, threads: int | None) -> None:
+        """On the detector's thread: set its threads, load, and run once (the first call pays
+        for allocations a request should not wait for)."""
+        if threads:
+            torch.set_num_threads(threads)
+        self.model, self.classes = _load(path)
+        with torch.inference_mode():
+            self.model([torch.zeros(3, 64, 64)])
 
     def predict(
         self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
         threshold, keep = _params(params or {}, self.threshold)
+        return self.runner.submit(self._predict, model_input, threshold, keep).result()
+
+    @torch.inference_mode()
+    def _predict(self, model_input: pd.DataFrame, threshold: float, keep: int) -> pd.DataFrame:
+        """On the detector's thread: decode, detect, one row per detection."""
         rows = []
-        with torch.inference_mode():
-            for i, image in enumerate(_images(model_input, self.image_dir)):
-                det = self.model([image])[0]
-                found = [
-                    (score, box, label)
-                    for box, label, score in zip(
-                        det["boxes"].tolist(), det["labels"].tolist(), det["scores"].tolist(), strict=True
-                    )
-                    if score >= threshold
-                ]
-                found.sort(key=lambda d: -d[0])
-                for score, box, label in found[:keep] if keep else found:
-                    name = self.classes[label - 1] if 0 < label <= len(self.classes) else str(label)
-                    rows.append([i, name, label, score, *box])
+        for i, image in enumerate(_images(model_input, self.image_dir)):
+            det = self.model([image])[0]
+            found = [
+                (score, box, label)
+                for box, label, score in zip(
+                    det["boxes"].tolist(), det["labels"].tolist(), det["scores"].tolist(), strict=True
+                )
+                if score >= threshold
+            ]
+            found.sort(key=lambda d: -d[0])
+            for score, box, label in found[:keep] if keep else found:
+                name = self.classes[label - 1] if 0 < label <= len(self.classes) else str(label)
+                rows.append([i, name, label, score, *box])
         return pd.DataFrame(rows, columns=COLUMNS)
 
 

@@ -71,7 +71,10 @@ def _orientation(image: Image.Image) -> int:
 
 
 def to_rgb_array(image: Image.Image) -> np.ndarray:
-    """HxWx3 float32 in [0, 1] as displayed (the image must be open and readable)."""
+    """HxWx3 as displayed: uint8 samples of an 8-bit image, float32 in [0, 1] of a deeper one (the
+    image must be open and readable)."""
+    if image.mode == "RGB" and "transparency" not in image.info and _orientation(image) == 1:
+        return np.array(image, dtype=np.uint8)  # as stored: no transposed or converted copy
     image = ImageOps.exif_transpose(image)
     if image.mode in _HIGH_BIT_MODES or image.mode == "F":
         grey = np.asarray(image, dtype=np.float32)
@@ -86,7 +89,7 @@ def to_rgb_array(image: Image.Image) -> np.ndarray:
         rgba = image.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(white, rgba)
-    return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    return np.array(image.convert("RGB"), dtype=np.uint8)
 
 
 def read_image(source: str | IO[bytes], max_pixels: int = MAX_PIXELS) -> torch.Tensor:
@@ -96,4 +99,7 @@ def read_image(source: str | IO[bytes], max_pixels: int = MAX_PIXELS) -> torch.T
             array = to_rgb_array(image)
         except (OSError, SyntaxError, ValueError) as error:
             raise ImageReadError(f"image cannot be decoded ({error})") from None
-    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+    tensor = torch.from_numpy(array).permute(2, 0, 1)
+    if tensor.dtype == torch.uint8:  # 8-bit samples: one pass to float, [0, 1], channels first
+        return tensor.to(torch.float32, memory_format=torch.contiguous_format).div_(255.0)
+    return tensor.contiguous()

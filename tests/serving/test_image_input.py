@@ -119,3 +119,26 @@ def test_class_names_differing_in_case_or_spaces_are_reported(tmp_path):
     assert len(found) == 2, report.warnings
     assert "'Stop'" in found[0] + found[1] and "'give  way'" in found[0] + found[1]
     assert not any("yield" in w for w in found)
+
+
+def test_eight_bit_images_read_bit_for_bit_as_float_samples_over_255(tmp_path):
+    """The fast path (an RGB image without orientation or transparency: no transposed or converted
+    copy, one pass to float) gives exactly what converting to RGB and dividing by 255 gives."""
+    import warnings
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    files = {"rgb.ppm": Image.fromarray(pixels), "rgb.jpg": Image.fromarray(pixels)}
+    files |= {
+        "grey.png": Image.fromarray(pixels[:, :, 0]),
+        "palette.png": Image.fromarray(pixels).convert("P"),
+    }
+    for name, image in files.items():
+        image.save(tmp_path / name)
+        with Image.open(tmp_path / name) as opened:
+            expected = np.asarray(opened.convert("RGB"), dtype=np.float32) / 255.0
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # e.g. torch's warning about a read-only array
+            tensor = read_image(tmp_path / name)
+        assert tensor.dtype == torch.float32 and tensor.is_contiguous()
+        assert torch.equal(tensor, torch.from_numpy(expected).permute(2, 0, 1)), name
