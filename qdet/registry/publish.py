@@ -151,8 +151,8 @@ def register_variant(
         signature=signature(),
         input_example=input_example(),
         # what the operator may set at load time: the folder the ``path`` input may read (none,
-        # so off, until they name one) and the default score threshold
-        model_config={"image_dir": None, "score_threshold": 0.0},
+        # so off, until they name one), the default score threshold, torch threads (None: torch's)
+        model_config={"image_dir": None, "score_threshold": 0.0, "threads": None},
     )
     if info is None:
         return None, None

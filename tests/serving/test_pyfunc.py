@@ -226,3 +226,24 @@ def test_mlflow_models_serve_answers_the_readme_request(registered, tmp_path):
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_requests_from_many_threads_run_on_the_models_own_thread(registered):
+    """A server calls predict from a pool of request threads; every one must reach the model on
+    the single thread it owns (an OpenMP team per request thread is what made serving slow)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    uri, version = registered
+    mlflow.set_tracking_uri(uri)
+    loaded = mlflow.pyfunc.load_model(f"models:/tiny/{version}", model_config={"threads": 1})
+    impl = loaded.unwrap_python_model()
+    seen, real = set(), impl.model
+    impl.model = lambda images: (seen.add(threading.current_thread().name), real(images))[1]
+    frame = pd.DataFrame({"image": [_image_b64()]})
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: loaded.predict(frame), range(8)))
+    assert seen == {"qdet-detector_0"}
+    assert all(a.equals(answers[0]) for a in answers)
+    with pytest.raises(MlflowException, match="threads .*must be a whole number >= 1, got 'two'"):
+        mlflow.pyfunc.load_model(f"models:/tiny/{version}", model_config={"threads": "two"})
