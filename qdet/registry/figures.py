@@ -69,7 +69,7 @@ def summary(champion: str | None, rows: dict[str, dict[str, object]], registered
     figures = {
         "float_map50": rows.get(REFERENCE, {}).get("map50"),
         **{k: row.get(k) for k in ("map50", "map50_drop", "latency_ms_p50")},
-        **{k: row.get(k) for k in ("speedup_vs_best_float", "speedup_vs_best_int8_peer")},
+        **{k: row.get(k) for k in ("speedup_vs_best_float", "speedup_vs_best_int8_peer", "x_floor")},
     }
     return {"champion": champion or "none"} | {k: shown(v) for k, v in figures.items() if v is not None}
 

@@ -211,6 +211,9 @@ def test_models_view_compares_every_variant_and_the_parent_says_who_won(repo):
     assert summary["champion"] == champion and summary["float_map50"] == pytest.approx(
         _metrics(repo, "eval")["float_eager"]["map50"], rel=1e-3
     )
+    held = champion if champion != "none" else "qat"
+    x_floor = _metrics(repo, "benchmark")["variants"][held]["x_floor"]
+    assert summary["x_floor"] == pytest.approx(x_floor, rel=1e-3)  # the champion against its floor
     shown = run(["dvc", "metrics", "show"], repo).stdout
     assert "summary.json" in shown and "eval.json" not in shown
     assert max(len(line) for line in shown.splitlines()) <= 200, shown
