@@ -26,6 +26,13 @@ from qdet.measure.accuracy import Detector
 from qdet.measure.variants import REFERENCE, REGISTERED_INT8
 
 
+def _warm_up(variants: dict[str, Detector], images: list[torch.Tensor], calls: int) -> None:
+    """``calls`` untimed calls of every variant: compiles, oneDNN primitives, first allocations."""
+    for w in range(calls):
+        for fn in variants.values():
+            fn([images[w % len(images)]])
+
+
 @torch.inference_mode()
 def time_steady(
     variants: dict[str, Detector],
@@ -40,9 +47,7 @@ def time_steady(
     ``warmup`` untimed calls of every variant, each round runs every variant for ``1 + block``
     back-to-back calls, of which the first is not timed, in an order rotated by one each round.
     Call ``k`` of round ``r`` takes the same image for every variant."""
-    for w in range(warmup):
-        for fn in variants.values():
-            fn([images[w % len(images)]])
+    _warm_up(variants, images, warmup)
     names = list(variants)
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(rounds):
@@ -83,9 +88,7 @@ def time_interleaved(
 ) -> dict[str, list[float]]:
     """Seconds per image for each variant; every round runs every variant on the same image, in
     an order rotated by one each round."""
-    for w in range(warmup):
-        for fn in variants.values():
-            fn([images[w % len(images)]])
+    _warm_up(variants, images, warmup)
     names = list(variants)
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(rounds):
