@@ -51,7 +51,9 @@ def loading(name: str, ref: str, artifact_name: str | None) -> list[str]:
     ]
 
 
-def version_description(name: str, candidate: Candidate, row: dict[str, object], run_tags: dict) -> str:
+def version_description(
+    name: str, version: str, candidate: Candidate, row: dict[str, object], run_tags: dict
+) -> str:
     """A version's Description: what it is, the figures it was registered with, how to load it."""
     known = VARIANTS.get(candidate.variant)
     kind = f"{known.label} ({known.runtime})" if known else FLOAT
@@ -63,7 +65,7 @@ def version_description(name: str, candidate: Candidate, row: dict[str, object],
             f"Figures of its run: {figures(candidate, row)}.",
             "",
             "Load it:",
-            *loading(name, "/<this version>", candidate.artifact.name),
+            *loading(name, f"/{version}", candidate.artifact.name),
         ]
     )
 

@@ -5,6 +5,7 @@ the alias where :mod:`qdet.registry.champion` says."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from qdet.core.errors import QdetError
@@ -176,13 +177,13 @@ def register_variant(
         run.parent_id or run.run_id,
         version_tags,
         info.model_id,
-        version_description(name, candidate, row, tags),
+        lambda version: version_description(name, version, candidate, row, tags),
     )
     return (None if version is None else str(version.version)), info.model_id
 
 
 def create_version(
-    name: str, source: str, run_id: str, tags: dict[str, str], model_id: str, description: str
+    name: str, source: str, run_id: str, tags: dict[str, str], model_id: str, describe: Callable[[str], str]
 ):
     """A registry version of the model logged at ``source``, with its tags in the same call, and
     linked to ``run_id``: the pipeline's parent run, where the metrics that chose it are. A
@@ -199,9 +200,8 @@ def create_version(
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    version = client.create_model_version(
-        name, source, run_id=run_id, tags=tags, model_id=model_id, description=description
-    )
+    version = client.create_model_version(name, source, run_id=run_id, tags=tags, model_id=model_id)
+    client.update_model_version(name, version.version, description=describe(str(version.version)))
     listed = json.loads(client.get_logged_model(model_id).tags.get(MLFLOW_MODEL_VERSIONS, "[]"))
     listed.append({"name": version.name, "version": version.version})
     client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(listed)})

@@ -96,6 +96,7 @@ def registered(tmp_path_factory):
         "test mAP@.5 0.500 [0.000, 1.000]" in registered.description and "12.5 MB" in registered.description
     )
     assert "torch.jit.load" in registered.description
+    assert f"qdet-predict models:/tiny/{version} my_images/" in registered.description
     return store, version
 
 
