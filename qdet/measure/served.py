@@ -32,6 +32,7 @@ from PIL import Image
 
 from qdet.core.console import console, exit_on_error
 from qdet.core.errors import QdetError
+from qdet.measure.variants import RECOMMENDED
 
 app = typer.Typer(add_completion=False)
 HOST = "127.0.0.1"
@@ -124,7 +125,7 @@ def main(
     clients: list[int] = typer.Option([1, 4], help="concurrent clients, one measurement each"),
     requests_per_run: int = typer.Option(200, "--requests", min=1),
     bench: Path = typer.Option(None, help="metrics/benchmark.json: the artifact's own figures"),
-    variant: str = typer.Option("qat", help="the benchmark row of the served model"),
+    variant: str = typer.Option(RECOMMENDED, help="the benchmark row of the served model"),
     out: Path = typer.Option(None, help="JSON of the figures"),
 ) -> None:
     port = free_port()

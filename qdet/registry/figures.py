@@ -20,6 +20,7 @@ MODEL_METRICS = (  # what each logged model carries: the experiment's Models vie
     "speedup_vs_best_float_ci95",
     "speedup_vs_best_int8_peer",
     "speedup_vs_best_int8_peer_ci95",
+    "x_floor",
     "size_mb",
 )
 

@@ -192,6 +192,7 @@ def test_models_view_compares_every_variant_and_the_parent_says_who_won(repo):
     assert qat["map50"] == pytest.approx(bench["qat"]["map50"], rel=1e-3)
     assert qat["speedup_vs_best_float"] == pytest.approx(bench["qat"]["speedup_vs_best_float"], rel=1e-3)
     assert {"speedup_vs_float_eager", "latency_ms_p50_ci95_lo", "map50_drop", "size_mb"} <= set(qat)
+    assert qat["x_floor"] == pytest.approx(bench["qat"]["x_floor"], rel=1e-3)  # against its int8 floor
     ov = {m.key: m.value for m in models["ref_ov_fp32"].metrics}
     assert ov["latency_ms_p50"] == pytest.approx(bench["ov_fp32"]["latency_ms_p50"], rel=1e-3)
     assert models["ref_ov_fp32"].tags["qdet.registered"].startswith("no")
