@@ -21,6 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from qdet.core.cpu import bf16_support
 from qdet.measure.limits import BEST_CASE_CONV, best_case_convs, kernel_rates
+from qdet.measure.variants import variant
 
 PARTS = {  # quantized part -> its module in a torchvision detector, and the kind of its MACs
     "backbone": ("backbone", "conv"),
@@ -136,8 +137,6 @@ def measure_floor(
     """The floor of ``eager``'s parts on ``images`` at the rates measured now, each step of the
     int8 breakdown against it (``int8_parts``), and ``x_floor`` (p50 over the floor) added to
     every int8 row of the benchmark's ``rows``, peers included: they run the same MACs."""
-    from qdet.measure.variants import variant
-
     gmacs = part_gmacs(eager, images)
     try:
         rates = best_case_rates()

@@ -22,8 +22,10 @@ import torch
 from torch import nn
 
 from qdet.core.cpu import BF16_FLAGS, cpu_info
+from qdet.core.progress import progress_bar
 from qdet.measure.accuracy import Detector
-from qdet.measure.variants import REFERENCE, REGISTERED_INT8
+from qdet.measure.memprobe import probe_peak_rss
+from qdet.measure.variants import REFERENCE, REGISTERED_INT8, int8_peers, non_int8
 
 
 def _warm_up(variants: dict[str, Detector], images: list[torch.Tensor], calls: int) -> None:
@@ -69,8 +71,6 @@ def time_with_progress(
     variants: dict[str, Detector], images: list[torch.Tensor], warmup: int, rounds: int, block: int
 ) -> dict[str, list[float]]:
     """:func:`time_steady` behind a progress bar of its rounds."""
-    from qdet.core.progress import progress_bar
-
     with progress_bar() as progress:
         task = progress.add_task(
             "benchmark rounds", total=rounds, info=f"blocks of {block} calls, rotating order"
@@ -213,7 +213,6 @@ def complete_rows(
     from concurrent.futures import ThreadPoolExecutor
 
     from qdet.measure.artifacts import artifact_size
-    from qdet.measure.memprobe import probe_peak_rss
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         probes = {
@@ -249,8 +248,6 @@ def load_variants(files: dict[str, Path], eager: nn.Module, threads: int) -> dic
 
 def best_rows(times: dict[str, list[float]]) -> dict[str, str | None]:
     """The best float (the fastest non-int8 row) and the best int8 peer of a run."""
-    from qdet.measure.variants import int8_peers, non_int8
-
     return {
         "best_float": fastest(times, non_int8(list(times))),
         "best_int8_peer": fastest(times, int8_peers(list(times))),

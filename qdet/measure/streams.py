@@ -21,6 +21,11 @@ from pathlib import Path
 
 import torch
 
+from qdet.data.dataset import load_image
+from qdet.measure.artifacts import load_variant
+from qdet.measure.variants import REGISTERED_INT8, int8_peers, variant
+from qdet.peers.openvino import compile_model, read_spec
+
 SYNC = "ov-async"  # MODE of an OpenVINO worker fed through an AsyncInferQueue (THROUGHPUT hint)
 CALLS = "calls"  # MODE of a worker calling the detector one image at a time
 WARMUP = 3
@@ -100,8 +105,6 @@ def throughput_rows(
 ) -> dict[str, dict]:
     """:func:`throughput` of qdet's registered int8 variants, every int8 peer and the best float
     row (``best["best_float"]``); nothing when ``seconds`` is 0."""
-    from qdet.measure.variants import REGISTERED_INT8, int8_peers, variant
-
     if seconds <= 0:
         return {}
     names = [*REGISTERED_INT8, *int8_peers(list(files)), best.get("best_float")]
@@ -121,9 +124,6 @@ def throughput_lines(rows: dict[str, dict]) -> list[str]:
 def _calls_worker(
     name: str, artifact: Path, threads: int, seconds: float, images: list[Path]
 ) -> tuple[int, float]:
-    from qdet.data.dataset import load_image
-    from qdet.measure.artifacts import load_variant
-
     torch.set_num_threads(threads)
     model = load_variant(name, artifact, threads)
     tensors = [load_image(p) for p in images]
@@ -139,10 +139,7 @@ def _calls_worker(
 
 
 def _async_worker(artifact: Path, threads: int, seconds: float, images: list[Path]) -> tuple[int, float]:
-    import openvino as ov
-
-    from qdet.data.dataset import load_image
-    from qdet.peers.openvino import compile_model, read_spec
+    import openvino as ov  # only the OpenVINO worker needs it
 
     spec = read_spec(artifact)
     config = {k: v for k, v in spec["config"].items() if k not in ("PERFORMANCE_HINT", "NUM_STREAMS")}
