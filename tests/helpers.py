@@ -123,3 +123,16 @@ def imported_files(path: Path, by_name: bool = True) -> set[Path]:
             if found:
                 files.add(found)
     return files
+
+
+def tiny_torchscript(path: Path, variant: str) -> Path:
+    """The seeded tiny float detector (classes a, b, c) saved as a TorchScript artifact at ``path``."""
+    import torch
+
+    from qdet.models.detector import build_detector
+    from qdet.quant.torchscript import save_artifact, script_detector
+
+    torch.manual_seed(0)
+    model = build_detector("resnet18", TINY_MODEL, num_classes=3).eval()
+    save_artifact(script_detector(model), path, {"classes": ["a", "b", "c"], "variant": variant})
+    return path

@@ -1,28 +1,22 @@
 """Throughput rows: which settings each runtime gets, and real workers started together."""
 
 import pytest
-import torch
 from PIL import Image
 
 from qdet.measure.streams import CALLS, SYNC, settings, splits, throughput, throughput_lines
-from qdet.models.detector import build_detector
-from qdet.quant.torchscript import save_artifact, script_detector
-from tests.helpers import TINY_MODEL
+from tests.helpers import tiny_torchscript
 
 
 def test_every_split_of_the_threads_is_tried_and_openvino_gets_its_throughput_hint():
     assert splits(2) == [(1, 2), (2, 1)] and splits(4) == [(1, 4), (2, 2), (4, 1)] and splits(1) == [(1, 1)]
-    assert settings("ov_int8", "openvino", 2) == [(SYNC, 1, 2)]
-    assert settings("ort_int8", "onnx", 2) == [(CALLS, 1, 2), (CALLS, 2, 1)]
+    assert settings("openvino", 2) == [(SYNC, 1, 2)]
+    assert settings("onnx", 2) == [(CALLS, 1, 2), (CALLS, 2, 1)]
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("streams")
-    torch.manual_seed(0)
-    model = build_detector("resnet18", TINY_MODEL, num_classes=3).eval()
-    artifact = tmp / "float.ts"
-    save_artifact(script_detector(model), artifact, {"classes": ["a", "b", "c"], "variant": "float_ts"})
+    artifact = tiny_torchscript(tmp / "float.ts", "float_ts")
     image = tmp / "00000.png"
     Image.new("RGB", (128, 96), (90, 120, 150)).save(image)
     return artifact, image

@@ -36,7 +36,7 @@ def splits(threads: int) -> list[tuple[int, int]]:
     return [(n, threads // n) for n in range(1, threads + 1) if threads % n == 0]
 
 
-def settings(name: str, how: str, threads: int) -> list[tuple[str, int, int]]:
+def settings(how: str, threads: int) -> list[tuple[str, int, int]]:
     """(mode, processes, threads each) to try for a variant loaded as ``how`` (the variant
     table's loader): OpenVINO's throughput hint in one process, the other runtimes every split."""
     if how == "openvino":
@@ -94,7 +94,7 @@ def throughput(name: str, how: str, artifact: Path, images: list[Path], threads:
     """The best images/s of a variant over :func:`settings`, which setting gave it, and every one tried."""
     tried = {
         label(mode, n, t): run_workers(name, artifact, images, mode, n, t, seconds)
-        for mode, n, t in settings(name, how, threads)
+        for mode, n, t in settings(how, threads)
     }
     best = max(tried, key=tried.__getitem__)
     return {"img_per_s": tried[best], "setting": best, "tried": tried}

@@ -18,12 +18,10 @@ import torch
 from mlflow.exceptions import MlflowException
 from PIL import Image
 
-from qdet.models.detector import build_detector
-from qdet.quant.torchscript import save_artifact, script_detector
 from qdet.registry.champion import Candidate
 from qdet.registry.publish import register_variant
 from qdet.tracking import default_uri
-from tests.helpers import TINY_MODEL, answers
+from tests.helpers import answers, tiny_torchscript
 
 
 class DirectRun:
@@ -76,10 +74,7 @@ def test_the_image_reader_ships_inside_the_model(registered):
 def registered(tmp_path_factory):
     """A tiny float detector registered as version 1 of ``tiny`` in a fresh sqlite store."""
     tmp_path = tmp_path_factory.mktemp("registry")
-    torch.manual_seed(0)
-    model = build_detector("resnet18", TINY_MODEL, num_classes=3).eval()
-    artifact = tmp_path / "float.ts"
-    save_artifact(script_detector(model), artifact, {"classes": ["a", "b", "c"], "variant": "float"})
+    artifact = tiny_torchscript(tmp_path / "float.ts", "float")
     store = default_uri(tmp_path)
     mlflow.set_tracking_uri(store)
     mlflow.set_experiment("pyfunc-test")
