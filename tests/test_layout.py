@@ -110,6 +110,31 @@ def test_no_engine_name_is_compared_outside_quant():
     assert not {k: v for k, v in found.items() if v}
 
 
+REGISTRY = QDET / "config" / "engines.py"
+
+
+def engine_names_spelled(text: str) -> list[int]:
+    """Lines holding a string that is an engine's name (docstrings and comments aside)."""
+    return sorted(
+        node.lineno
+        for node in ast.walk(ast.parse(text))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in ENGINE_NAMES
+    )
+
+
+def test_no_engine_name_is_spelled_outside_quant_and_the_registry():
+    """One registry (``qdet/config/engines.py``) names the engines for config, plan, convert and
+    the tools; code elsewhere asks the engine or iterates the registry."""
+    outside = [p for p in [*QDET.rglob("*.py"), *(REPO / "stages").glob("*.py")] if "quant" not in p.parts]
+    found = {str(p.relative_to(REPO)): engine_names_spelled(p.read_text()) for p in outside if p != REGISTRY}
+    assert not {k: v for k, v in found.items() if v}
+    assert engine_names_spelled(REGISTRY.read_text())  # the registry itself does spell them
+
+
+def test_the_spelling_check_finds_a_name_but_not_a_docstring():
+    assert engine_names_spelled('"""Runs fx and pt2e."""\nx = {"fx": 1}\ny = "pt2e"\n') == [2, 3]
+
+
 def test_the_engine_check_finds_a_comparison():
     assert engine_comparisons('if plan.engine == "fx":\n    pass\nok = name in ("pt2e", "x")\n') == [1, 3]
 

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from qdet.config.engines import ENGINES
 from qdet.core.errors import QdetError
 
 
@@ -93,7 +94,7 @@ class TrainConfig(ScheduleConfig):
 
 @dataclass
 class QuantConfig:
-    engine: Literal["fx", "pt2e"]  # fx: torch.ao FX + TorchScript; pt2e: torchao PT2E + AOTInductor
+    engine: Literal[ENGINES]  # type: ignore[valid-type]  # the registry: qdet.config.engines
     backend: Literal["x86", "fbgemm", "qnnpack"]
     parts: list[str]
     skip: list[str]  # module names kept in float

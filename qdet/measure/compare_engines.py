@@ -76,8 +76,9 @@ def compare(backbone: str, params: Path, folder: Path, rounds: int) -> dict[str,
         )
         files[name] = saved.path
     detectors = {name: load_artifact(path)[0] for name, path in files.items()}
-    if VNNI not in cpu_flags():
-        detectors[FX_ONEDNN] = fx_with_onednn_kernels(files["fx"])
+    scripted = [path for path in files.values() if path.suffix == ".ts"]  # FX's TorchScript file
+    if VNNI not in cpu_flags() and scripted:
+        detectors[FX_ONEDNN] = fx_with_onednn_kernels(scripted[0])
     images = [torch.rand(*size) for _ in range(3)]
     times = time_interleaved(detectors, images, warmup=5, rounds=rounds)
     rows = stats.resample(rounds)

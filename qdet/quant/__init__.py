@@ -3,8 +3,7 @@
 mode (``torch.ao.quantization`` + TorchScript; deprecated upstream). Shared by both: which parts
 are quantized (the plan), calibration, QAT controls and per-module sensitivity."""
 
-# quant.engine values whose every API warns it is deprecated (torch 2.14)
-DEPRECATED_UPSTREAM = frozenset({"fx"})
+from qdet.config.engines import DEPRECATED_UPSTREAM
 
 
 def deprecated_upstream(engine: str) -> bool:

@@ -18,18 +18,19 @@ from typing import cast
 import torch
 from torch import nn
 
+from qdet.config.engines import ENGINES
 from qdet.core.cpu import bf16_or_fp32
 from qdet.quant.interface import Engine
 from qdet.quant.parts import QuantError
 from qdet.quant.plan import QuantPlan
 
-ENGINES = {"fx": "qdet.quant.fx", "pt2e": "qdet.quant.pt2e"}  # quant.engine: the module implementing it
+MODULES = {"fx": "qdet.quant.fx", "pt2e": "qdet.quant.pt2e"}  # each engine of the registry, implemented
 
 
 def get_engine(name: str) -> Engine:
     if name not in ENGINES:
         raise QuantError(f"quant.engine: unknown engine {name!r}; valid: {', '.join(ENGINES)}")
-    return cast(Engine, importlib.import_module(ENGINES[name]))
+    return cast(Engine, importlib.import_module(MODULES[name]))
 
 
 def float_dtype(setting: str, engine_name: str) -> tuple[str, str]:

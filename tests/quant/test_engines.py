@@ -62,3 +62,11 @@ def test_float_dtype_auto_is_bf16_only_with_a_bf16_cpu_and_engine(monkeypatch):
     assert float_dtype("bf16", "pt2e") == ("bf16", "quant.float_dtype: bf16 (no bf16 here)")  # asked: kept
     with pytest.raises(QuantError, match="quant.float_dtype: bf16 is not possible with quant.engine fx"):
         float_dtype("bf16", "fx")
+
+
+def test_every_registered_engine_is_implemented_and_loads():
+    from qdet.quant.engines import MODULES
+
+    assert list(MODULES) == list(ENGINES)
+    for name in ENGINES:
+        assert get_engine(name).ARTIFACT
