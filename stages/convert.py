@@ -1,5 +1,6 @@
 """convert stage: PTQ and QAT models -> int8 artifacts that load without qdet: TorchScript for
-the FX engine, AOTInductor folders for PT2E; plus the float model compiled by Inductor (a peer)."""
+the FX engine, AOTInductor folders for PT2E; plus the float model compiled by Inductor (a peer),
+and each int8 model as ONNX QDQ and OpenVINO IR with a torch-free loader (``deploy/<variant>``)."""
 
 from pathlib import Path
 
@@ -9,15 +10,17 @@ from torch import nn
 from qdet.core.aside import Aside
 from qdet.core.checkpoint import load_checkpoint
 from qdet.core.console import console, exit_on_error
-from qdet.core.errors import QdetError
+from qdet.core.cpu import bf16_support
 from qdet.core.files import compile_room, require_free_space, write_json
-from qdet.measure.artifacts import graph_signature, size_summary, write_manifest
-from qdet.measure.variants import FLOAT_COMPILED, FP32_TWIN, RECOMMENDED
+from qdet.measure.artifacts import artifact_size, graph_signature, size_summary, write_manifest
+from qdet.measure.variants import FLOAT_COMPILED, FP32_TWIN, RECOMMENDED, deployed
 from qdet.models.detector import load_trained
+from qdet.peers.deploy import write_deploys
+from qdet.peers.openvino import default_precision
 from qdet.pipeline import stage
 from qdet.quant.aot import save_compiled
 from qdet.quant.engines import float_dtype, get_engine, int8_from_state
-from qdet.quant.plan import QuantPlan
+from qdet.quant.plan import QuantPlan, same_engine
 
 app = typer.Typer(add_completion=False)
 KEYS = {"qat": "qat", "ptq": "observed"}  # variant -> its state in the checkpoint
@@ -37,16 +40,12 @@ def main(
     require_free_space(*compile_room(out_dir, float_model), "convert")
     trained = load_trained(float_model, cfg.backbone, cfg.model)
     meta = {"classes": trained.classes, "backbone": trained.backbone}
-    states = {variant: load_checkpoint(path) for variant, path in (("ptq", ptq_state), ("qat", qat_state))}
-    plans = {variant: QuantPlan(**state["plan"]) for variant, state in states.items()}
-    if plans["ptq"].engine != plans["qat"].engine:
-        raise QdetError(
-            f"{ptq_state} was made by the {plans['ptq'].engine} engine and {qat_state} by "
-            f"{plans['qat'].engine}: rerun calibrate and qat with one quant.engine (dvc repro does)"
-        )
-    plan = plans["qat"]
+    paths = {"ptq": ptq_state, "qat": qat_state}
+    states = {variant: load_checkpoint(path) for variant, path in paths.items()}
+    plan = same_engine({str(paths[v]): QuantPlan(**state["plan"]) for v, state in states.items()})
     engine = get_engine(plan.engine)
     dtype, why = float_dtype(cfg.quant.float_dtype, plan.engine)
+    rest = default_precision(bf16_support())  # float ops of the deploy rows, as OpenVINO's int8 peer
 
     def write_int8(variant: str, int8: nn.Module) -> dict[str, tuple[Path, int, str, dict]]:
         """One int8 variant, and with bf16 the recommended one's fp32 twin (what bf16 costs,
@@ -59,10 +58,7 @@ def main(
             written[name] = (saved.path, saved.size, graph, saved.compile_seconds or {})
         return written
 
-    # A compile runs on one core. The float model compiles in a forked child on the other core
-    # and pays Inductor's one-off ISA checks and precompiled headers (~20 s on a new machine),
-    # while both int8 models are rebuilt here without a compiler, then compile (Zen 5: ~70 s
-    # there, ~105 here; float + PTQ there and QAT here took as long: 115-123 s in all).
+    # a compile runs on one core: the float model compiles in a forked child while int8 is built here
     float_meta = {**meta, "variant": FLOAT_COMPILED}
     beside = Aside(
         lambda: save_compiled(trained.model, trained.config, float_meta, out_dir / FLOAT_COMPILED),
@@ -72,10 +68,15 @@ def main(
         int8 = {v: int8_from_state(trained.model, states[v], k, v == "qat") for v, k in KEYS.items()}
     with console.status(f"writing qat, then ptq, as a {engine.ARTIFACT}, float ops in {dtype}"):
         written = write_int8("qat", int8["qat"]) | write_int8("ptq", int8["ptq"])
+    with console.status("writing qat, then ptq, as ONNX QDQ and OpenVINO IR (deploy/)"):
+        metas = {v: {**meta, "variant": v, "plan": states[v]["plan"]} for v in int8}
+        deploy = write_deploys(engine, int8, out_dir / "deploy", metas, cfg.train.threads, rest)
     with console.status("compiling the float model"):
         float_size, float_seconds = beside.result()
-    files, sizes, seconds = {FLOAT_COMPILED: out_dir / FLOAT_COMPILED}, {FLOAT_COMPILED: float_size}, {}
-    seconds[FLOAT_COMPILED], graphs = float_seconds, {}
+    files, sizes, graphs = {FLOAT_COMPILED: out_dir / FLOAT_COMPILED}, {FLOAT_COMPILED: float_size}, {}
+    seconds = {FLOAT_COMPILED: float_seconds}
+    for name, path in ((deployed(v)[kind], p) for v, kinds in deploy.items() for kind, p in kinds.items()):
+        files[name], sizes[name] = path, artifact_size(path)
     for name, (path, size, graph, compile_seconds) in sorted(written.items()):
         files[name], sizes[name], graphs[name] = path, size, graph
         if compile_seconds:
@@ -86,15 +87,12 @@ def main(
         files[name], sizes[name] = saved.path, saved.size
     float_name = next(iter(same_format), FLOAT_COMPILED)  # the float model in the int8 artifacts' format
     write_manifest(out_dir, files, plan.engine, float_name, graphs, dtype)
-    result = size_summary(sizes, float_name) | {
-        f"{k}_compile_seconds": sum(v.values()) for k, v in seconds.items()
-    }
+    compiles = {f"{k}_compile_seconds": sum(v.values()) for k, v in seconds.items()}
+    result = size_summary(sizes, float_name) | compiles
     write_json({**result, "engine": plan.engine, "float_dtype": dtype, "float_dtype_why": why}, metrics)
     with stage.tracker(cfg, "convert", params, metrics.parent) as run:
         run.set_tags({"float_dtype": dtype, "float_dtype_why": why})
-        run.log_metrics(
-            {k: v for k, v in result.items() if not k.endswith("_size_mb")}
-        )  # sizes: on the parent, from benchmark
+        run.log_metrics({k: v for k, v in result.items() if not k.endswith("_size_mb")})  # sizes: benchmark
     console.print("artifact sizes: " + ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in sizes.items()))
 
 

@@ -171,3 +171,24 @@ def test_seed_table_of_another_recipe_is_marked_stale_and_a_missing_one_says_wha
     assert "Not measured for this recipe: `python -m qdet.measure.seeds 0 1 2`" in _page(
         seeds=None, recipe="r2"
     )
+
+
+def test_deploy_rows_are_set_against_their_torch_artifact_and_the_same_runtime():
+    from qdet.measure.report_speed import deploy_lines
+
+    evaluation = {"qat": {"map50": 0.960}, "qat_openvino": {"map50": 0.955}, "ov_int8": {"map50": 0.950}}
+    speed = {
+        "qat": {"latency_ms_p50": 30.0},
+        "qat_openvino": {"latency_ms_p50": 33.0, "size_mb": 14.4},
+        "ov_int8": {"latency_ms_p50": 31.4},
+    }
+    lines = deploy_lines(evaluation, {"variants": speed, "throughput": {"qat_openvino": {"img_per_s": 36.0}}})
+    row = next(line for line in lines if line.startswith("| QAT int8 as OpenVINO IR"))
+    assert "| 0.955 | -0.50 pt | 33.0 | 1.05 (OpenVINO int8) | 36.0 | 14.4 |" in row
+    assert lines[-1] == (
+        "Model or runtime? QAT int8 on qdet's runtime 30.0 ms; the same model on OpenVINO 33.0 ms "
+        "(the runtime: x1.10); OpenVINO int8 31.4 ms (the model, same runtime: x0.95)."
+    )
+    assert deploy_lines({"qat": {"map50": 0.9}}, {"variants": {}}) == [
+        "Not written by this run (the fx engine has no ONNX export)."
+    ]

@@ -6,7 +6,7 @@ import warnings
 from pathlib import Path
 
 from qdet.core.console import quiet_warnings
-from qdet.peers.onnx import EXPORT_NOISE
+from qdet.models.onnx import EXPORT_NOISE
 
 ROOT = Path(__file__).resolve().parents[1]
 

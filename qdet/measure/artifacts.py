@@ -66,7 +66,7 @@ def write_manifest(
         "engine": engine,
         "float_dtype": float_dtype,
         "float": float_name,
-        "variants": {k: v.name for k, v in files.items()},
+        "variants": {k: v.relative_to(out_dir).as_posix() for k, v in files.items()},
         "graphs": graphs,
     }
     (out_dir / MANIFEST).write_text(json.dumps(data, indent=1))

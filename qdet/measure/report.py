@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from qdet.measure.limits import limit_line
-from qdet.measure.report_speed import floor_lines, regime_lines, throughput_lines
+from qdet.measure.report_speed import deploy_lines, floor_lines, regime_lines, throughput_lines
 from qdet.measure.variants import FP32_TWIN, RECOMMENDED, REFERENCE, label
 
 PLOTS = (  # (file below plots/, what it shows)
@@ -222,6 +222,9 @@ def render(
         "",
         "### Throughput, every core busy",
         *throughput_lines(benchmark),
+        "",
+        "### qdet's int8 where users deploy: ONNX QDQ and OpenVINO IR",
+        *deploy_lines(evaluation, benchmark),
         "",
         "## Where the time goes",
         *time_per_part(breakdown),

@@ -1,10 +1,11 @@
 """The results page's speed sections that read the benchmark's steady-state regime, its int8
-floor and its throughput rows (:mod:`qdet.measure.floor`, :mod:`qdet.measure.streams`)."""
+floor and its throughput rows (:mod:`qdet.measure.floor`, :mod:`qdet.measure.streams`), and
+qdet's int8 as deployed on ONNX Runtime and OpenVINO (:mod:`qdet.peers.deploy`)."""
 
 from __future__ import annotations
 
 from qdet.measure.floor import floor_line
-from qdet.measure.variants import RECOMMENDED, label
+from qdet.measure.variants import DEPLOYED, RECOMMENDED, deployed, int8_peers, label, variant
 
 
 def regime_lines(benchmark: dict) -> list[str]:
@@ -52,3 +53,55 @@ def throughput_lines(benchmark: dict) -> list[str]:
         tried = "; ".join(f"{k}: {v:.1f}" for k, v in row["tried"].items())
         lines.append(f"| {label(name)} | {row['img_per_s']:.1f} | {row['setting']} | {tried} |")
     return lines
+
+
+def same_runtime_peer(name: str, names: list[str]) -> str | None:
+    """The int8 peer that runs on the same runtime as deploy row ``name`` (OpenVINO's own int8
+    for qdet's IR): the same kernels, so what differs is the model."""
+    runtime = variant(name).runtime
+    return next((n for n in int8_peers(names) if variant(n).runtime == runtime), None)
+
+
+def deploy_lines(evaluation: dict, benchmark: dict) -> list[str]:
+    """qdet's own PTQ/QAT models on ONNX Runtime and OpenVINO: accuracy against the torch artifact
+    they were exported from, latency against the same runtime's own int8, throughput and size;
+    then the QAT lead over OpenVINO int8 split into model and runtime."""
+    rows, speed = [n for n in DEPLOYED if n in evaluation], benchmark.get("variants", {})
+    if not rows:
+        return ["Not written by this run (the fx engine has no ONNX export)."]
+    rates = benchmark.get("throughput", {})
+    lines = [
+        "| row | test mAP@.5 | vs its torch artifact | p50 ms | p50 / same runtime's int8 | img/s | MB |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in rows:
+        source, peer, row = variant(name).source, same_runtime_peer(name, list(speed)), speed.get(name, {})
+        gap = (
+            (evaluation[name]["map50"] - evaluation[source]["map50"]) * 100 if source in evaluation else None
+        )
+        ms, peer_ms = row.get("latency_ms_p50"), speed.get(peer, {}).get("latency_ms_p50")
+        ratio = f"{ms / peer_ms:.2f} ({label(peer)})" if ms and peer_ms else "-"
+        lines.append(
+            f"| {label(name)} | {evaluation[name]['map50']:.3f} | {_signed(gap)} pt | {_fmt(ms, '.1f')} | "
+            f"{ratio} | {_fmt(rates.get(name, {}).get('img_per_s'), '.1f')} | "
+            f"{_fmt(row.get('size_mb'), '.1f')} |"
+        )
+    qat, ir = RECOMMENDED, deployed(RECOMMENDED).get("openvino")
+    peer = same_runtime_peer(ir, list(speed)) if ir else None
+    ms = {n: speed.get(n, {}).get("latency_ms_p50") for n in (qat, ir, peer)}
+    if all(ms.values()):
+        lines += [
+            "",
+            f"Model or runtime? {label(qat)} on qdet's runtime {ms[qat]:.1f} ms; the same model on "
+            f"OpenVINO {ms[ir]:.1f} ms (the runtime: x{ms[ir] / ms[qat]:.2f}); {label(peer)} "
+            f"{ms[peer]:.1f} ms (the model, same runtime: x{ms[peer] / ms[ir]:.2f}).",
+        ]
+    return lines
+
+
+def _fmt(value: float | None, fmt: str) -> str:
+    return format(value, fmt) if isinstance(value, int | float) else "-"
+
+
+def _signed(value: float | None) -> str:
+    return format(value, "+.2f") if isinstance(value, int | float) else "-"

@@ -23,8 +23,8 @@ import torch
 
 from qdet.data.dataset import load_image
 from qdet.measure.artifacts import load_variant
-from qdet.measure.variants import REGISTERED_INT8, int8_peers, variant
-from qdet.peers.openvino import compile_model, read_spec
+from qdet.measure.variants import DEPLOYED, REGISTERED_INT8, int8_peers, variant
+from qdet.peers.openvino import compile_model, read_spec, spec_model
 
 SYNC = "ov-async"  # MODE of an OpenVINO worker fed through an AsyncInferQueue (THROUGHPUT hint)
 CALLS = "calls"  # MODE of a worker calling the detector one image at a time
@@ -103,11 +103,12 @@ def throughput(name: str, how: str, artifact: Path, images: list[Path], threads:
 def throughput_rows(
     files: dict[str, Path], best: dict[str, str | None], images: list[Path], threads: int, seconds: float
 ) -> dict[str, dict]:
-    """:func:`throughput` of qdet's registered int8 variants, every int8 peer and the best float
-    row (``best["best_float"]``); nothing when ``seconds`` is 0."""
+    """:func:`throughput` of qdet's registered int8 variants and their deploy rows (ONNX Runtime,
+    OpenVINO), every int8 peer and the best float row (``best["best_float"]``); nothing when
+    ``seconds`` is 0."""
     if seconds <= 0:
         return {}
-    names = [*REGISTERED_INT8, *int8_peers(list(files)), best.get("best_float")]
+    names = [*REGISTERED_INT8, *DEPLOYED, *int8_peers(list(files)), best.get("best_float")]
     return {
         name: throughput(name, variant(name).load, files[name], images, threads, seconds)
         for name in dict.fromkeys(names)
@@ -143,9 +144,7 @@ def _async_worker(artifact: Path, threads: int, seconds: float, images: list[Pat
 
     spec = read_spec(artifact)
     config = {k: v for k, v in spec["config"].items() if k not in ("PERFORMANCE_HINT", "NUM_STREAMS")}
-    compiled = compile_model(
-        artifact.with_name(spec["model"]), {**config, "PERFORMANCE_HINT": "THROUGHPUT"}, threads
-    )
+    compiled = compile_model(spec_model(artifact), {**config, "PERFORMANCE_HINT": "THROUGHPUT"}, threads)
     queue = ov.AsyncInferQueue(compiled, compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
     done = [0]
     queue.set_callback(lambda request, data: done.__setitem__(0, done[0] + 1))

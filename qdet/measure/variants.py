@@ -22,6 +22,7 @@ class Variant:
     load: Literal["checkpoint", "artifact", "onnx", "openvino"]  # how evaluate and benchmark load it
     peer: bool  # a reference a user could run instead: evaluated and timed, never registered
     registered: bool = False  # an int8 model register puts in the registry (with the manifest's float)
+    source: str | None = None  # a registered variant whose deploy files (ONNX, OpenVINO IR) this row runs
 
 
 VARIANTS: dict[str, Variant] = {
@@ -33,6 +34,14 @@ VARIANTS: dict[str, Variant] = {
         Variant("ptq", "PTQ int8", "int8", "int8", "qdet", "artifact", False, registered=True),
         Variant("qat", "QAT int8", "int8", "int8", "qdet", "artifact", False, registered=True),
         Variant("qat_fp32", "QAT int8, float ops in fp32", "int8", "int8", "qdet", "artifact", False),
+        *(
+            Variant(f"{v}_{load}", f"{v.upper()} int8 {how}", "int8", "int8", runtime, load, False, source=v)
+            for v in ("ptq", "qat")
+            for load, how, runtime in (
+                ("onnx", "as ONNX QDQ (ONNX Runtime)", "ONNX Runtime"),
+                ("openvino", "as OpenVINO IR", "OpenVINO"),
+            )
+        ),
         Variant(
             "float_ft", "float + QAT's epochs (control)", "float", "fp32", "torch eager", "checkpoint", False
         ),
@@ -59,6 +68,12 @@ FLOAT_COMPILED = "float_inductor"  # the float model compiled as the PT2E parts 
 FP32_TWIN = "qat_fp32"  # the recommended model with fp32 float ops, written only when they are bf16
 RECOMMENDED = "qat"  # the int8 variant the breakdown times and the summary shows when no champion
 REGISTERED_INT8 = tuple(v.name for v in VARIANTS.values() if v.registered)
+DEPLOYED = tuple(v.name for v in VARIANTS.values() if v.source)  # qdet's int8 on ONNX Runtime, OpenVINO
+
+
+def deployed(name: str) -> dict[str, str]:
+    """The rows that run ``name``'s deploy files, by how they load (``onnx``, ``openvino``)."""
+    return {v.load: v.name for v in VARIANTS.values() if v.source == name}
 
 
 def variant(name: str) -> Variant:

@@ -10,6 +10,7 @@ from torch import nn
 from qdet.config import Config
 from qdet.core.console import console
 from qdet.data.dataset import DetectionDataset
+from qdet.models.onnx import export_onnx
 from qdet.peers import onnx, openvino
 
 
@@ -22,7 +23,7 @@ def build_onnx(
     fp32, int8 = out_dir / "ort_fp32.onnx", out_dir / "ort_int8.onnx"
     images, threads = cfg.calibrate.images, cfg.train.threads
     with console.status("exporting the float model to ONNX"):
-        result: dict[str, Any] = {"export_seconds": onnx.export_onnx(model, fp32, calibration[0][0])}
+        result: dict[str, Any] = {"export_seconds": export_onnx(model, fp32, calibration[0][0])}
 
     with console.status(f"ONNX Runtime int8: {', '.join(onnx.CALIBRATION)}, each on {images} images"):
         method, scores, seconds = onnx.choose_calibration(fp32, int8, calibration, images, score, threads)
@@ -72,7 +73,7 @@ def build_openvino(
         console.print(f"note: NNCF could not quantize this detector ({error}); OpenVINO runs ORT's int8")
     built["ov_int8"] = out_dir / "ov_int8.json"
     result["ov_int8_route"] = route
-    rest = "f32" if no_bf16 else "bf16"  # what stays float: OpenVINO's own default on this CPU
+    rest = openvino.default_precision(no_bf16)
     result["ov_int8_precision"] = openvino.write_spec(built["ov_int8"], source, rest, threads, route)
     return built, skipped, result
 

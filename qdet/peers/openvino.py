@@ -8,7 +8,7 @@ CPU without bf16 instructions OpenVINO quietly computes in f32 whatever the hint
 
 int8: OpenVINO's own route, NNCF's post-training quantization of the fp32 model (the data-dependent
 ops left float), saved as OpenVINO IR. NNCF cannot follow ``If`` nodes; the ONNX export leaves
-none (:func:`qdet.peers.onnx.nms_without_if`). Where NNCF still fails on a graph, the error is
+none (:func:`qdet.models.onnx.nms_without_if`). Where NNCF still fails on a graph, the error is
 recorded and OpenVINO runs ONNX Runtime's QDQ model as int8 instead, which it does natively.
 """
 
@@ -43,6 +43,13 @@ def compile_model(model: Path, config: dict[str, str], threads: int):
     )
 
 
+def default_precision(no_bf16: str | None) -> str:
+    """What OpenVINO computes the float ops of an int8 model in by default on this CPU: bf16
+    where it has bf16 instructions (``no_bf16`` is None), else f32. qdet's deploy rows and
+    OpenVINO's own int8 peer use it alike."""
+    return "f32" if no_bf16 else "bf16"
+
+
 def reported_precision(compiled) -> str:
     """What the compiled model computes in: ``f32`` or ``bf16`` (OpenVINO's type names)."""
     value = compiled.get_property("INFERENCE_PRECISION_HINT")
@@ -56,7 +63,7 @@ def write_spec(path: Path, model: Path, precision: str, threads: int, route: str
     reported = reported_precision(compile_model(model, config, threads))
     spec = {
         "runtime": SPEC_RUNTIME,
-        "model": model.name,
+        "model": model.relative_to(path.parent).as_posix(),
         "config": config,
         "reported_precision": reported,
         "route": route,
@@ -72,9 +79,14 @@ def read_spec(path: Path) -> dict[str, Any]:
     return spec
 
 
+def spec_model(path: Path) -> Path:
+    """The model a spec runs (named relative to the spec's folder)."""
+    return path.parent / read_spec(path)["model"]
+
+
 def spec_files(path: Path) -> list[Path]:
     """The files a peer runs: its JSON and its model (an IR's ``.bin`` beside its ``.xml``)."""
-    model = path.with_name(read_spec(path)["model"])
+    model = spec_model(path)
     extra = [model.with_suffix(".bin")] if model.suffix == ".xml" else []
     return [path, model, *extra]
 
@@ -84,7 +96,7 @@ class OvDetector:
 
     def __init__(self, path: Path, threads: int) -> None:
         spec = read_spec(path)
-        self.compiled = compile_model(path.with_name(spec["model"]), spec["config"], threads)
+        self.compiled = compile_model(spec_model(path), spec["config"], threads)
         self.precision = reported_precision(self.compiled)
         self.request = self.compiled.create_infer_request()
         self.outputs = [self.compiled.output(name) for name in ("boxes", "labels", "scores")]
@@ -141,3 +153,12 @@ def nncf_quantize(fp32: Path, out: Path, dataset: DetectionDataset, images: int)
         return time.perf_counter() - start, f"{type(error).__module__}.{type(error).__name__}: {first}"
     ov.save_model(quantized, str(out), compress_to_fp16=False)  # float weights stay fp32
     return time.perf_counter() - start, None
+
+
+def to_ir(onnx_path: Path, xml: Path) -> None:
+    """An ONNX model as OpenVINO IR (``.xml`` + ``.bin``): QDQ weights are stored as their int8
+    values with OpenVINO's decompression ops, float weights stay fp32."""
+    import openvino as ov
+
+    xml.parent.mkdir(parents=True, exist_ok=True)
+    ov.save_model(ov.convert_model(str(onnx_path)), str(xml), compress_to_fp16=False)

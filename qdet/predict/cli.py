@@ -19,14 +19,19 @@ app = typer.Typer(add_completion=False, help=__doc__)
 @exit_on_error
 def main(
     model: str = typer.Argument(
-        ..., help="artifact (models/export/qat.ts, a PT2E folder) or models:/<name>@<alias>"
+        ...,
+        help="artifact (a PT2E folder, models/export/qat.ts; with --runtime onnxruntime or openvino "
+        "models/export/deploy/qat) or models:/<name>@<alias>",
     ),
     sources: list[Path] = typer.Argument(..., help="images, folders of images (recursive), or video files"),
     out: Path = typer.Option(
         Path("predictions"), help="annotated copies, detections.csv, latency.csv, predict.log"
     ),
     threshold: float = typer.Option(0.5, min=0.0, max=1.0, help="score threshold for kept detections"),
-    threads: int = typer.Option(2, min=1, help="torch threads"),
+    threads: int = typer.Option(2, min=1, help="threads of the runtime"),
+    runtime: str = typer.Option(
+        "torch", help="torch (the artifact) | onnxruntime | openvino (the deploy folder: ONNX, OpenVINO IR)"
+    ),
     max_pixels: int = typer.Option(40_000_000, min=1, help="larger images are refused (memory)"),
     tracking_uri: str = typer.Option(
         None, help="MLflow store for models:/ (default: MLFLOW_TRACKING_URI, else this repository's)"
@@ -37,7 +42,7 @@ def main(
     third_party_to_log(out / "predict.log")  # torch's C++ warnings, MLflow's INFO lines
     torch.set_num_threads(threads)
     try:
-        predictor = Predictor(model, threshold, max_pixels, tracking_uri)
+        predictor = Predictor(model, threshold, max_pixels, tracking_uri, runtime, threads)
     except QdetError:
         _remove_if_empty(out / "predict.log", out)  # a model that does not load leaves no output folder
         raise

@@ -1,9 +1,9 @@
-"""Run a detector artifact on images, folders or videos and write annotated copies, a CSV of the
+"""Run a detector on images, folders or videos and write annotated copies, a CSV of the
 detections and a CSV of per-image latencies.
 
-Works with a TorchScript file, an AOTInductor folder or a ``models:/name@alias`` registry URI;
-needs no training code. One bad input never stops the batch: it is reported, counted and the
-rest goes on.
+Works with a TorchScript file, an AOTInductor folder, a deploy folder (ONNX Runtime, OpenVINO)
+or a ``models:/name@alias`` registry URI (:mod:`qdet.predict.model`); needs no training code.
+One bad input never stops the batch: it is reported, counted and the rest goes on.
 """
 
 from __future__ import annotations
@@ -23,16 +23,12 @@ from qdet.core.errors import QdetError, last_line
 from qdet.core.files import OutputError, write_atomically
 from qdet.core.progress import progress_bar
 from qdet.measure.plots import draw_detections
-from qdet.serving.formats import load_artifact
+from qdet.predict.model import load_model, resolve_model
 from qdet.serving.image_input import ImageReadError, read_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
 DETECTION_COLUMNS = ["file", "class_name", "label", "score", "x_min", "y_min", "x_max", "y_max"]
-
-
-class ModelError(QdetError):
-    """The model argument does not name a loadable detector."""
 
 
 @dataclass
@@ -47,53 +43,6 @@ class PredictReport:
     @property
     def images_per_s(self) -> float:
         return (self.images + self.frames) / self.seconds if self.seconds else 0.0
-
-
-def store_uri(explicit: str | None) -> str:
-    """The MLflow store for ``models:/`` URIs: ``--tracking-uri``, else MLFLOW_TRACKING_URI, else
-    the ``mlflow.db`` of the repository this runs in; outside one, one line saying what to set
-    (MLflow itself would create an empty ``mlflow.db`` in the current folder)."""
-    from qdet.tracking import default_uri, git
-
-    if explicit or os.environ.get("MLFLOW_TRACKING_URI"):
-        return explicit or os.environ["MLFLOW_TRACKING_URI"]
-    top = git(["rev-parse", "--show-toplevel"])
-    if top and (Path(top) / "mlflow.db").exists():
-        return default_uri(Path(top))
-    raise ModelError(
-        "models:/ needs the MLflow store: run inside the qdet repository, or pass --tracking-uri "
-        "(or set MLFLOW_TRACKING_URI) to e.g. sqlite:////path/to/qdet/mlflow.db or http://host:5000"
-    )
-
-
-def resolve_model(model: str, tracking_uri: str | None = None) -> Path:
-    """A local artifact (.ts file or AOTInductor folder), or the one inside a registered model."""
-    if not model.startswith(("models:/", "runs:/")):
-        path = Path(model)
-        if not path.exists():
-            raise ModelError(f"{path}: model file not found")
-        if path.suffix == ".pt":
-            raise ModelError(
-                f"{path}: a training checkpoint, not an exported detector; use an artifact from "
-                "models/export/ (qat.ts, or the qat folder with the PT2E engine) or models:/<name>@<alias>"
-            )
-        return path
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    uri = store_uri(tracking_uri)
-    # models:/ is resolved by the registry, whose URI is not download_artifacts' tracking_uri:
-    # left unset it is MLflow's default, a new mlflow.db in the current folder
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    try:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model))
-    except MlflowException as exc:
-        raise ModelError(f"{model} in {uri}: {str(exc).splitlines()[0]}") from None
-    found = sorted([*local.rglob("*.ts"), *(p.parent for p in local.rglob("detector.json"))])
-    if not found:
-        raise ModelError(f"{model}: no qdet artifact inside the registered model")
-    return found[0]
 
 
 def expand(sources: list[Path]) -> Iterator[Path]:
@@ -141,16 +90,15 @@ def check_inputs(sources: list[Path]) -> list[Path]:
 
 class Predictor:
     def __init__(
-        self, model: str, threshold: float, max_pixels: int, tracking_uri: str | None = None
+        self,
+        model: str,
+        threshold: float,
+        max_pixels: int,
+        tracking_uri: str | None = None,
+        runtime: str = "torch",
+        threads: int = 2,
     ) -> None:
-        path = resolve_model(model, tracking_uri)
-        try:
-            self.module, meta = load_artifact(path)
-        except RuntimeError as exc:  # torch.jit.load / AOTInductor on a truncated or foreign file
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelError(
-                f"{path}: not a loadable qdet artifact (truncated or corrupt?): {first}"
-            ) from None
+        self.module, meta = load_model(resolve_model(model, tracking_uri, runtime), runtime, threads)
         self.classes: list[str] = meta.get("classes", [])
         self.threshold = threshold
         self.max_pixels = max_pixels

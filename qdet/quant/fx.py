@@ -189,3 +189,11 @@ def save_float(
 ) -> dict[str, Saved]:
     """The float model as TorchScript too (``float_ts``): a row in the int8 artifacts' format."""
     return {"float_ts": save_int8(model, model_cfg, {**meta, "variant": "float"}, out_dir, "float")}
+
+
+def export_qdq(model: nn.Module, path: Path, example: torch.Tensor) -> float:
+    """Not written: FX's int8 holds quantized tensors and packed kernels, which qdet does not map
+    to ONNX QDQ; the maintained engine does."""
+    raise QuantError(
+        "the fx engine's int8 is not exported to ONNX: quant.engine=pt2e writes ONNX and OpenVINO IR"
+    )

@@ -27,7 +27,9 @@ class Saved:
 class Engine(Protocol):
     """``module_name``: the name a float model's module has once the engine prepared the model
     (QAT freezes layers by their float names). ``timed_int8``: the int8 model a per-part
-    breakdown can hook into, given the loaded artifact and the QAT checkpoint it came from."""
+    breakdown can hook into, given the loaded artifact and the QAT checkpoint it came from.
+    ``export_qdq``: the converted detector as ONNX QDQ with its own ranges (seconds), or
+    :class:`qdet.quant.parts.QuantError` saying why this engine cannot."""
 
     ARTIFACT: str  # what convert writes, for the console ("TorchScript file", ...)
     FLOAT_DTYPES: tuple[str, ...]  # what its int8 artifacts' float ops can compute in, fp32 first
@@ -52,6 +54,7 @@ class Engine(Protocol):
         variant: str,
         float_dtype: str = "fp32",
     ) -> Saved: ...
+    def export_qdq(self, model: nn.Module, path: Path, example: torch.Tensor) -> float: ...
     def save_float(
         self, model: nn.Module, model_cfg: ModelConfig, meta: dict[str, Any], out_dir: Path
     ) -> dict[str, Saved]: ...

@@ -6,7 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from qdet.config import CalibrateConfig, QuantConfig
-from qdet.quant.parts import PARTS
+from qdet.config.engines import BEFORE_ENGINES
+from qdet.quant.parts import PARTS, QuantError
 
 QAT_OBSERVER = "moving_average"  # fake-quant tracks ranges by moving average while weights move
 
@@ -16,7 +17,7 @@ class QuantPlan:
     """The quantized parts, backend, observer and skips; ``make_plan`` builds it from params."""
 
     parts: list[str]
-    engine: str = "fx"
+    engine: str = BEFORE_ENGINES  # a plan stored before quant.engine existed
     backend: str = "x86"
     observer: str = "histogram"
     per_channel: bool = True
@@ -39,3 +40,13 @@ def make_plan(quant: QuantConfig, calibrate: CalibrateConfig, qat: bool) -> Quan
 
 def plan_dict(plan: QuantPlan) -> dict[str, object]:
     return dataclasses.asdict(plan)
+
+
+def same_engine(plans: dict[str, QuantPlan]) -> QuantPlan:
+    """The last of ``plans`` (checkpoint path -> its plan), which must all come from one engine:
+    int8 models of two engines cannot share one set of artifacts."""
+    engines = {path: plan.engine for path, plan in plans.items()}
+    if len(set(engines.values())) > 1:
+        made = " and ".join(f"{path} by {engine}" for path, engine in engines.items())
+        raise QuantError(f"{made}: rerun calibrate and qat with one quant.engine (dvc repro does)")
+    return list(plans.values())[-1]

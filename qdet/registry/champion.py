@@ -24,6 +24,7 @@ class Candidate:
     graph: str  # int8 graph signature; equal graphs run at equal speed, whatever the noise says
     map50_ci95: list[float] = field(default_factory=lambda: [0.0, 1.0])
     artifact_md5: str = ""  # what was registered, byte for byte
+    deploy: Path | None = None  # its ONNX / OpenVINO IR folder with the torch-free loader, if written
 
 
 @dataclass

@@ -8,6 +8,14 @@ from qdet.measure.variants import VARIANTS
 from qdet.registry.champion import Candidate
 
 FLOAT = "the float model, in the int8 variants' format"  # the registered name "float"
+DEPLOY_LINES = [
+    "- without torch: `artifacts/deploy/` holds the same int8 model as ONNX QDQ (`model.onnx`) and "
+    "OpenVINO IR (`openvino/model.xml` + `.bin`): `python artifacts/deploy/qdet_deploy.py img.jpg "
+    "--runtime openvino`, or `Detector('artifacts/deploy', runtime='onnxruntime').predict('img.jpg')` "
+    "from `qdet_deploy` (numpy, Pillow and the runtime only)",
+    "- C++/C#/Java: the runtime on either file; input `image` float32 3xHxW RGB in [0, 1], outputs "
+    "`boxes` (x1 y1 x2 y2), `labels` (k is `classes[k-1]` of `deploy.json`), `scores`",
+]
 
 
 def _ci(values: list[float], fmt: str) -> str:
@@ -29,9 +37,10 @@ def figures(candidate: Candidate, row: dict[str, object]) -> str:
     return ", ".join(parts)
 
 
-def loading(name: str, ref: str, artifact_name: str | None) -> list[str]:
+def loading(name: str, ref: str, artifact_name: str | None, deploy: bool = False) -> list[str]:
     """How to run the model at ``models:/<name><ref>`` (``ref``: ``/3`` or ``@champion``);
-    ``artifact_name``: the file or folder under the model's ``artifacts/`` (None: either kind)."""
+    ``artifact_name``: the file or folder under the model's ``artifacts/`` (None: either kind);
+    ``deploy``: it carries ``artifacts/deploy`` (ONNX, OpenVINO IR, the torch-free loader)."""
     uri = f"models:/{name}{ref}"
     folder = "`artifacts/<folder>/aot_detector.py` loads a PT2E folder with torch + torchvision only"
     script = "`torch.jit.load` an FX `.ts` file (torch only)"
@@ -48,7 +57,7 @@ def loading(name: str, ref: str, artifact_name: str | None) -> list[str]:
         " (one row per detection); `mlflow models serve -m " + uri + "` serves it",
         f"- qdet: `qdet-predict {uri} my_images/` (annotated images, detections.csv)",
         f"- without qdet: `mlflow artifacts download -u {uri}`, then {without_qdet}",
-    ]
+    ] + (DEPLOY_LINES if deploy else [])
 
 
 def version_description(
@@ -65,7 +74,7 @@ def version_description(
             f"Figures of its run: {figures(candidate, row)}.",
             "",
             "Load it:",
-            *loading(name, f"/{version}", candidate.artifact.name),
+            *loading(name, f"/{version}", candidate.artifact.name, candidate.deploy is not None),
         ]
     )
 
@@ -90,4 +99,5 @@ def model_description(
     else:
         lines += [f"@{alias} did not move in the last run: {reason}.", ""]
     artifact = champion.artifact.name if champion is not None else None
-    return "\n".join([*lines, "Load it:", *loading(name, f"@{alias}", artifact)])
+    deploy = champion is not None and champion.deploy is not None
+    return "\n".join([*lines, "Load it:", *loading(name, f"@{alias}", artifact, deploy)])

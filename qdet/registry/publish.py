@@ -4,12 +4,15 @@ the alias where :mod:`qdet.registry.champion` says."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from qdet.core.errors import QdetError
-from qdet.measure.variants import REGISTERED_INT8
+from qdet.measure.variants import REGISTERED_INT8, deployed
 from qdet.registry.champion import Candidate, Holder, challenge
 from qdet.registry.describe import model_description, version_description
 from qdet.registry.figures import describe_parent, log_model_metrics, log_reference
@@ -61,9 +64,17 @@ def candidates(exported: Path, maps: dict, bench: dict) -> list[Candidate]:
             graphs.get(v, v),
             maps[row[v]].get("map50_ci95", [maps[row[v]]["map50"]] * 2),
             artifact_md5(exported / manifest["variants"][row[v]]),
+            deploy_folder(exported, manifest["variants"], v),
         )
         for v in REGISTERED
     ]
+
+
+def deploy_folder(exported: Path, files: dict[str, str], registered: str) -> Path | None:
+    """The folder holding a variant's deploy files (its ONNX row's file sits in it), if convert
+    wrote one."""
+    onnx_row = deployed(registered).get("onnx")
+    return (exported / files[onnx_row]).parent if onnx_row in files else None
 
 
 def artifact_md5(path: Path) -> str:
@@ -142,19 +153,24 @@ def register_variant(
     MLflow links a run's metrics so far to each model logged in it."""
     import mlflow
 
-    info = run.call(
-        mlflow.pyfunc.log_model,
-        name=f"model_{candidate.variant}",
-        python_model=str(PYFUNC_FILE),
-        code_paths=[str(IMAGE_INPUT_FILE)],
-        artifacts={"detector": str(candidate.artifact)},
-        pip_requirements=REQUIREMENTS,
-        signature=signature(),
-        input_example=input_example(),
-        # what the operator may set at load time: the folder the ``path`` input may read (none,
-        # so off, until they name one), the default score threshold, torch threads (None: torch's)
-        model_config={"image_dir": None, "score_threshold": 0.0, "threads": None},
-    )
+    with contextlib.ExitStack() as stack:
+        artifacts = {"detector": str(candidate.artifact)}
+        if candidate.deploy is not None:  # MLflow names a copied folder by its own name: "deploy"
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "deploy"
+            artifacts["deploy"] = str(shutil.copytree(candidate.deploy, folder))
+        info = run.call(
+            mlflow.pyfunc.log_model,
+            name=f"model_{candidate.variant}",
+            python_model=str(PYFUNC_FILE),
+            code_paths=[str(IMAGE_INPUT_FILE)],
+            artifacts=artifacts,
+            pip_requirements=REQUIREMENTS,
+            signature=signature(),
+            input_example=input_example(),
+            # what the operator may set at load time: the folder the ``path`` input may read (none,
+            # so off, until they name one), the default score threshold, torch threads (None: torch's)
+            model_config={"image_dir": None, "score_threshold": 0.0, "threads": None},
+        )
     if info is None:
         return None, None
     run.call(mlflow.set_logged_model_tags, info.model_id, {"qdet.variant": candidate.variant})

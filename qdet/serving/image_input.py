@@ -2,17 +2,20 @@
 served model: EXIF orientation applied, high bit depths scaled (not clipped), transparency laid
 over white, oversized images refused before they are decoded.
 
-Ships inside the registered model beside the pyfunc: imports nothing of qdet.
+Ships inside the registered model beside the pyfunc and beside the deploy loader, which runs
+without torch: imports nothing of qdet, and torch only to return a tensor.
 """
 
 from __future__ import annotations
 
 import warnings
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+if TYPE_CHECKING:
+    import torch
 
 MAX_PIXELS = 40_000_000  # about 160 MB as float RGB: larger headers are refused before decoding
 
@@ -92,14 +95,27 @@ def to_rgb_array(image: Image.Image) -> np.ndarray:
     return np.array(image.convert("RGB"), dtype=np.uint8)
 
 
-def read_image(source: str | IO[bytes], max_pixels: int = MAX_PIXELS) -> torch.Tensor:
-    """An image file (path or binary stream) -> 3xHxW float tensor in [0, 1], as displayed."""
+def decoded(source: str | IO[bytes], max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """An image file (path or binary stream) -> HxWx3 as displayed (:func:`to_rgb_array`)."""
     with open_checked(source, max_pixels) as image:
         try:
-            array = to_rgb_array(image)
+            return to_rgb_array(image)
         except (OSError, SyntaxError, ValueError) as error:
             raise ImageReadError(f"image cannot be decoded ({error})") from None
-    tensor = torch.from_numpy(array).permute(2, 0, 1)
+
+
+def read_image(source: str | IO[bytes], max_pixels: int = MAX_PIXELS) -> torch.Tensor:
+    """An image file (path or binary stream) -> 3xHxW float tensor in [0, 1], as displayed."""
+    import torch  # here only: the deploy loader (qdet_deploy.py) reads images without torch
+
+    tensor = torch.from_numpy(decoded(source, max_pixels)).permute(2, 0, 1)
     if tensor.dtype == torch.uint8:  # 8-bit samples: one pass to float, [0, 1], channels first
         return tensor.to(torch.float32, memory_format=torch.contiguous_format).div_(255.0)
     return tensor.contiguous()
+
+
+def read_array(source: str | IO[bytes], max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """:func:`read_image` as numpy, the same values (float32 division by 255): for the deploy
+    loader, which runs without torch."""
+    array = np.ascontiguousarray(decoded(source, max_pixels).transpose(2, 0, 1))
+    return array.astype(np.float32) / np.float32(255.0) if array.dtype == np.uint8 else array

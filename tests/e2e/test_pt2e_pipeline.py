@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from qdet.measure.variants import DEPLOYED, VARIANTS
 from qdet.tracking import default_uri
 from tests.e2e.repos import env, make_repo, run, torch_deprecations
 
@@ -90,3 +91,46 @@ def test_registered_pt2e_model_predicts_without_qdet(repo, tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "'class_name', 'label', 'score', 'x_min'" in done.stdout
+
+
+def test_deploy_rows_are_scored_timed_and_close_to_their_torch_artifact(repo):
+    bench = json.loads((repo / "metrics" / "benchmark.json").read_text())
+    ev = json.loads((repo / "metrics" / "eval.json").read_text())
+    for name in DEPLOYED:
+        source = VARIANTS[name].source
+        assert abs(ev[name]["map50"] - ev[source]["map50"]) <= 0.05, name  # tiny data: 0.5 pt is a box
+        assert bench["variants"][name]["latency_ms_p50"] > 0 and name in bench["throughput"]
+    assert "qdet's int8 where users deploy" in (repo / "reports" / "results.md").read_text()
+
+
+LOADER = """
+import sys
+sys.modules["torch"] = None  # import torch fails from here on
+sys.path.insert(0, sys.argv[1])
+from qdet_deploy import Detector
+for runtime in ("onnxruntime", "openvino"):
+    print(runtime, len(Detector(sys.argv[1], runtime).predict(sys.argv[2], threshold=0.0)))
+"""
+
+
+def test_registered_deploy_files_predict_where_torch_cannot_be_imported(repo, tmp_path):
+    reg = json.loads((repo / "metrics" / "register.json").read_text())
+    image = next((repo / "data" / "processed" / "images").iterdir())
+    uri = f"models:/{reg['model_name']}/{reg['versions']['qat']}"
+    download = (
+        "import sys; sys.modules['qdet'] = None; sys.modules['torch'] = None\n"
+        "import mlflow\n"
+        f"mlflow.set_tracking_uri('{default_uri(repo)}')\n"
+        f"print(mlflow.artifacts.download_artifacts('{uri}', dst_path='{tmp_path}'))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", download], env=env(), capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    folder = next(tmp_path.rglob("deploy.json")).parent
+    assert folder.name == "deploy" and (folder / "openvino" / "model.bin").is_file()
+    done = subprocess.run(
+        [sys.executable, "-c", LOADER, str(folder), str(image)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [line.split()[0] for line in done.stdout.splitlines()] == ["onnxruntime", "openvino"]

@@ -13,6 +13,7 @@ import torch
 from qdet.core.cpu import bf16_support, cpu_flags, cpu_info
 from qdet.measure.artifacts import artifact_size, load_variant
 from qdet.models.detector import build_detector
+from qdet.models.onnx import export_onnx
 from qdet.peers import onnx as ort_peers
 from qdet.peers import openvino, peer_files, write_manifest
 from qdet.quant.aot import Compiled, compile_module
@@ -32,7 +33,7 @@ def exported(tmp_path_factory):
         model.roi_heads.box_predictor.cls_score.weight.mul_(20)
     folder = tmp_path_factory.mktemp("peers")
     images = [(torch.rand(*IMAGE_SIZE), {}) for _ in range(4)]
-    ort_peers.export_onnx(model, folder / "fp32.onnx", images[0][0])
+    export_onnx(model, folder / "fp32.onnx", images[0][0])
     return model, folder, images
 
 

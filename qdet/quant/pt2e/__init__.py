@@ -24,6 +24,7 @@ from qdet.quant.parts import PARTS, capture_inputs, check_skip, dynamic_shapes, 
 from qdet.quant.plan import QuantPlan
 from qdet.quant.pt2e.capture import ExportedPart, capture
 from qdet.quant.pt2e.diagnostics import describe, module_sqnr
+from qdet.quant.pt2e.qdq import export_qdq
 from qdet.quant.pt2e.quantizer import make_quantizer, quantization_config
 from qdet.quant.pt2e.workarounds import (
     bn_constants,
@@ -40,6 +41,7 @@ __all__ = [  # the engine interface (qdet.quant.interface), and what the tests u
     "convert",
     "describe",
     "dynamic_shapes",
+    "export_qdq",
     "fake_quant",
     "freeze_bn",
     "module_name",
