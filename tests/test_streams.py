@@ -1,5 +1,7 @@
 """Throughput rows: which settings each runtime gets, and real workers started together."""
 
+from pathlib import Path
+
 import pytest
 from PIL import Image
 
@@ -39,3 +41,25 @@ def test_a_worker_that_cannot_load_its_model_is_one_error_not_a_hang(tiny, tmp_p
     broken.write_bytes(b"not a model")
     with pytest.raises(RuntimeError, match="throughput worker for float_ts failed: .*broken.ts"):
         throughput("float_ts", "artifact", broken, [image], 2, 0.5)
+
+
+def test_rows_are_qdets_int8_the_recommended_deploy_rows_the_int8_peers_and_the_best_float(monkeypatch):
+    from qdet.measure import streams
+
+    monkeypatch.setattr(streams, "throughput", lambda name, how, *rest: {"how": how})
+    names = [
+        "float_eager",
+        "ptq",
+        "qat",
+        "ptq_onnx",
+        "ptq_openvino",
+        "qat_onnx",
+        "qat_openvino",
+        "ov_int8",
+        "ov_bf16",
+    ]
+    files = {name: Path(name) for name in names}
+    rows = streams.throughput_rows(files, {"best_float": "ov_bf16"}, [], 2, 3.0)
+    assert list(rows) == ["ptq", "qat", "qat_onnx", "qat_openvino", "ov_int8", "ov_bf16"]
+    assert rows["qat_openvino"] == {"how": "openvino"}
+    assert streams.throughput_rows(files, {"best_float": "ov_bf16"}, [], 2, 0.0) == {}

@@ -157,8 +157,10 @@ def nncf_quantize(fp32: Path, out: Path, dataset: DetectionDataset, images: int)
 
 def to_ir(onnx_path: Path, xml: Path) -> None:
     """An ONNX model as OpenVINO IR (``.xml`` + ``.bin``): QDQ weights are stored as their int8
-    values with OpenVINO's decompression ops, float weights stay fp32."""
-    import openvino as ov
+    values with OpenVINO's decompression ops, float weights stay fp32. Read by the runtime's ONNX
+    frontend, as OpenVINO runs an ONNX file: ``ov.convert_model`` of the same QDQ file gave an IR
+    that ran slower (measured: docs/results-history.md)."""
+    import openvino as ov  # as in _core: only where OpenVINO runs
 
     xml.parent.mkdir(parents=True, exist_ok=True)
-    ov.save_model(ov.convert_model(str(onnx_path)), str(xml), compress_to_fp16=False)
+    ov.save_model(_core().read_model(str(onnx_path)), str(xml), compress_to_fp16=False)
