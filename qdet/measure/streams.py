@@ -23,7 +23,7 @@ import torch
 
 from qdet.data.dataset import load_image
 from qdet.measure.artifacts import load_variant
-from qdet.measure.variants import RECOMMENDED, REGISTERED_INT8, deployed, int8_peers, variant
+from qdet.measure.variants import DEPLOYED, REGISTERED_INT8, int8_peers, variant
 from qdet.peers.openvino import compile_model, read_spec, spec_model
 
 SYNC = "ov-async"  # MODE of an OpenVINO worker fed through an AsyncInferQueue (THROUGHPUT hint)
@@ -103,13 +103,12 @@ def throughput(name: str, how: str, artifact: Path, images: list[Path], threads:
 def throughput_rows(
     files: dict[str, Path], best: dict[str, str | None], images: list[Path], threads: int, seconds: float
 ) -> dict[str, dict]:
-    """:func:`throughput` of qdet's registered int8 variants, the recommended one's deploy rows
-    (ONNX Runtime, OpenVINO: the other variant's differ only by their ranges), every int8 peer and
-    the best float row (``best["best_float"]``); nothing when ``seconds`` is 0."""
+    """:func:`throughput` of qdet's registered int8 variants and their deploy rows (ONNX Runtime,
+    OpenVINO), every int8 peer and the best float row (``best["best_float"]``); nothing when
+    ``seconds`` is 0."""
     if seconds <= 0:
         return {}
-    deploy = deployed(RECOMMENDED).values()
-    names = [*REGISTERED_INT8, *deploy, *int8_peers(list(files)), best.get("best_float")]
+    names = [*REGISTERED_INT8, *DEPLOYED, *int8_peers(list(files)), best.get("best_float")]
     return {
         name: throughput(name, variant(name).load, files[name], images, threads, seconds)
         for name in dict.fromkeys(names)

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from qdet.measure.variants import DEPLOYED, RECOMMENDED, VARIANTS
+from qdet.measure.variants import DEPLOYED, VARIANTS
 from qdet.tracking import default_uri
 from tests.e2e.repos import env, make_repo, run, torch_deprecations
 
@@ -99,8 +99,7 @@ def test_deploy_rows_are_scored_timed_and_close_to_their_torch_artifact(repo):
     for name in DEPLOYED:
         source = VARIANTS[name].source
         assert abs(ev[name]["map50"] - ev[source]["map50"]) <= 0.05, name  # tiny data: 0.5 pt is a box
-        assert bench["variants"][name]["latency_ms_p50"] > 0
-        assert (name in bench["throughput"]) == (source == RECOMMENDED)
+        assert bench["variants"][name]["latency_ms_p50"] > 0 and name in bench["throughput"]
     assert "qdet's int8 where users deploy" in (repo / "reports" / "results.md").read_text()
 
 
