@@ -61,8 +61,8 @@ def main(
         return out
 
     # Accuracy, not speed: every other variant scores in a forked child, each half on half the
-    # threads (2 cores, one thread per half: 56 s against 68 for the ten variants on one process
-    # with two threads, Zen 5); the benchmark times them all with train.threads.
+    # threads (one process per core beats one process on two threads for scoring); the benchmark
+    # times them all with train.threads.
     names = list(variants)
     beside = Aside(lambda: scored(names[::2]), f"scoring {', '.join(names[::2])}", half)
     stage.set_threads(half)

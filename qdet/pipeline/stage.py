@@ -121,7 +121,7 @@ def load(params: Path, stage: str, uses_torch: bool = True) -> Config:
     quiet_warnings(deprecations=deprecated_upstream(cfg.quant.engine))
     seed_everything(cfg.seed, uses_torch)
     # what is loaded by now lives as long as the stage: out of the collector's sight, the exit's
-    # collections skip it (~1 s per stage with torch and torchvision loaded), and forks share it
+    # collections skip it (torch and torchvision's objects are many), and forks share it
     gc.freeze()
     return cfg
 

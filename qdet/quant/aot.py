@@ -55,8 +55,8 @@ CHANNELS_LAST = True
 # The transform pads every image to sides that are multiples of 32 (GeneralizedRCNNTransform's
 # size_divisible), so the backbone is exported for sides 32·k: every feature-map size becomes a
 # linear expression of k. Exported for any side, Inductor indexed the FPN's nearest upsampling
-# through chains of floor divisions recomputed for every 8 channels (squeezenet1_1 PT2E int8
-# backbone, 2 threads, AVX2 EPYC: 25.3 -> 21.9 ms).
+# through chains of floor divisions recomputed for every 8 channels, which slowed the int8
+# backbone measurably (docs/results-history.md, "Measured figures that were code comments").
 SIDE_MULTIPLE = 32
 
 

@@ -181,8 +181,8 @@ def memoize_pattern_graphs() -> bool:
 
     torchao 0.18 builds the patterns it rewrites with (dropout and batch norm for every
     train/eval switch of a captured part, ~40 conv + BN variants for every QAT fold) with a
-    strict ``torch.export`` each time: 204 exports, ~60% of the 35 s that rebuilding and
-    converting one resnet18 detector took (cProfile, Zen 5, 2 threads). Each call still gets its
+    strict ``torch.export`` each time: hundreds of exports, most of the time that rebuilding and
+    converting one detector took (cProfile; docs/results-history.md). Each call still gets its
     own copy of the graph, as before. Installs once; returns whether it installed now."""
     from torchao.quantization.pt2e import qat_utils, utils
 
