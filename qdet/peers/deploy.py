@@ -50,12 +50,11 @@ def write_deploy(
     engine.export_qdq(model, folder / ONNX_FILE, example)
     openvino.to_ir(folder / ONNX_FILE, folder / IR_FILE)
     reported = openvino.write_spec(folder / SPEC_FILE, folder / IR_FILE, rest, threads, ROUTE)
-    config = {**openvino.LATENCY, "INFERENCE_PRECISION_HINT": rest}
     deploy_meta = {
         **meta,
         "onnx": ONNX_FILE,
         "openvino": IR_FILE,
-        "openvino_config": config,
+        "openvino_config": openvino.read_spec(folder / SPEC_FILE)["config"],  # the benchmark's
         "openvino_precision": reported,
         "input": {"image": "float32, 3 x H x W, RGB in [0, 1]"},
         "outputs": {
