@@ -3,10 +3,8 @@ nothing in it is copied by hand and every figure is this run's."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from qdet.measure.limits import limit_line
-from qdet.measure.report_speed import deploy_lines, floor_lines, regime_lines, throughput_lines
+from qdet.measure.report_speed import deploy_lines, floor_lines, num, regime_lines, throughput_lines
 from qdet.measure.variants import FP32_TWIN, RECOMMENDED, REFERENCE, label
 
 PLOTS = (  # (file below plots/, what it shows)
@@ -16,10 +14,6 @@ PLOTS = (  # (file below plots/, what it shows)
     ("sensitivity.png", "per-module int8 sensitivity (SQNR)"),
     ("eval/pr_curves.png", "precision-recall at IoU 0.5"),
 )
-
-
-def _num(value: Any, fmt: str) -> str:
-    return format(value, fmt) if isinstance(value, int | float) and value != -1 else "-"
 
 
 def _ci(row: dict, key: str, fmt: str) -> str:
@@ -66,8 +60,8 @@ def speed_table(variants: dict) -> list[str]:
     for name, row in rows:
         lines.append(
             f"| {label(name)} | {_ci(row, 'latency_ms_p50', '.1f')} | "
-            f"{_num(row.get('latency_ms_p90'), '.1f')} | "
-            f"{_num(row.get('size_mb'), '.1f')} | {_ci(row, 'speedup_vs_float_eager', '.2f')} | "
+            f"{num(row.get('latency_ms_p90'), '.1f')} | "
+            f"{num(row.get('size_mb'), '.1f')} | {_ci(row, 'speedup_vs_float_eager', '.2f')} | "
             f"{_ci(row, 'speedup_vs_best_float', '.2f')} | {_ci(row, 'speedup_vs_best_int8_peer', '.2f')} |"
         )
     return lines
@@ -82,7 +76,7 @@ def time_per_part(breakdown: dict) -> list[str]:
     parts = list(dict.fromkeys(p for r in rows.values() for p in r if p != "total")) + ["total"]
     lines = ["| detector | " + " | ".join(parts) + " |", "|---" * (len(parts) + 1) + "|"]
     lines += [
-        f"| {label(n)} | " + " | ".join(_num(r.get(p), ".1f") for p in parts) + " |" for n, r in rows.items()
+        f"| {label(n)} | " + " | ".join(num(r.get(p), ".1f") for p in parts) + " |" for n, r in rows.items()
     ]
     limit = breakdown.get("int8_backbone", {})
     if limit:
@@ -102,9 +96,9 @@ def int8_artifacts(convert: dict, evaluation: dict, benchmark: dict) -> list[str
         speed = benchmark.get("variants", {})
         ms = {n: speed.get(n, {}).get("latency_ms_p50") for n in (RECOMMENDED, FP32_TWIN)}
         lines.append(
-            f"- what bf16 costs and gains: {label(RECOMMENDED)} mAP@.5 {_num(bf16.get('map50'), '.3f')} "
-            f"against {_num(fp32.get('map50'), '.3f')} with fp32 float ops; p50 "
-            f"{_num(ms[RECOMMENDED], '.1f')} ms against {_num(ms[FP32_TWIN], '.1f')} ms"
+            f"- what bf16 costs and gains: {label(RECOMMENDED)} mAP@.5 {num(bf16.get('map50'), '.3f')} "
+            f"against {num(fp32.get('map50'), '.3f')} with fp32 float ops; p50 "
+            f"{num(ms[RECOMMENDED], '.1f')} ms against {num(ms[FP32_TWIN], '.1f')} ms"
         )
     return lines
 
@@ -137,28 +131,28 @@ def seed_table(seeds: dict | None, recipe: str) -> list[str]:
     for row in seeds.get("seeds", []):
         curve = " / ".join(f"{v:.3f}" for v in row.get("val_map50_per_epoch", []))
         gains = " / ".join(
-            _num(row.get(k), "+.3f") for k in ("val_map50_last_epoch_gain", "val_map_last_epoch_gain")
+            num(row.get(k), "+.3f") for k in ("val_map50_last_epoch_gain", "val_map_last_epoch_gain")
         )
         lines.append(
             f"| {row.get('precision', '?')} | {row.get('seed')} | {curve} | {gains} "
-            f"| {_num(row.get('test_map50'), '.3f')} | {_num(row.get('test_map'), '.3f')} "
-            f"| {_num(row.get('seconds'), '.0f')} |"
+            f"| {num(row.get('test_map50'), '.3f')} | {num(row.get('test_map'), '.3f')} "
+            f"| {num(row.get('seconds'), '.0f')} |"
         )
     limits = seeds.get("limits", {})
     lines += [
         "",
-        f"Spread of test mAP@.5: {_num(seeds.get('spread'), '.4f')} (target ≤ "
+        f"Spread of test mAP@.5: {num(seeds.get('spread'), '.4f')} (target ≤ "
         f"{limits.get('spread', '?')}: {'met' if seeds.get('spread_within_limit') else 'missed'}; valid: "
-        f"{_num(seeds.get('valid_spread'), '.4f')}); largest last-epoch gain "
-        f"{_num(seeds.get('worst_last_epoch_gain'), '+.4f')} (target ≤ "
+        f"{num(seeds.get('valid_spread'), '.4f')}); largest last-epoch gain "
+        f"{num(seeds.get('worst_last_epoch_gain'), '+.4f')} (target ≤ "
         f"{limits.get('last_epoch_gain', '?')}: {'met' if seeds.get('on_plateau') else 'missed'}).",
     ]
     if "precision_gap_test_map50" in seeds:
         verdict = "met" if seeds.get("precision_gap_within_limit") else "missed"
         lines.append(
             f"Precisions apart, their mean test mAP@.5 differ by "
-            f"{_num(seeds['precision_gap_test_map50'], '.4f')} and mAP@.5:.95 by "
-            f"{_num(seeds['precision_gap_test_map'], '.4f')} "
+            f"{num(seeds['precision_gap_test_map50'], '.4f')} and mAP@.5:.95 by "
+            f"{num(seeds['precision_gap_test_map'], '.4f')} "
             f"(target ≤ {limits.get('precision_gap', '?')}: {verdict})."
         )
     return lines
@@ -200,9 +194,9 @@ def render(
         *([f"- test split rule: {preprocess['test_split_why']}"] if "test_split_why" in preprocess else []),
         f"- float training: {train.get('epochs', '?')} epochs in {train.get('precision', 'fp32')} "
         f"({train.get('precision_why', 'before train.precision')}), "
-        f"{_num(train.get('train_seconds_this_run'), '.0f')} s; valid mAP@.5 "
-        f"{_num(train.get('val_map50'), '.3f')} at the end, "
-        f"{_num(train.get('val_map50_last_epoch_gain'), '+.3f')} from the last epoch",
+        f"{num(train.get('train_seconds_this_run'), '.0f')} s; valid mAP@.5 "
+        f"{num(train.get('val_map50'), '.3f')} at the end, "
+        f"{num(train.get('val_map50_last_epoch_gain'), '+.3f')} from the last epoch",
         "",
         "### The float recipe across seeds",
         *seed_table(seeds, recipe),

@@ -4,8 +4,15 @@ qdet's int8 as deployed on ONNX Runtime and OpenVINO (:mod:`qdet.peers.deploy`).
 
 from __future__ import annotations
 
+from typing import Any
+
 from qdet.measure.floor import floor_line
 from qdet.measure.variants import DEPLOYED, RECOMMENDED, deployed, int8_peers, label, variant
+
+
+def num(value: Any, fmt: str) -> str:
+    """A figure of a metric file, or ``-`` where it is missing (older files write -1)."""
+    return format(value, fmt) if isinstance(value, int | float) and value != -1 else "-"
 
 
 def regime_lines(benchmark: dict) -> list[str]:
@@ -82,9 +89,9 @@ def deploy_lines(evaluation: dict, benchmark: dict) -> list[str]:
         ms, peer_ms = row.get("latency_ms_p50"), speed.get(peer, {}).get("latency_ms_p50")
         ratio = f"{ms / peer_ms:.2f} ({label(peer)})" if ms and peer_ms else "-"
         lines.append(
-            f"| {label(name)} | {evaluation[name]['map50']:.3f} | {_signed(gap)} pt | {_fmt(ms, '.1f')} | "
-            f"{ratio} | {_fmt(rates.get(name, {}).get('img_per_s'), '.1f')} | "
-            f"{_fmt(row.get('size_mb'), '.1f')} |"
+            f"| {label(name)} | {evaluation[name]['map50']:.3f} | {num(gap, '+.2f')} pt | {num(ms, '.1f')} | "
+            f"{ratio} | {num(rates.get(name, {}).get('img_per_s'), '.1f')} | "
+            f"{num(row.get('size_mb'), '.1f')} |"
         )
     qat, ir = RECOMMENDED, deployed(RECOMMENDED).get("openvino")
     peer = same_runtime_peer(ir, list(speed)) if ir else None
@@ -97,11 +104,3 @@ def deploy_lines(evaluation: dict, benchmark: dict) -> list[str]:
             f"{ms[peer]:.1f} ms (the model, same runtime: x{ms[peer] / ms[ir]:.2f}).",
         ]
     return lines
-
-
-def _fmt(value: float | None, fmt: str) -> str:
-    return format(value, fmt) if isinstance(value, int | float) else "-"
-
-
-def _signed(value: float | None) -> str:
-    return format(value, "+.2f") if isinstance(value, int | float) else "-"
