@@ -26,8 +26,6 @@ from qdet.serving import DEPLOY_META, DEPLOY_OPENVINO, SHIPPED_DEPLOY
 
 ONNX_FILE = "model.onnx"
 IR_FILE = "openvino/model.xml"  # + model.bin
-SPEC_FILE = DEPLOY_OPENVINO  # an OpenVINO spec (qdet.peers.openvino): what evaluate and benchmark run
-META_FILE = DEPLOY_META
 ROUTE = "qdet QDQ"
 
 
@@ -49,12 +47,12 @@ def write_deploy(
     example = torch.rand(3, *size, generator=torch.Generator().manual_seed(0))  # shapes only: traced once
     engine.export_qdq(model, folder / ONNX_FILE, example)
     openvino.to_ir(folder / ONNX_FILE, folder / IR_FILE)
-    reported = openvino.write_spec(folder / SPEC_FILE, folder / IR_FILE, rest, threads, ROUTE)
+    reported = openvino.write_spec(folder / DEPLOY_OPENVINO, folder / IR_FILE, rest, threads, ROUTE)
     deploy_meta = {
         **meta,
         "onnx": ONNX_FILE,
         "openvino": IR_FILE,
-        "openvino_config": openvino.read_spec(folder / SPEC_FILE)["config"],  # the benchmark's
+        "openvino_config": openvino.read_spec(folder / DEPLOY_OPENVINO)["config"],  # the benchmark's
         "openvino_precision": reported,
         "input": {"image": "float32, 3 x H x W, RGB in [0, 1]"},
         "outputs": {
@@ -63,10 +61,10 @@ def write_deploy(
             "scores": "float32, N, highest first",
         },
     }
-    (folder / META_FILE).write_text(json.dumps(deploy_meta, indent=1))
+    (folder / DEPLOY_META).write_text(json.dumps(deploy_meta, indent=1))
     for shipped in SHIPPED_DEPLOY:
         shutil.copy2(shipped, folder / shipped.name)
-    return {"onnx": folder / ONNX_FILE, "openvino": folder / SPEC_FILE}
+    return {"onnx": folder / ONNX_FILE, "openvino": folder / DEPLOY_OPENVINO}
 
 
 def write_deploys(

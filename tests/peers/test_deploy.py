@@ -26,6 +26,7 @@ from qdet.predict.model import ModelError, load_model, resolve_model
 from qdet.quant import fx, pt2e
 from qdet.quant.parts import PARTS
 from qdet.quant.plan import QuantPlan
+from qdet.serving import DEPLOY_META
 from tests.helpers import TINY_MODEL
 
 CLASSES = ["a", "b", "c"]
@@ -220,7 +221,7 @@ def test_the_shipped_loader_predicts_with_torch_blocked(deployed, tmp_path):
     ]
     assert lines[0] == f"onnxruntime {expected}"
     assert lines[1].startswith("openvino [(")
-    meta = json.loads((folder / deploy.META_FILE).read_text())
+    meta = json.loads((folder / DEPLOY_META).read_text())
     assert meta["classes"] == CLASSES and meta["openvino_config"]["INFERENCE_PRECISION_HINT"] == "f32"
 
 
@@ -244,6 +245,6 @@ def test_an_engine_without_qdq_export_writes_no_deploy_rows(tmp_path):
 
 def test_the_shipped_loader_reads_the_files_convert_writes():
     """qdet_deploy.py imports nothing of qdet: its file names are spelled twice, checked here."""
-    from qdet.serving import DEPLOY_META, qdet_deploy
+    from qdet.serving import qdet_deploy
 
     assert qdet_deploy.META == DEPLOY_META
