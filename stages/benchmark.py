@@ -13,18 +13,18 @@ from qdet.core.console import console, exit_on_error
 from qdet.core.files import read_json, write_json
 from qdet.data.dataset import load_split
 from qdet.measure import speed
-from qdet.measure.artifacts import read_manifest
 from qdet.measure.breakdown import breakdowns
 from qdet.measure.floor import floor_line, measure_floor
 from qdet.measure.limits import backbone_vs_peak, limit_line
-from qdet.measure.plots import map_vs_latency
 from qdet.measure.streams import throughput_lines, throughput_rows
-from qdet.measure.variants import RECOMMENDED, REFERENCE, VARIANTS, int8_peers, non_int8
 from qdet.models.detector import load_trained
 from qdet.peers import skipped
 from qdet.pipeline import stage
 from qdet.quant.engines import get_engine
+from qdet.report.plots import map_vs_latency
 from qdet.tracking import split_summary
+from qdet.variants.artifacts import read_manifest
+from qdet.variants.table import RECOMMENDED, REFERENCE, VARIANTS, int8_peers, non_int8
 
 app = typer.Typer(add_completion=False)
 

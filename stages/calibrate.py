@@ -11,13 +11,13 @@ from qdet.core.console import console, exit_on_error
 from qdet.core.files import write_json
 from qdet.core.progress import progress_bar
 from qdet.data.dataset import load_split
-from qdet.measure.plots import plot_sensitivity
 from qdet.models.detector import load_trained
 from qdet.pipeline import stage
 from qdet.quant.calibrate import calibrate_ptq, calibration_summary
 from qdet.quant.engines import float_dtype, get_engine
 from qdet.quant.plan import make_plan, plan_dict
 from qdet.quant.sensitivity import write_sensitivity
+from qdet.report.plots import plot_sensitivity
 
 app = typer.Typer(add_completion=False)
 

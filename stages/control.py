@@ -9,13 +9,13 @@ from qdet.config import config_to_dict
 from qdet.core.checkpoint import fingerprint, load_checkpoint, save_checkpoint
 from qdet.core.console import console, exit_on_error
 from qdet.core.files import write_json
-from qdet.measure.variants import CONTROL_FILE
 from qdet.models.detector import load_trained
 from qdet.pipeline import stage
 from qdet.pipeline.session import training_session
 from qdet.quant.qat import freeze_layers
 from qdet.training.control import OFF_NOTE, bn_freezing
 from qdet.training.loop import FitHooks, epoch_logger, fit
+from qdet.variants.table import CONTROL_FILE
 
 app = typer.Typer(add_completion=False)
 

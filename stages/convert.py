@@ -12,8 +12,6 @@ from qdet.core.checkpoint import load_checkpoint
 from qdet.core.console import console, exit_on_error
 from qdet.core.cpu import bf16_support
 from qdet.core.files import compile_room, require_free_space, write_json
-from qdet.measure.artifacts import artifact_size, graph_signature, size_summary, write_manifest
-from qdet.measure.variants import FLOAT_COMPILED, FP32_TWIN, RECOMMENDED, deployed
 from qdet.models.detector import load_trained
 from qdet.peers.deploy import write_deploys
 from qdet.peers.openvino import default_precision
@@ -21,6 +19,8 @@ from qdet.pipeline import stage
 from qdet.quant.aot import save_compiled
 from qdet.quant.engines import float_dtype, get_engine, int8_from_state
 from qdet.quant.plan import QuantPlan, same_engine
+from qdet.variants.artifacts import artifact_size, graph_signature, size_summary, write_manifest
+from qdet.variants.table import FLOAT_COMPILED, FP32_TWIN, RECOMMENDED, deployed
 
 app = typer.Typer(add_completion=False)
 KEYS = {"qat": "qat", "ptq": "observed"}  # variant -> its state in the checkpoint

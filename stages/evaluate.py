@@ -4,9 +4,8 @@ code: float eager (the reference), the float artifacts, PTQ, QAT, the control an
 from pathlib import Path
 
 import typer
-from rich.progress import Progress
 
-from qdet.core.aside import Aside
+from qdet.core.aside import in_two_halves
 from qdet.core.console import console, exit_on_error
 from qdet.core.files import write_json
 from qdet.core.progress import progress_bar
@@ -19,12 +18,12 @@ from qdet.measure.accuracy import (
     map_summary,
     per_class_csv,
 )
-from qdet.measure.artifacts import evaluated_variants, load_variant
-from qdet.measure.plots import detection_grid, pr_curves
-from qdet.measure.variants import REFERENCE
 from qdet.peers import skipped
 from qdet.pipeline import stage
+from qdet.report.plots import detection_grid, pr_curves
 from qdet.tracking import split_summary
+from qdet.variants.artifacts import evaluated_variants, load_variant
+from qdet.variants.table import REFERENCE
 
 app = typer.Typer(add_completion=False)
 
@@ -51,28 +50,19 @@ def main(
     plots.mkdir(parents=True, exist_ok=True)
     e, half = cfg.evaluate, max(1, cfg.train.threads // 2)
 
-    def scored(names: list[str], progress: Progress | None = None) -> dict[str, VariantScore]:
+    def scored(names: list[str], here: bool) -> dict[str, VariantScore]:
         out = {}
-        for variant in names:
-            detector = load_variant(variant, variants[variant], half)
-            out[variant] = s = evaluate_detector(detector, dataset, out_dir, variant, progress)
-            grid_png = plots / f"detections_{variant}.png"
-            detection_grid(dataset, s.predictions, dataset.classes, e.grid_images, e.draw_threshold, grid_png)
+        with progress_bar(disable=not here) as progress:
+            for variant in names:
+                detector = load_variant(variant, variants[variant], half)
+                out[variant] = s = evaluate_detector(detector, dataset, out_dir, variant, progress)
+                grid = plots / f"detections_{variant}.png"
+                detection_grid(dataset, s.predictions, dataset.classes, e.grid_images, e.draw_threshold, grid)
         return out
 
-    # Accuracy, not speed: every other variant scores in a forked child, each half on half the
-    # threads (one process per core beats one process on two threads for scoring); the benchmark
-    # times them all with train.threads.
-    names = list(variants)
-    beside = Aside(lambda: scored(names[::2]), f"scoring {', '.join(names[::2])}", half)
-    stage.set_threads(half)
-    with progress_bar() as progress:
-        console.print(f"scoring {', '.join(names[::2])} in a forked child, on the other core")
-        mine = scored(names[1::2], progress)
-    with console.status(f"scoring {', '.join(names[::2])}"):
-        theirs = beside.result()
-    stage.set_threads(cfg.train.threads)
-    scores = {variant: (mine | theirs)[variant] for variant in names}
+    # Accuracy, not speed: half the variants score in a forked child; the benchmark times them all
+    console.print(f"scoring {', '.join(variants)}, every other one in a forked child")
+    scores = in_two_halves(scored, list(variants), cfg.train.threads)
     results = {variant: s.stats for variant, s in scores.items()}
     add_drops(results, REFERENCE)
     with console.status("bootstrap intervals over the test images"):

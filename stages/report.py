@@ -9,10 +9,10 @@ import yaml
 from qdet.core.checkpoint import recipe_digest
 from qdet.core.console import console, exit_on_error
 from qdet.core.files import read_json, write_atomically
-from qdet.measure.plots import map_vs_latency
-from qdet.measure.report import render
-from qdet.measure.variants import label
+from qdet.report.page import render
+from qdet.report.plots import map_vs_latency
 from qdet.tracking import git_commit
+from qdet.variants.table import label
 
 app = typer.Typer(add_completion=False)
 
@@ -39,6 +39,7 @@ def main(
         evaluation=read_json(metrics / "eval.json"),
         benchmark=read_json(metrics / "benchmark.json"),
         register=read_json(metrics / "register.json"),
+        search=read_json(metrics / "quant_search.json"),
         plots=sorted(p.relative_to(plots).as_posix() for p in plots.rglob("*.png")),
         seeds=read_json(seeds) if seeds.exists() else None,
         recipe=recipe_digest(yaml.safe_load(params.read_text())),

@@ -49,3 +49,20 @@ def test_tensors_come_back_by_value_after_the_child_is_gone():
     job = Aside(lambda: {"boxes": torch.arange(6.0).reshape(3, 2)}, "scoring")
     job._process.join()  # gone before the parent reads
     assert torch.equal(job.result()["boxes"], torch.arange(6.0).reshape(3, 2))
+
+
+def test_in_two_halves_splits_the_items_between_two_processes_and_keeps_their_order():
+    from qdet.core.aside import in_two_halves
+
+    def work(items: list[int], here: bool) -> dict[int, tuple[int, bool, int]]:
+        return {i: (os.getpid(), here, torch.get_num_threads()) for i in items}
+
+    before = torch.get_num_threads()
+    done = in_two_halves(work, [5, 3, 9, 1], 4)
+    after = torch.get_num_threads()
+    torch.set_num_threads(before)
+    assert list(done) == [5, 3, 9, 1]
+    assert {done[5][0], done[9][0]} != {os.getpid()} and not done[5][1] and not done[9][1]
+    assert done[3][:2] == done[1][:2] == (os.getpid(), True)
+    assert {v[2] for v in done.values()} == {2}  # each half on half the threads
+    assert after == 4  # the caller's threads again

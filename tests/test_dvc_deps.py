@@ -66,3 +66,11 @@ def test_qat_depends_on_its_schedule_but_not_on_the_control_switch() -> None:
     params = {p for p in stages()["qat"]["params"] if isinstance(p, str) and p.startswith("qat.")}
     fields = {f"qat.{f.name}" for f in dataclasses.fields(QatConfig)}
     assert params == fields - {"qat.control"}
+
+
+@pytest.mark.parametrize("name", sorted(stages()))
+def test_code_deps_are_package_folders(name: str) -> None:
+    """One line per package a stage runs keeps dvc.yaml readable in a minute; a single file of
+    a package listed instead would miss the package's other files when they change."""
+    deps = [next(iter(d)) if isinstance(d, dict) else d for d in stages()[name]["deps"]]
+    assert [d for d in deps if d.startswith("qdet/") and d.count("/") > 1] == []

@@ -33,7 +33,7 @@ def test_live_ops_stay_in_the_builtin_table():
 
 
 def test_a_truncated_or_foreign_artifact_is_one_line_naming_it(tmp_path):
-    from qdet.measure.artifacts import ArtifactError, load_variant
+    from qdet.variants.artifacts import ArtifactError, load_variant
 
     cut = tmp_path / "qat.ts"
     cut.write_bytes(b"PK\x03\x04" + b"\x00" * 200)  # a zip header, then nothing: a cut TorchScript file

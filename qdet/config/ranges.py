@@ -67,6 +67,7 @@ RANGES: dict[str, str] = {
     "benchmark.throughput_seconds": NON_NEGATIVE,
     "benchmark.images": POSITIVE,
     "register.max_map_drop": UNIT,
+    "quant.max_drop": UNIT,
     "register.min_speedup": NON_NEGATIVE,
 }  # every number in params.yaml has its range here (a test checks that none is missing)
 _IN_RANGE = {

@@ -101,6 +101,8 @@ class QuantConfig:
     per_channel: bool  # per-channel weight quantization
     reduce_range: bool  # 7-bit activations (older x86 CPUs without VNNI)
     float_dtype: Literal["auto", "fp32", "bf16"]  # what the int8 artifacts' float ops compute in
+    max_drop: float  # mAP@.5 points PTQ may lose on the valid split before modules are kept float
+    search: Literal["auto", "off"]  # auto: the search stage enforces max_drop; off: PTQ as calibrated
 
 
 @dataclass

@@ -25,6 +25,28 @@ class AsideDied(QdetError):
     """The child ended without a result (killed, or out of memory)."""
 
 
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def in_two_halves(work: Callable[[list[K], bool], dict[K, V]], items: list[K], threads: int) -> dict[K, V]:
+    """``work`` over every other item in a forked child and over the rest here, each on half of
+    ``threads``: for jobs that scale worse across threads than across processes (scoring). The
+    second argument says whether the call is the one here (the one that may show progress).
+    The result follows ``items``' order."""
+    import torch  # torch loads with the work that forks, not with qdet.core
+
+    half = max(1, threads // 2)
+    beside: Aside[dict[K, V]] = Aside(lambda: work(items[::2], False), f"{len(items[::2])} items aside", half)
+    torch.set_num_threads(half)
+    try:
+        mine = work(items[1::2], True)
+    finally:
+        torch.set_num_threads(threads)
+    done = mine | beside.result()
+    return {item: done[item] for item in items}
+
+
 class Aside(Generic[T]):
     """``fn`` running in a forked child with ``threads`` torch threads; :meth:`result` waits."""
 
@@ -53,7 +75,7 @@ class Aside(Generic[T]):
 
 
 def _child(fn: Callable[[], object], send, threads: int) -> None:
-    import torch
+    import torch  # torch loads with the work that forks, not with qdet.core
 
     die_with_parent(signal.SIGKILL)
     torch.set_num_threads(threads)  # one thread: no OpenMP pool inherited from the parent is used

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -57,8 +58,6 @@ def require_free_space(folders: list[Path], need: int, what: str) -> None:
 def compile_room(out_dir: Path, model: Path) -> tuple[list[Path], int]:
     """Where a compiling stage writes (its outputs, the compiler's cache in the temp folder) and
     about how much it needs there: a GB for the cache plus ten copies of the float model."""
-    import tempfile
-
     return [out_dir, Path(tempfile.gettempdir())], 1_000_000_000 + 10 * model.stat().st_size
 
 

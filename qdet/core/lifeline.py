@@ -9,6 +9,7 @@ for every process between this one and ``dvc``.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import sys
@@ -30,7 +31,6 @@ def die_with_parent(sig: int) -> None:
     """
     if not sys.platform.startswith("linux"):
         return
-    import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_PDEATHSIG, sig) != 0:

@@ -6,6 +6,7 @@ Archives are extracted safely: an entry whose path would land outside the target
 from __future__ import annotations
 
 import shutil
+import tarfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -108,8 +109,6 @@ def check_bounds(archive: Path, infos: list[zipfile.ZipInfo]) -> None:
 
 def not_a_zip(archive: Path) -> str:
     """What the file is instead, for the error message."""
-    import tarfile
-
     if tarfile.is_tarfile(archive):
         return (
             "a tar archive; qdet reads zip archives (the format GTSDB and PennFudan are published in) "

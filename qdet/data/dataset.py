@@ -8,6 +8,8 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
+from qdet.data.gtsdb import mirrored_names
+from qdet.data.processed import read_classes, read_split
 from qdet.data.records import ImageRecord
 from qdet.serving.image_input import read_image
 
@@ -78,8 +80,6 @@ class DetectionDataset(Dataset):
 def flip_policy(dataset: str, classes: str, hflip: str) -> tuple[bool, dict[str, str]]:
     """(flip or not, mirror pairs). ``auto`` leaves flips off for GTSDB: a flip mirrors digits
     and turns "keep left" into "keep right"; with ``on`` the mirrored pairs swap labels."""
-    from qdet.data.gtsdb import mirrored_names
-
     flip = hflip == "on" or (hflip == "auto" and dataset != "gtsdb")
     return flip, (mirrored_names(classes) if dataset == "gtsdb" else {})
 
@@ -90,8 +90,6 @@ def collate(batch):
 
 def load_split(processed: Path, split: str) -> DetectionDataset:
     """A split of a processed dataset, unaugmented (calibration, evaluation, benchmark)."""
-    from qdet.data.processed import read_classes, read_split
-
     return DetectionDataset(read_split(processed, split), read_classes(processed))
 
 
@@ -99,8 +97,6 @@ def training_datasets(
     processed: Path, dataset: str, classes_mode: str, hflip: str, color_jitter: float
 ) -> tuple[DetectionDataset, DetectionDataset]:
     """(augmented train split, plain valid split) of a processed dataset: what train and qat use."""
-    from qdet.data.processed import read_classes, read_split
-
     classes = read_classes(processed)
     flip, mirror = flip_policy(dataset, classes_mode, hflip)
     train = DetectionDataset(read_split(processed, "train"), classes, flip, mirror, color_jitter)

@@ -7,14 +7,13 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from qdet.core.files import md5sum
 from qdet.data.processed import read_split
 
 
 def evaluation_digest(processed: Path, split: str) -> str:
     """What a score was computed on: the split's rows (images, sizes, boxes), the class names
     and every image's bytes. Two runs' scores compare only when this is equal."""
-    from qdet.core.files import md5sum
-
     digest = hashlib.md5()
     for name in (f"{split}.csv", "classes.txt"):
         digest.update(md5sum(processed / name).encode())

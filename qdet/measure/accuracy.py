@@ -20,10 +20,13 @@ from pycocotools.cocoeval import COCOeval
 from rich.progress import Progress
 from torch import nn
 
+from qdet.core.aside import Aside
 from qdet.core.device import model_device
 from qdet.core.files import write_atomically, write_json
 from qdet.data.records import ImageRecord
-from qdet.measure.variants import CONTROL, RECOMMENDED
+from qdet.measure.resampling import resampled_maps
+from qdet.measure.stats import interval, resample
+from qdet.variants.table import CONTROL, RECOMMENDED
 
 STAT_NAMES = ["map", "map50", "map75", "map_small", "map_medium", "map_large"]
 
@@ -165,6 +168,15 @@ def add_drops(results: dict[str, dict[str, float]], baseline: str = "float") -> 
                 stats[f"{key}_drop"] = results[baseline][key] - stats[key]
 
 
+def map50_with_interval(
+    detector: Callable, dataset, out_dir: Path, name: str, progress: Progress | None = None
+) -> tuple[float, list[float]]:
+    """mAP@.5 of ``detector`` on ``dataset`` and its 95% bootstrap interval over the images."""
+    s = evaluate_detector(detector, dataset, out_dir, name, progress)
+    boot = resampled_maps(s.evaluation, resample(len(s.evaluation._paramsEval.imgIds)))
+    return s.stats["map50"], interval(boot["map50"], s.stats["map50"])
+
+
 def add_intervals(
     results: dict[str, dict],
     scores: dict[str, VariantScore],
@@ -175,10 +187,6 @@ def add_intervals(
     the others, in place: 95% bootstrap over the test images, the drop paired (the same
     resampled images for both variants). With the QAT control scored, QAT also gets
     ``map50_vs_float_ft`` (QAT minus the control) and its interval. Needs :func:`add_drops` first."""
-    from qdet.core.aside import Aside
-    from qdet.measure.resampling import resampled_maps
-    from qdet.measure.stats import interval, resample
-
     rows = resample(len(scores[baseline].evaluation._paramsEval.imgIds))
     names = list(scores)
     beside = names[: len(names) // 2]  # half the variants in a forked child, on the other core

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from qdet.measure.accuracy import Detector
-from qdet.measure.variants import FLOAT_COMPILED, REFERENCE
 from qdet.serving import aot_detector
+from qdet.variants.table import FLOAT_COMPILED, REFERENCE
 
 COMPONENTS = {
     "transform": "transform",

@@ -21,7 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from qdet.core.cpu import bf16_support
 from qdet.measure.limits import BEST_CASE_CONV, best_case_convs, kernel_rates
-from qdet.measure.variants import variant
+from qdet.variants.table import variant
 
 PARTS = {  # quantized part -> its module in a torchvision detector, and the kind of its MACs
     "backbone": ("backbone", "conv"),
@@ -38,21 +38,25 @@ BREAKDOWN_STEP = {  # the breakdown's step that runs each part (AOT packages; FX
 BEST_CASE_MATMUL = (1024, 4096, 1024)  # rows, input features, output features: ~4.3 GMAC
 
 
-def part_gmacs(model: nn.Module, images: list[torch.Tensor]) -> dict[str, float]:
-    """Giga multiply-accumulates per image of each part in :data:`PARTS`, averaged over
-    ``images`` (the box head's count follows the proposals each image gets)."""
-    totals = dict.fromkeys(PARTS, 0.0)
+def module_gmacs(model: nn.Module, images: list[torch.Tensor], names: list[str]) -> dict[str, float]:
+    """Giga multiply-accumulates per image of each module in ``names`` (full paths), averaged
+    over ``images`` (the box head's count follows the proposals each image gets)."""
+    totals = dict.fromkeys(names, 0.0)
     model.eval()
     with torch.inference_mode():
         for image in images:
             with FlopCounterMode(display=False) as counter:
                 model([image])
-            counts = {
-                name.partition(".")[2]: sum(ops.values()) for name, ops in counter.get_flop_counts().items()
-            }
-            for part, (path, _) in PARTS.items():
-                totals[part] += counts.get(path, 0) / 2 / 1e9
-    return {part: total / len(images) for part, total in totals.items()}
+            counts = {k.partition(".")[2]: sum(ops.values()) for k, ops in counter.get_flop_counts().items()}
+            for name in names:
+                totals[name] += counts.get(name, 0) / 2 / 1e9
+    return {name: total / len(images) for name, total in totals.items()}
+
+
+def part_gmacs(model: nn.Module, images: list[torch.Tensor]) -> dict[str, float]:
+    """Giga multiply-accumulates per image of each part in :data:`PARTS`."""
+    by_path = module_gmacs(model, images, [path for path, _ in PARTS.values()])
+    return {part: by_path[path] for part, (path, _) in PARTS.items()}
 
 
 def best_case_matmul() -> tuple[Callable[[], torch.Tensor], torch.Tensor, torch.Tensor, float]:

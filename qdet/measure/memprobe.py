@@ -46,9 +46,11 @@ def main(argv: list[str]) -> None:
     name, artifact, image = argv[0], Path(argv[1]), Path(argv[2])
     runs, threads = int(argv[3]), int(argv[4])
     torch.set_num_threads(threads)
+    # qdet's own code loads here, after the thread count and before the baseline: the probe's
+    # baseline is what every loader needs, not what this module's header would pull in
     from qdet.data.dataset import load_image
-    from qdet.measure.artifacts import load_variant
     from qdet.models import detector  # noqa: F401  (imported before the baseline, as every loader needs it)
+    from qdet.variants.artifacts import load_variant  # after the baseline's imports, as above
 
     baseline = peak_rss_mb()
     model = load_variant(name, artifact, threads)

@@ -15,6 +15,8 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +25,11 @@ from torch import nn
 
 from qdet.core.cpu import BF16_FLAGS, cpu_info
 from qdet.core.progress import progress_bar
+from qdet.measure import stats
 from qdet.measure.accuracy import Detector
 from qdet.measure.memprobe import probe_peak_rss
-from qdet.measure.variants import REFERENCE, REGISTERED_INT8, int8_peers, non_int8
+from qdet.variants.artifacts import artifact_size, evaluated_variants, load_variant
+from qdet.variants.table import REFERENCE, REGISTERED_INT8, int8_peers, non_int8
 
 
 def _warm_up(variants: dict[str, Detector], images: list[torch.Tensor], calls: int) -> None:
@@ -130,8 +134,6 @@ def summarize(
     with a 95% interval (``*_ci95``) from resampling rounds (``block`` calls each, as
     :func:`time_steady` times them), paired: a resample takes the same rounds of every variant,
     and the best of a group is chosen again in each."""
-    from qdet.measure import stats
-
     rows = stats.resample_blocks(len(times[reference]) // block, block)
     boot = {name: stats.medians(ts, rows) for name, ts in times.items()}
     ref = statistics.median(times[reference])
@@ -177,8 +179,6 @@ def regime(threads: int, warmup: int, rounds: int, block: int) -> dict[str, obje
 def environment(threads: int) -> dict[str, object]:
     """The machine and the runtimes a result was measured with: a ratio from another CPU or
     another runtime version is another measurement."""
-    from importlib.metadata import PackageNotFoundError, version
-
     info = cpu_info()
     flags = set(info.get("flags", "").split())
     wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", *BF16_FLAGS)
@@ -210,10 +210,6 @@ def complete_rows(
     """Add each variant's file size, peak memory (fresh process) and mAP@.5, and the int8 size
     ratios against ``float_name``, the float artifact in the int8 ones' format, in place. The
     memory probes run two at a time: a process's peak does not depend on its neighbour's."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from qdet.measure.artifacts import artifact_size
-
     with ThreadPoolExecutor(max_workers=2) as pool:
         probes = {
             name: pool.submit(probe_peak_rss, name, files[name], probe_image, 3, threads) for name in result
@@ -232,14 +228,10 @@ def complete_rows(
 def variant_files(float_model: Path, exported: Path, peers: Path) -> dict[str, Path]:
     """Every timed variant and its file: eager float, convert's artifacts, every peer built
     (the evaluated ones but the QAT control, which is float eager's speed)."""
-    from qdet.measure.artifacts import evaluated_variants
-
     return evaluated_variants(exported, peers, float_model)
 
 
 def load_variants(files: dict[str, Path], eager: nn.Module, threads: int) -> dict[str, Detector]:
-    from qdet.measure.artifacts import load_variant
-
     return {
         name: eager if name == REFERENCE else load_variant(name, path, threads)
         for name, path in files.items()

@@ -50,8 +50,8 @@ def images(processed: Path, count: int) -> list[Path]:
 
 def loader(path: Path, threads: int):
     """A callable on one CxHxW float tensor, loaded without qdet."""
-    import numpy as np
-    import torch
+    import numpy as np  # each runtime loads only when a model of its kind is timed
+    import torch  # each runtime loads only when a model of its kind is timed
 
     torch.set_num_threads(threads)
     if path.is_dir():  # an AOTInductor folder: its own loader
@@ -61,7 +61,7 @@ def loader(path: Path, threads: int):
         detector = module.load(path)
         return lambda image: detector([image])
     if path.suffix == ".json":  # an OpenVINO peer: its model compiled with its recorded config
-        import openvino as ov
+        import openvino as ov  # each runtime loads only when a model of its kind is timed
 
         peer = json.loads(path.read_text())
         core = ov.Core()
@@ -70,7 +70,7 @@ def loader(path: Path, threads: int):
         request = request.create_infer_request()
         return lambda image: request.infer({0: image.numpy()})
     if path.suffix == ".onnx":
-        import onnxruntime as ort
+        import onnxruntime as ort  # each runtime loads only when a model of its kind is timed
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
@@ -82,9 +82,9 @@ def loader(path: Path, threads: int):
 def child(args: argparse.Namespace) -> None:
     """Load one model, say ``ready``, then for each line ``N`` on standard input run one untimed
     call and ``N`` timed ones, back to back, and print their seconds as a JSON list."""
-    import numpy as np
-    import torch
-    from PIL import Image
+    import numpy as np  # each runtime loads only when a model of its kind is timed
+    import torch  # each runtime loads only when a model of its kind is timed
+    from PIL import Image  # each runtime loads only when a model of its kind is timed
 
     run = loader(Path(args.model), args.threads)
     arrays = [np.asarray(Image.open(p).convert("RGB"), dtype=np.float32) / 255 for p in args.images]

@@ -22,9 +22,9 @@ from pathlib import Path
 import torch
 
 from qdet.data.dataset import load_image
-from qdet.measure.artifacts import load_variant
-from qdet.measure.variants import DEPLOYED, REGISTERED_INT8, int8_peers, variant
 from qdet.peers.openvino import compile_model, read_spec, spec_model
+from qdet.variants.artifacts import load_variant
+from qdet.variants.table import DEPLOYED, REGISTERED_INT8, int8_peers, variant
 
 SYNC = "ov-async"  # MODE of an OpenVINO worker fed through an AsyncInferQueue (THROUGHPUT hint)
 CALLS = "calls"  # MODE of a worker calling the detector one image at a time

@@ -18,6 +18,8 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import TwoMLPHead
 
 from qdet.config import ModelConfig, section_from_dict
+from qdet.core.checkpoint import load_checkpoint
+from qdet.core.console import console
 from qdet.core.errors import QdetError
 from qdet.models.backbones import build_backbone
 from qdet.serving.roi_align import GatherRoIAlign
@@ -112,8 +114,6 @@ def build_detector(backbone_name: str, cfg: ModelConfig, num_classes: int) -> Fa
 
 def load_weights(model: nn.Module, path: Path) -> None:
     """Load detector weights from a qdet checkpoint or a plain state_dict (weights_only)."""
-    from qdet.core.checkpoint import load_checkpoint
-
     state = load_checkpoint(
         path, " (model.weights takes a torch.save'd state_dict or a qdet checkpoint, not TorchScript or ONNX)"
     )
@@ -155,8 +155,6 @@ RETIRED_KEYS = ("roi_align_tasks",)  # model keys older checkpoints carry; no lo
 def load_float_detector(path: Path) -> FloatDetector:
     """The trained float detector, built from the backbone and ``model.*`` stored in its
     checkpoint (never from today's params: those may have changed since training)."""
-    from qdet.core.checkpoint import load_checkpoint
-
     state = load_checkpoint(path)
     classes = list(state["classes"])
     stored = state["config"]
@@ -170,8 +168,6 @@ def load_float_detector(path: Path) -> FloatDetector:
 def load_trained(path: Path, backbone: str, cfg: ModelConfig) -> FloatDetector:
     """:func:`load_float_detector`, saying so when params.yaml (``backbone``, ``cfg``) has moved
     on since training: the checkpoint's values are used (``dvc repro`` would retrain first)."""
-    from qdet.core.console import console
-
     loaded = load_float_detector(path)
     for line in config_differences(backbone, cfg, loaded):
         console.print(f"[yellow]note:[/yellow] {path} was trained with {line}; using the checkpoint's value")

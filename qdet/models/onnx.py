@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+import torchvision.ops.boxes as boxes_ops
 from torch import nn
 
 OPSET = 17  # per-axis DequantizeLinear (weights) needs 13
@@ -27,7 +28,6 @@ def nms_without_if(max_coordinate: float) -> Iterator[None]:
     ``boxes.max() + 1``: the same detections, but no ``If`` node in the ONNX graph (torchvision
     scripts the trick to guard ``max()`` of no boxes), which NNCF's OpenVINO backend cannot follow
     ("Could not find a node Unsqueeze_... in NNCFGraph")."""
-    import torchvision.ops.boxes as boxes_ops
 
     def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, iou: float):
         offsets = idxs.to(boxes) * (max_coordinate + 1)

@@ -19,6 +19,7 @@ def part_prefixes() -> tuple[str, ...]:
     """The node-name prefixes of the parts qdet quantizes in the exported ONNX graph (the export
     names nodes by module path: ``roi_heads.box_head`` -> ``/roi_heads/box_head/``): ORT and NNCF
     quantize these and nothing else, as a fair peer must."""
+    # the quantization code only when a peer is built: qdet-predict loads peers without it
     from qdet.quant.parts import PARTS
 
     return tuple("/" + path.replace(".", "/") + "/" for path in PARTS.values())

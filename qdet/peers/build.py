@@ -12,6 +12,7 @@ from qdet.core.console import console
 from qdet.data.dataset import DetectionDataset
 from qdet.models.onnx import export_onnx
 from qdet.peers import onnx, openvino
+from qdet.quant.aot import save_compiled
 
 
 def build_onnx(
@@ -81,8 +82,6 @@ def build_openvino(
 def build_bf16(trained, out_dir: Path) -> tuple[Path, float]:
     """torch's bf16 float: the float detector's parts compiled by AOTInductor under bf16
     autocast (the same loader as ``float_inductor``); returns its folder and compile seconds."""
-    from qdet.quant.aot import save_compiled
-
     folder = out_dir / "float_bf16"
     meta = {"classes": trained.classes, "backbone": trained.backbone, "variant": "float_bf16"}
     _, seconds = save_compiled(trained.model, trained.config, meta, folder, bf16=True)

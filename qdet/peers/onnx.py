@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from qdet.data.dataset import DetectionDataset
+from qdet.peers import part_prefixes
 from qdet.quant.parts import QuantError
 
 CALIBRATION = ("minmax", "entropy", "percentile")  # ORT's CalibrationMethod, by params name
@@ -37,9 +38,7 @@ def int8_nodes(model_path: Path) -> list[str]:
     box head, predictor; ONNX names them by module path), as a fair peer must. Left to op types
     alone ORT also quantized the box decoding, anchor and NMS offset additions (coordinates in
     uint8), and the model crashed ORT (segfault) on the first image."""
-    import onnx
-
-    from qdet.peers import part_prefixes
+    import onnx  # ONNX / ONNX Runtime load only when this peer is built or run
 
     prefixes = part_prefixes()
     graph = onnx.load(str(model_path), load_external_data=False).graph
@@ -68,7 +67,10 @@ class CalibrationImages:
 def quantize_onnx(fp32: Path, int8: Path, dataset: DetectionDataset, images: int, method: str) -> float:
     """ORT static int8 (QDQ) of ``fp32`` calibrated on ``images`` images with ``method`` (one of
     :data:`CALIBRATION`); seconds."""
+    # ONNX / ONNX Runtime load only when this peer is built or run
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    # ONNX / ONNX Runtime load only when this peer is built or run
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     start = time.perf_counter()
@@ -106,7 +108,7 @@ class OrtDetector:
     """An ONNX detector behind the same call as the others: list of images -> list of dicts."""
 
     def __init__(self, path: Path, threads: int) -> None:
-        import onnxruntime as ort
+        import onnxruntime as ort  # ONNX / ONNX Runtime load only when this peer is built or run
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads

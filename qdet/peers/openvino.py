@@ -25,13 +25,14 @@ import numpy as np
 import torch
 
 from qdet.data.dataset import DetectionDataset
+from qdet.peers import part_prefixes
 
 SPEC_RUNTIME = "openvino"
 LATENCY = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1"}  # OpenVINO's latency recipe
 
 
 def _core():
-    import openvino as ov
+    import openvino as ov  # OpenVINO / NNCF load only when this peer is built or run
 
     return ov.Core()
 
@@ -121,8 +122,6 @@ def outside_parts() -> str:
     box head, predictor; the ONNX export names nodes by module path), which NNCF leaves float:
     a fair peer quantizes what qdet quantizes. Left to itself NNCF also quantized the box
     decoding and anchor arithmetic (coordinates in int8): mAP@.5 −7.9 points on the default model."""
-    from qdet.peers import part_prefixes
-
     inside = "|".join(re.escape(prefix) for prefix in part_prefixes())
     return f"^(?!{inside}).*"
 
@@ -131,9 +130,9 @@ def nncf_quantize(fp32: Path, out: Path, dataset: DetectionDataset, images: int)
     """OpenVINO's own int8: NNCF post-training quantization of the ONNX model, saved as IR
     (``out``, ``.xml`` + ``.bin``). Returns (seconds, None) or (seconds, the error in one line)
     when NNCF cannot quantize this graph."""
-    import nncf
-    import nncf.errors
-    import openvino as ov
+    import nncf  # OpenVINO / NNCF load only when this peer is built or run
+    import nncf.errors  # OpenVINO / NNCF load only when this peer is built or run
+    import openvino as ov  # OpenVINO / NNCF load only when this peer is built or run
 
     nncf.set_log_level(logging.WARNING)  # its INFO lines list every op it leaves float
     errors = nncf.errors

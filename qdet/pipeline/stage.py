@@ -7,6 +7,7 @@ errors end in one line, not a traceback.
 
 from __future__ import annotations
 
+import fcntl
 import gc
 import os
 import random
@@ -17,6 +18,7 @@ from pathlib import Path
 from qdet.config import Config, config_to_dict, flatten, load_config
 from qdet.core.console import LOGS, quiet_warnings, third_party_to_log
 from qdet.core.errors import QdetError
+from qdet.core.lifeline import die_with_dvc
 from qdet.quant import deprecated_upstream
 from qdet.tracking import NoRun, StageRun, check_reachable, default_uri, git, git_commit, pipeline_key
 
@@ -60,9 +62,6 @@ def claim_stage(name: str) -> None:
     """
     if "LOCAL_RANK" in os.environ:
         return
-    import fcntl
-
-    from qdet.core.lifeline import die_with_dvc
 
     signal.signal(signal.SIGTERM, _terminated)
     die_with_dvc(signal.SIGTERM)
@@ -96,12 +95,12 @@ class StageBusy(QdetError):
 
 
 def seed_everything(seed: int, uses_torch: bool = True) -> None:
-    import numpy as np
+    import numpy as np  # the data stages run without loading torch
 
     random.seed(seed)
     np.random.seed(seed)
     if uses_torch:  # importing torch takes a second: the download stage's no-op run skips it
-        import torch
+        import torch  # the data stages run without loading torch
 
         torch.manual_seed(seed)
 
@@ -127,7 +126,7 @@ def load(params: Path, stage: str, uses_torch: bool = True) -> Config:
 
 
 def set_threads(threads: int) -> None:
-    import torch
+    import torch  # the data stages run without loading torch
 
     torch.set_num_threads(threads)
 

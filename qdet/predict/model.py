@@ -25,6 +25,7 @@ def store_uri(explicit: str | None) -> str:
     """The MLflow store for ``models:/`` URIs: ``--tracking-uri``, else MLFLOW_TRACKING_URI, else
     the ``mlflow.db`` of the repository this runs in; outside one, one line saying what to set
     (MLflow itself would create an empty ``mlflow.db`` in the current folder)."""
+    # tracking only for models:/ URIs: qdet-predict on a file loads none of the pipeline's code
     from qdet.tracking import default_uri, git
 
     if explicit or os.environ.get("MLFLOW_TRACKING_URI"):
@@ -58,8 +59,8 @@ def resolve_model(model: str, tracking_uri: str | None = None, runtime: str = "t
                 "models/export/ (qat.ts, or the qat folder with the PT2E engine) or models:/<name>@<alias>"
             )
         return path
-    import mlflow
-    from mlflow.exceptions import MlflowException
+    import mlflow  # MLflow loads only for models:/ and runs:/ URIs
+    from mlflow.exceptions import MlflowException  # MLflow loads only for models:/ and runs:/ URIs
 
     uri = store_uri(tracking_uri)
     # models:/ is resolved by the registry, whose URI is not download_artifacts' tracking_uri:
@@ -96,10 +97,10 @@ def load_model(path: Path, runtime: str, threads: int) -> tuple[Callable, dict]:
     meta = json.loads((path / DEPLOY_META).read_text())
     try:
         if runtime == "onnxruntime":
-            from qdet.peers.onnx import OrtDetector
+            from qdet.peers.onnx import OrtDetector  # only the runtime asked for is loaded
 
             return OrtDetector(path / meta["onnx"], threads), meta
-        from qdet.peers.openvino import OvDetector
+        from qdet.peers.openvino import OvDetector  # only the runtime asked for is loaded
 
         return OvDetector(path / DEPLOY_OPENVINO, threads), meta
     except (RuntimeError, OSError) as exc:  # OpenVINO's and ONNX Runtime's load errors

@@ -22,8 +22,8 @@ from qdet.core.console import console
 from qdet.core.errors import QdetError, last_line
 from qdet.core.files import OutputError, write_atomically
 from qdet.core.progress import progress_bar
-from qdet.measure.plots import draw_detections
 from qdet.predict.model import load_model, resolve_model
+from qdet.report.plots import draw_detections
 from qdet.serving.image_input import ImageReadError, read_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".webp"}
@@ -163,8 +163,8 @@ class Predictor:
         report.images += 1
 
     def video(self, path: Path, target: Path, report: PredictReport, advance) -> None:
-        import av
-        import numpy as np
+        import av  # PyAV only for videos
+        import numpy as np  # PyAV only for videos
 
         try:
             source = av.open(str(path))

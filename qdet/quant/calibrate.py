@@ -14,7 +14,9 @@ from torch import nn
 
 from qdet.core.device import model_device
 from qdet.data.dataset import DetectionDataset
+from qdet.quant.engines import get_engine
 from qdet.quant.plan import QuantPlan
+from qdet.quant.sensitivity import InputRecorder
 
 
 @torch.inference_mode()
@@ -50,22 +52,27 @@ class PtqResult:
     images: int
 
 
+def calibrated(
+    model: nn.Module, plan: QuantPlan, dataset: Sequence, images: int, progress: Progress | None = None
+) -> tuple[nn.Module, nn.Module, float]:
+    """(observed model, int8 model, seconds of calibration): ``images`` images through the
+    observers of a copy of ``model``, then int8. ``model`` itself is left as it was."""
+    engine = get_engine(plan.engine)
+    prepared = engine.prepare(copy.deepcopy(model), plan, qat=False)
+    seconds = run_calibration(prepared, dataset, images, progress)
+    return prepared, engine.convert(prepared, plan), seconds
+
+
 def calibrate_ptq(
     model: nn.Module, plan: QuantPlan, dataset: DetectionDataset, images: int, progress: Progress | None
 ) -> PtqResult:
     """Observe ``images`` calibration images, convert to int8, and measure each module's SQNR
     against float on the float inputs of a few images."""
-    from qdet.quant.engines import get_engine
-    from qdet.quant.sensitivity import InputRecorder
-
-    engine = get_engine(plan.engine)
-    prepared = engine.prepare(copy.deepcopy(model), plan, qat=False)
     recorder = InputRecorder(model, plan.parts)
-    seconds = run_calibration(prepared, dataset, images, progress)
     run_calibration(model, dataset, 4)  # float inputs of each part, for sensitivity
     recorder.remove()
-    int8 = engine.convert(prepared, plan)
-    sqnr = engine.module_sqnr(model, int8, recorder.inputs)
+    prepared, int8, seconds = calibrated(model, plan, dataset, images, progress)
+    sqnr = get_engine(plan.engine).module_sqnr(model, int8, recorder.inputs)
     return PtqResult(prepared, int8, sqnr, seconds, min(images, len(dataset)))
 
 

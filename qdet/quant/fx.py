@@ -25,6 +25,7 @@ from torch.ao.quantization import disable_fake_quant, disable_observer, enable_f
 from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx, prepare_qat_fx
 
 from qdet.config import ModelConfig
+from qdet.quant.engines import int8_from_state
 from qdet.quant.interface import Saved
 from qdet.quant.parts import (
     PARTS,
@@ -161,8 +162,6 @@ def module_name(name: str) -> str:
 def timed_int8(eager: nn.Module, loaded: Any, state: dict[str, Any]) -> nn.Module:
     """Hooks cannot see into TorchScript: the equivalent eager int8 model, rebuilt from the QAT
     checkpoint, with the RoI align the TorchScript artifact runs."""
-    from qdet.quant.engines import int8_from_state
-
     int8 = int8_from_state(eager, state, "qat", qat=True)
     int8.roi_heads.box_roi_pool.gather = True
     return int8

@@ -4,8 +4,8 @@ Pure text from the candidates and the run's rows; :mod:`qdet.registry.publish` w
 
 from __future__ import annotations
 
-from qdet.measure.variants import VARIANTS
 from qdet.registry.champion import Candidate
+from qdet.variants.table import VARIANTS
 
 FLOAT = "the float model, in the int8 variants' format"  # the registered name "float"
 DEPLOY_LINES = [

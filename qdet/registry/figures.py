@@ -4,7 +4,10 @@ pipeline run's description and ``champion`` tag, and the one-line summary for DV
 
 from __future__ import annotations
 
-from qdet.measure.variants import RECOMMENDED, REFERENCE
+import mlflow
+
+from qdet.tracking import numeric_metrics, shown
+from qdet.variants.table import RECOMMENDED, REFERENCE
 
 MODEL_METRICS = (  # what each logged model carries: the experiment's Models view compares them as rows
     "map50",
@@ -35,18 +38,12 @@ def variant_metrics(row: str, maps: dict, bench: dict) -> dict[str, object]:
 def log_model_metrics(model_id: str, metrics: dict[str, object], step: int, run) -> None:
     """``metrics`` on the logged model (and, as MLflow links them, on the register run at
     ``step``: one step per model, so its charts do not stack the variants)."""
-    import mlflow
-
-    from qdet.tracking import numeric_metrics
-
     run.call(mlflow.log_metrics, numeric_metrics(metrics), step=step, model_id=model_id)
 
 
 def log_reference(variant: str, label: str, metrics: dict[str, object], step: int, run) -> None:
     """A variant that is compared but never registered (float compiled, the ONNX Runtime and
     OpenVINO peers) as a logged model without files: a row of the experiment's Models view."""
-    import mlflow
-
     model = run.call(
         mlflow.initialize_logged_model,
         name=f"ref_{variant}",
@@ -64,8 +61,6 @@ def summary(champion: str | None, rows: dict[str, dict[str, object]], registered
     """The run's deciding figures, small enough for one terminal line in ``dvc metrics show``:
     the champion (else QAT, so experiments stay comparable) against the float it came from and
     the fastest rivals."""
-    from qdet.tracking import shown
-
     row = rows[registered[champion or RECOMMENDED]]
     figures = {
         "float_map50": rows.get(REFERENCE, {}).get("map50"),
@@ -78,7 +73,6 @@ def summary(champion: str | None, rows: dict[str, dict[str, object]], registered
 def describe_parent(champion: str | None, rows: dict[str, dict[str, object]], best: dict, run) -> None:
     """The pipeline run's description (the UI's Description box) and its ``champion`` tag: which
     variant won and a plain table of every row, so nobody has to pick among 200 metric names."""
-    import mlflow
 
     def cell(row: dict, key: str, fmt: str) -> str:
         return format(row[key], fmt) if isinstance(row.get(key), int | float) else "-"

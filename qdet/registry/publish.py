@@ -5,18 +5,25 @@ the alias where :mod:`qdet.registry.champion` says."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
+
 from qdet.core.errors import QdetError
-from qdet.measure.variants import REGISTERED_INT8, deployed
+from qdet.core.files import md5sum
 from qdet.registry.champion import Candidate, Holder, challenge
 from qdet.registry.describe import model_description, version_description
 from qdet.registry.figures import describe_parent, log_model_metrics, log_reference
 from qdet.registry.schema import input_example, signature
+from qdet.variants.artifacts import read_manifest
+from qdet.variants.table import REGISTERED_INT8, deployed, label
 
 SERVING = Path(__file__).resolve().parents[1] / "serving"  # what ships inside a registered model
 PYFUNC_FILE = SERVING / "detector_pyfunc.py"
@@ -38,16 +45,12 @@ def model_name(configured: str, dataset: str, backbone: str) -> str:
 
 def registered_rows(exported: Path) -> dict[str, str]:
     """Registered name -> its eval/benchmark row (``float`` is the float artifact of the engine)."""
-    from qdet.measure.artifacts import read_manifest
-
     return {"float": read_manifest(exported)["float"]} | {name: name for name in REGISTERED_INT8}
 
 
 def candidates(exported: Path, maps: dict, bench: dict) -> list[Candidate]:
     """One candidate per exported variant, with its accuracy (evaluate) and its speed
     (benchmark): the speedup is against the fastest float variant of the run, peers included."""
-    from qdet.measure.artifacts import read_manifest
-
     manifest = read_manifest(exported)
     row = registered_rows(exported)
     graphs = manifest.get("graphs", {})
@@ -79,10 +82,6 @@ def deploy_folder(exported: Path, files: dict[str, str], registered: str) -> Pat
 
 def artifact_md5(path: Path) -> str:
     """The artifact's bytes, a file or a folder's files in name order (missing: empty)."""
-    import hashlib
-
-    from qdet.core.files import md5sum
-
     if path.is_file():
         return md5sum(path)
     if not path.is_dir():
@@ -95,8 +94,6 @@ def artifact_md5(path: Path) -> str:
 
 def _numbers(text: str | None) -> list[float] | None:
     """A ``[lo, hi]`` tag back to numbers (None when absent or unreadable)."""
-    import json
-
     try:
         value = json.loads(text) if text else None
     except ValueError:
@@ -106,9 +103,6 @@ def _numbers(text: str | None) -> list[float] | None:
 
 def _version_by_alias(name: str, alias: str):
     """The version ``alias`` points at, or None when the model or the alias does not exist."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
     try:
         return mlflow.MlflowClient().get_model_version_by_alias(name, alias)
     except MlflowException as exc:
@@ -151,8 +145,6 @@ def register_variant(
     version); returns (the version, the logged model's id), None for what the store could not
     take (the run's offline log has the call). Its metrics are logged after every model is:
     MLflow links a run's metrics so far to each model logged in it."""
-    import mlflow
-
     with contextlib.ExitStack() as stack:
         artifacts = {"detector": str(candidate.artifact)}
         if candidate.deploy is not None:  # MLflow names a copied folder by its own name: "deploy"
@@ -206,10 +198,6 @@ def create_version(
     tracking server refuses a ``models:/`` source from another run unless ``model_id`` names
     the logged model (a sqlite store does not check). The logged model lists its versions in
     the tag ``mlflow.register_model`` writes, which the UI's "Registered models" column reads."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-    from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
-
     client = mlflow.MlflowClient()
     try:
         client.create_registered_model(name)
@@ -239,8 +227,6 @@ def publish(
     log the other rows as references, describe the parent run, and move ``alias`` to
     ``champion`` if it beats the version holding it (:func:`challenge`; ``tags["evaluation"]``
     says what it was scored on). Returns (variant -> version, whether the alias moved, why)."""
-    from qdet.measure.variants import label
-
     logged = {c.variant: register_variant(name, c, rows[registered[c.variant]], tags, run) for c in variants}
     versions = {variant: version for variant, (version, _) in logged.items()}
     for step, (variant, (_, model_id)) in enumerate(logged.items()):
@@ -266,15 +252,11 @@ def publish(
 
 
 def mlflow_client():
-    import mlflow
-
     return mlflow.MlflowClient()
 
 
 def _description(name: str) -> str:
     """The registered model's description ("" when it has none or does not exist yet)."""
-    from mlflow.exceptions import MlflowException
-
     try:
         return mlflow_client().get_registered_model(name).description or ""
     except MlflowException:
@@ -283,8 +265,6 @@ def _description(name: str) -> str:
 
 def set_alias(name: str, alias: str, version: str, run) -> bool:
     """Move ``alias`` to ``version``; False when the store could not be reached."""
-    import mlflow
-
     failed_before = len(run.failed)
     run.call(mlflow.MlflowClient().set_registered_model_alias, name, alias, version)
     return len(run.failed) == failed_before

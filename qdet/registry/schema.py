@@ -3,14 +3,19 @@ the input example logged beside it."""
 
 from __future__ import annotations
 
+import base64
+import io
+
+import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
+from PIL import Image
+
 
 def signature():
     """What the model takes and returns, shown on its registry page and checked by MLflow: a
     ``path`` or an ``image`` (base64-encoded file) column in, one row per detection out, and the
     predict-time params ``score_threshold`` and ``max_detections`` (0 = all)."""
-    from mlflow.models import ModelSignature
-    from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
-
     outputs = [("image", "long"), ("class_name", "string"), ("label", "long"), ("score", "double")]
     outputs += [(name, "double") for name in ("x_min", "y_min", "x_max", "y_max")]
     return ModelSignature(
@@ -26,12 +31,6 @@ def signature():
 
 def input_example():
     """One small image, base64-encoded: what a request to ``mlflow models serve`` carries."""
-    import base64
-    import io
-
-    import pandas as pd
-    from PIL import Image
-
     buffer = io.BytesIO()
     Image.new("RGB", (64, 48), (120, 120, 120)).save(buffer, format="PNG")
     return pd.DataFrame({"image": [base64.b64encode(buffer.getvalue()).decode()]})

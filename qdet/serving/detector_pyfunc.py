@@ -51,7 +51,7 @@ def _image_input():
     """The image reader: shipped with the model (log_model ``code_paths``, on sys.path when it
     loads); while MLflow checks this file at logging time, the one beside it in qdet/serving."""
     try:
-        import image_input
+        import image_input  # shipped beside this file in the model's code/; found at load
     except ModuleNotFoundError:
         beside = Path(__file__).with_name("image_input.py")
         spec = importlib.util.spec_from_file_location("image_input", beside)

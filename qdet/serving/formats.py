@@ -9,16 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from qdet.serving import TORCHSCRIPT_META
+from qdet.serving.aot_detector import load
 
 
 def load_artifact(path: Path) -> tuple[Any, dict[str, Any]]:
     """Any artifact convert writes (int8 of either engine, float TorchScript or Inductor) and its
     metadata (classes, variant, plan)."""
-    import torch
+    import torch  # torch only to load a torch artifact (the deploy loader needs none)
 
     if path.is_dir():
-        from qdet.serving.aot_detector import load
-
         detector = load(path)
         return detector, detector.meta
     import torchvision  # noqa: F401  (registers torchvision::nms and roi_align for TorchScript)

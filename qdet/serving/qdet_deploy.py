@@ -67,7 +67,7 @@ class Detector:
 
     def _load(self, runtime: str, threads: int):
         if runtime == "onnxruntime":
-            import onnxruntime as ort
+            import onnxruntime as ort  # only the runtime the deploy folder is run on need be installed
 
             options = ort.SessionOptions()
             options.intra_op_num_threads = threads
@@ -75,7 +75,7 @@ class Detector:
                 str(self.folder / self.meta["onnx"]), options, providers=["CPUExecutionProvider"]
             )
             return lambda image: session.run(None, {"image": image})
-        import openvino as ov
+        import openvino as ov  # only the runtime the deploy folder is run on need be installed
 
         config = {**self.meta["openvino_config"], "INFERENCE_NUM_THREADS": str(threads)}
         compiled = ov.Core().compile_model(str(self.folder / self.meta["openvino"]), "CPU", config)

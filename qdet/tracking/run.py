@@ -49,6 +49,7 @@ def pipeline_key(exp_name: str | None, commit: str, params_text: str) -> str:
 
 
 def _log_errors() -> tuple[type[BaseException], ...]:
+    # MLflow loads when a run is logged (qdet-predict imports tracking without it)
     from mlflow.exceptions import MlflowException
 
     return (MlflowException, requests.RequestException, OSError)
@@ -83,7 +84,7 @@ class StageRun(AbstractContextManager):
         check_reachable(self.uri)
         if self.uri.startswith(("http://", "https://")):
             short_http_retries()
-        import mlflow
+        import mlflow  # MLflow loads when a run is logged (qdet-predict imports tracking without it)
 
         mlflow.set_tracking_uri(self.uri)
         try:
@@ -101,6 +102,7 @@ class StageRun(AbstractContextManager):
             exp_id = self._experiment_id(mlflow.MlflowClient())
             self._open_parent(mlflow, exp_id)
         self._fail_orphans(mlflow.MlflowClient())
+        # MLflow loads when a run is logged (qdet-predict imports tracking without it)
         from mlflow.tracking.context.registry import resolve_tags
 
         # Created with the stage's own start, not when it logs (evaluate and benchmark log at the
@@ -127,6 +129,7 @@ class StageRun(AbstractContextManager):
                 self._safe(client.set_terminated, run.info.run_id, "FAILED")
 
     def _experiment_id(self, client) -> str:
+        # MLflow loads when a run is logged (qdet-predict imports tracking without it)
         from mlflow.exceptions import MlflowException
 
         exp = client.get_experiment_by_name(self.experiment)
@@ -158,7 +161,7 @@ class StageRun(AbstractContextManager):
         self._safe(mlflow.log_params, {k: str(v)[:500] for k, v in self.params.items()})
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        import mlflow
+        import mlflow  # MLflow loads when a run is logged (qdet-predict imports tracking without it)
 
         if exc_type is None:
             status = "FINISHED"
@@ -208,7 +211,9 @@ class StageRun(AbstractContextManager):
     ) -> None:
         """To the stage's run, or with ``on_parent`` to the pipeline's run instead (the summary
         a user compares runs by; never both, so no chart shows a figure twice)."""
-        import mlflow
+        import mlflow  # MLflow loads when a run is logged (qdet-predict imports tracking without it)
+
+        # MLflow loads when a run is logged (qdet-predict imports tracking without it)
         from mlflow.entities import Metric
 
         numeric = numeric_metrics(metrics)
@@ -221,7 +226,9 @@ class StageRun(AbstractContextManager):
 
     def log_series(self, key: str, values: list[float], steps) -> None:
         """One metric at many steps, in one request (per-iteration loss)."""
-        import mlflow
+        import mlflow  # MLflow loads when a run is logged (qdet-predict imports tracking without it)
+
+        # MLflow loads when a run is logged (qdet-predict imports tracking without it)
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
@@ -231,7 +238,7 @@ class StageRun(AbstractContextManager):
 
     def log_artifact(self, path: Path, artifact_path: str | None = None, on_parent: bool = False) -> None:
         """To the stage's run, or with ``on_parent`` to the pipeline's run (its key plots)."""
-        import mlflow
+        import mlflow  # MLflow loads when a run is logged (qdet-predict imports tracking without it)
 
         if not path.exists():
             return
@@ -241,7 +248,7 @@ class StageRun(AbstractContextManager):
             self._safe(mlflow.log_artifact, str(path), artifact_path)
 
     def set_tags(self, tags: dict[str, str]) -> None:
-        import mlflow
+        import mlflow  # MLflow loads when a run is logged (qdet-predict imports tracking without it)
 
         self._safe(mlflow.set_tags, tags)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -53,8 +54,6 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
 def check_sqlite(db: Path, timeout: float) -> None:
     """The sqlite store can be read and written: a locked, read-only or corrupt ``mlflow.db``
     is one line naming it, before the stage does any work (not a long traceback at its end)."""
-    import sqlite3
-
     if not db.parent.is_dir():
         raise TrackingUnavailable(f"MLflow store {db}: folder {db.parent} does not exist")
     if not db.exists():

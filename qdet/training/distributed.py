@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from qdet.core.console import console
+from qdet.core.device import backend, resolve
 from qdet.core.lifeline import die_with_parent
 
 if TYPE_CHECKING:
@@ -50,8 +51,6 @@ def distributed(train: TrainConfig, argv: list[str]) -> Ranks:
     :mod:`qdet.core.device`."""
     import torch  # here: importing this module (for Ranks) must stay cheap
 
-    from qdet.core.device import backend, resolve
-
     if train.nproc == 1 and train.nnodes == 1:
         torch.set_num_threads(train.threads)
         return Ranks(device=str(resolve(train.device)))
@@ -86,7 +85,7 @@ def distributed(train: TrainConfig, argv: list[str]) -> Ranks:
             )
         sys.exit(code)
     die_with_parent(signal.SIGKILL)
-    import torch.distributed as dist
+    import torch.distributed as dist  # after the launcher's fork, in the worker
 
     local_rank = int(os.environ["LOCAL_RANK"])
     device = resolve(train.device, local_rank)
@@ -99,6 +98,6 @@ def distributed(train: TrainConfig, argv: list[str]) -> Ranks:
 
 def finish_distributed(ranks: Ranks) -> None:
     if ranks.world > 1:
-        import torch.distributed as dist
+        import torch.distributed as dist  # after the launcher's fork, in the worker
 
         dist.destroy_process_group()

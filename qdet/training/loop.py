@@ -21,7 +21,7 @@ from qdet.core.files import write_json
 from qdet.core.progress import progress_bar
 from qdet.data.dataset import DetectionDataset, collate
 from qdet.measure.accuracy import predict_dataset, score
-from qdet.measure.plots import training_curves, write_history_csv
+from qdet.report.plots import training_curves, write_history_csv
 from qdet.training.distributed import Ranks
 from qdet.training.steps import (
     EpochCallback,

@@ -26,7 +26,7 @@ KEEP = [
     ".dvc/.gitignore",
     "stages",
     "qdet",
-    "reports/seeds.json",  # a dep of the report stage (committed: python -m qdet.measure.seeds writes it)
+    "reports/seeds.json",  # a dep of the report stage (committed: python -m qdet.tools.seeds writes it)
 ]
 TINY = {
     "data": {

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from qdet.measure.variants import DEPLOYED, VARIANTS
 from qdet.tracking import default_uri
+from qdet.variants.table import DEPLOYED, VARIANTS
 from tests.e2e.repos import env, make_repo, run, torch_deprecations
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,7 @@ from tests.e2e.repos import make_repo, run
 
 def test_seeds_train_through_the_stages_in_scratch_folders_and_leave_the_workspace_alone(tmp_path):
     repo = make_repo(tmp_path / "repo", {"train": {"epochs": 2}})
-    cmd = [sys.executable, "-m", "qdet.measure.seeds", "0", "1", "--jobs", "2", "--threads", "1"]
+    cmd = [sys.executable, "-m", "qdet.tools.seeds", "0", "1", "--jobs", "2", "--threads", "1"]
     done = run([*cmd, "--out", "reports/seeds.json"], repo)
     out = json.loads((repo / "reports" / "seeds.json").read_text())
     assert [row["seed"] for row in out["seeds"]] == [0, 1]

@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from qdet.core.cpu import bf16_support, cpu_flags, cpu_info
-from qdet.measure.artifacts import artifact_size, load_variant
 from qdet.models.detector import build_detector
 from qdet.models.onnx import export_onnx
 from qdet.peers import onnx as ort_peers
 from qdet.peers import openvino, peer_files, write_manifest
 from qdet.quant.aot import Compiled, compile_module
 from qdet.quant.parts import QuantError
+from qdet.variants.artifacts import artifact_size, load_variant
 from tests.helpers import TINY_MODEL
 
 IMAGE_SIZE = (3, 96, 128)

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torchao.quantization.pt2e import move_exported_model_to_eval, move_exported_model_to_train
+from torchao.quantization.pt2e import (
+    generate_numeric_debug_handle,
+    move_exported_model_to_eval,
+    move_exported_model_to_train,
+)
 
 from qdet.quant.parts import dynamic_shapes
 from qdet.quant.pt2e.workarounds import BnConstants, restore_bn_constants, split_shared_activations
@@ -52,8 +56,6 @@ class ExportedPart(nn.Module):
 
 
 def capture(module: nn.Module, inputs: tuple[torch.Tensor, ...], training: bool) -> torch.fx.GraphModule:
-    from torchao.quantization.pt2e import generate_numeric_debug_handle
-
     module = module.train(training)
     exported = torch.export.export(module, inputs, dynamic_shapes=dynamic_shapes(inputs))
     generate_numeric_debug_handle(exported)  # lets module_sqnr pair float and int8 nodes

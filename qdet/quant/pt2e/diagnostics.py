@@ -7,6 +7,8 @@ import copy
 
 import torch
 from torch import nn
+from torchao.quantization.pt2e import extract_results_from_loggers, prepare_for_propagation_comparison
+from torchao.quantization.pt2e.utils import _fuse_conv_bn_
 
 from qdet.quant.parts import PARTS, capture_inputs, get_part, quant_report
 from qdet.quant.plan import QuantPlan
@@ -56,9 +58,6 @@ def module_sqnr(
     float part captured again (the same graph, so the same node names the quantized graph came
     from); the outputs of each convolution, linear and residual add are compared on the
     recorded float inputs of the part."""
-    from torchao.quantization.pt2e import extract_results_from_loggers, prepare_for_propagation_comparison
-    from torchao.quantization.pt2e.utils import _fuse_conv_bn_
-
     wanted = {torch.ops.aten.conv2d.default, torch.ops.aten.linear.default, torch.ops.aten.add.Tensor}
     out: dict[str, float] = {}
     for part, xs in inputs.items():

@@ -17,6 +17,7 @@ from unittest import mock
 import torch
 import torchao
 from torch import nn
+from torchao.quantization.pt2e import qat_utils, utils
 
 TORCHAO = tuple(int(p) for p in torchao.__version__.split("+")[0].split(".")[:2])
 
@@ -133,7 +134,6 @@ def folding_with_own_bn_constants(constants: BnConstants) -> Iterator[None]:
     if not BN_FOLD.needed:
         yield
         return
-    from torchao.quantization.pt2e import qat_utils
 
     fold = qat_utils.fold_bn_weights_into_conv_node
 
@@ -184,8 +184,6 @@ def memoize_pattern_graphs() -> bool:
     strict ``torch.export`` each time: hundreds of exports, most of the time that rebuilding and
     converting one detector took (cProfile; docs/results-history.md). Each call still gets its
     own copy of the graph, as before. Installs once; returns whether it installed now."""
-    from torchao.quantization.pt2e import qat_utils, utils
-
     if not PATTERN_EXPORTS.needed or getattr(utils._get_aten_graph_module_for_pattern, "memoized", False):
         return False
     trace = utils._get_aten_graph_module_for_pattern

@@ -1,6 +1,6 @@
 """The seed table's bookkeeping: each seed's params, and the targets' verdicts."""
 
-from qdet.measure.seeds import _seed_params, summarize
+from qdet.tools.seeds import _seed_params, summarize
 
 PARAMS = {
     "dataset": "gtsdb",

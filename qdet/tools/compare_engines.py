@@ -8,7 +8,7 @@ the weights' values; the number of detections after NMS does, a little). On a CP
 AVX512-VNNI it adds ``fx_onednn``: FX with the int8 kernels it runs on a CPU with VNNI (see
 :func:`fx_with_onednn_kernels`)::
 
-    python -m qdet.measure.compare_engines resnet18 mobilenet_v3_large squeezenet1_1 --out engines.json
+    qdet-compare-engines resnet18 mobilenet_v3_large squeezenet1_1 --out engines.json
 """
 
 from __future__ import annotations
@@ -27,13 +27,13 @@ from qdet.core.cpu import cpu_flags
 from qdet.core.files import write_json
 from qdet.measure import stats
 from qdet.measure.speed import environment, time_interleaved
-from qdet.measure.variants import FLOAT_COMPILED
 from qdet.models.detector import build_detector
 from qdet.quant.aot import save_compiled
 from qdet.quant.calibrate import run_calibration
 from qdet.quant.engines import ENGINES, get_engine
 from qdet.quant.plan import make_plan
 from qdet.serving.formats import load_artifact
+from qdet.variants.table import FLOAT_COMPILED
 
 app = typer.Typer(add_completion=False)
 FLOAT = FLOAT_COMPILED

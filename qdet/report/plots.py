@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+from matplotlib.ticker import MaxNLocator
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -38,8 +39,6 @@ def save_figure(fig, path: Path, dpi: int) -> None:
 def training_curves(history: list[dict[str, Any]], path: Path, title: str) -> None:
     """Loss per iteration (thin) and per epoch (mean, dots) on a fractional-epoch axis, and the
     validation mAP per epoch: reads the same with 1 epoch as with 100."""
-    from matplotlib.ticker import MaxNLocator
-
     epochs = [r["epoch"] for r in history]
     marker = "o" if len(epochs) <= 30 else None
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8))
@@ -225,3 +224,38 @@ def plot_sensitivity(sqnr: dict[str, float], path: Path, most: int = 40) -> None
         f"int8 vs float, per quantized module: the {min(most, len(sqnr))} worst of {len(sqnr)}"
         + ("" if len(sqnr) <= most else "\n(every module in metrics/sensitivity.csv)"),
     )
+
+
+def search_plot(record: dict | None, path: Path) -> None:
+    """The accuracy search step by step: valid mAP@.5 (95% interval) against the plan's kernel
+    time, the float model and the budget line, the chosen plan starred. ``None``: search off."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    if record is None:
+        ax.text(0.5, 0.5, "quant.search: off\nPTQ went to convert as calibrated", ha="center", va="center")
+        ax.set_axis_off()
+        save_figure(fig, path, 100)
+        return
+    steps = record["steps"]
+    x = [s["latency_ms"] for s in steps]
+    y = [s["map50"] for s in steps]
+    err = np.array([[s["map50"] - s["map50_ci95"][0], s["map50_ci95"][1] - s["map50"]] for s in steps]).T
+    ax.errorbar(x, y, yerr=err, fmt="o-", color="tab:blue", capsize=3, label="step (valid mAP@.5, 95% CI)")
+    for i, s in enumerate(steps):
+        ax.annotate(
+            f"{i}: " + (", ".join(s["kept_float"]) or "PTQ"),
+            (x[i], y[i]),
+            fontsize=7,
+            xytext=(4, 4),
+            textcoords="offset points",
+        )
+    chosen = steps[record["chosen"]]
+    ax.plot(chosen["latency_ms"], chosen["map50"], "*", color="tab:red", markersize=16, label="chosen plan")
+    ax.axhline(record["reference_map50"], color="black", linestyle=":", label="float")
+    budget = record["reference_map50"] - record["max_drop"]
+    ax.axhline(budget, color="tab:red", linestyle="--", label=f"budget (drop ≤ {record['max_drop']:g})")
+    ax.set_xlabel("quantized modules' kernel time at best-case rates (ms, est.)")
+    ax.set_ylabel("valid mAP@.5")
+    ax.set_title("Accuracy to a budget: " + ("met" if record["met"] else "missed, best plan chosen"))
+    ax.legend(fontsize=8, loc="best")
+    ax.grid(alpha=0.3)
+    save_figure(fig, path, 100)

@@ -8,7 +8,7 @@ the batch order and the augmentation; the data and its splits have their own see
 scored on the same test images and the spread is the training's: what another CPU's numerics
 could move::
 
-    python -m qdet.measure.seeds 0 1 2 --precision fp32 --precision bf16 --out reports/seeds.json
+    qdet-seeds 0 1 2 --precision fp32 --precision bf16 --out reports/seeds.json
 
 ``--precision`` trains every seed in each precision named (``train.precision``), so the table
 also says whether the recipe's end point depends on what the CPU computes in: the gap between
@@ -39,10 +39,10 @@ from qdet.core.errors import QdetError
 from qdet.core.files import read_json, write_json
 from qdet.data.dataset import load_split
 from qdet.measure.accuracy import evaluate_detector
-from qdet.measure.artifacts import load_variant
 from qdet.measure.speed import environment
-from qdet.measure.variants import REFERENCE
 from qdet.tracking.run import git_commit
+from qdet.variants.artifacts import load_variant
+from qdet.variants.table import REFERENCE
 
 app = typer.Typer(add_completion=False)
 STAGES = ("download", "preprocess", "train")  # what the float model depends on

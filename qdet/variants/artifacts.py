@@ -5,6 +5,7 @@ The artifacts themselves load with torch + torchvision alone (:mod:`qdet.serving
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,12 @@ import torch
 from torch import nn
 
 from qdet.core.errors import QdetError
-from qdet.measure.variants import CONTROL, CONTROL_FILE, REFERENCE, REGISTERED_INT8, variant
+from qdet.models.detector import load_float_detector
+from qdet.peers import peer_files
+from qdet.peers.onnx import OrtDetector
+from qdet.peers.openvino import OvDetector, spec_files
+from qdet.serving.formats import load_artifact
+from qdet.variants.table import CONTROL, CONTROL_FILE, REFERENCE, REGISTERED_INT8, variant
 
 
 def size_summary(sizes: dict[str, int], float_name: str) -> dict[str, float]:
@@ -30,8 +36,6 @@ def artifact_size(path: Path) -> int:
     """Bytes of an artifact file, of every file of an artifact folder, or of an OpenVINO peer's
     spec and the model it runs."""
     if path.suffix == ".json":
-        from qdet.peers.openvino import spec_files
-
         return sum(p.stat().st_size for p in spec_files(path))
     return sum(p.stat().st_size for p in path.iterdir()) if path.is_dir() else path.stat().st_size
 
@@ -40,8 +44,6 @@ def graph_signature(model: nn.Module) -> str:
     """A digest of what an int8 model computes, not of its numbers: every module's type and, in
     captured graphs, each node's kind and operator. PTQ and QAT of one plan share it, so the
     registry knows their speeds can differ by noise only."""
-    import hashlib
-
     parts = []
     for name, module in model.named_modules():
         parts.append(f"{name}:{type(module).__name__}")
@@ -88,8 +90,6 @@ def evaluated_variants(
     if control is not None and (control / CONTROL_FILE).exists():
         out[CONTROL] = control / CONTROL_FILE
     if peers is not None:
-        from qdet.peers import peer_files
-
         out |= peer_files(peers)
     return out
 
@@ -124,17 +124,10 @@ def _unloadable(path: Path, exc: BaseException) -> str:
 
 def _load_variant(how: str, path: Path, threads: int):
     if how == "checkpoint":
-        from qdet.models.detector import load_float_detector
-
         return load_float_detector(path).model
     if how == "onnx":
-        from qdet.peers.onnx import OrtDetector
-
         return OrtDetector(path, threads)
     if how == "openvino":
-        from qdet.peers.openvino import OvDetector
-
         return OvDetector(path, threads)
-    from qdet.serving.formats import load_artifact
 
     return load_artifact(path)[0]

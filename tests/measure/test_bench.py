@@ -5,7 +5,7 @@ import pytest
 
 from qdet.measure.speed import fastest, percentile, summarize, time_interleaved, time_steady
 from qdet.measure.stats import disjoint, interval, medians, resample, resample_blocks
-from qdet.measure.variants import int8_peers, non_int8
+from qdet.variants.table import int8_peers, non_int8
 
 
 def test_percentile_interpolates_between_ranks():

@@ -1,6 +1,6 @@
 """The results page renders every row the run measured, with its intervals, from the metric files."""
 
-from qdet.measure.report import render
+from qdet.report.page import render, search_table
 
 ROW = {
     "map50": 0.8046,
@@ -168,13 +168,13 @@ def test_seed_table_of_another_recipe_is_marked_stale_and_a_missing_one_says_wha
     assert "**Stale**: measured on another float recipe (r1, this run's is r2)" in _page(
         seeds=SEEDS, recipe="r2"
     )
-    assert "Not measured for this recipe: `python -m qdet.measure.seeds 0 1 2`" in _page(
+    assert "Not measured for this recipe: `python -m qdet.tools.seeds 0 1 2`" in _page(
         seeds=None, recipe="r2"
     )
 
 
 def test_deploy_rows_are_set_against_their_torch_artifact_and_the_same_runtime():
-    from qdet.measure.report_speed import deploy_lines
+    from qdet.report.speed_lines import deploy_lines
 
     evaluation = {"qat": {"map50": 0.960}, "qat_openvino": {"map50": 0.955}, "ov_int8": {"map50": 0.950}}
     speed = {
@@ -192,3 +192,26 @@ def test_deploy_rows_are_set_against_their_torch_artifact_and_the_same_runtime()
     assert deploy_lines({"qat": {"map50": 0.9}}, {"variants": {}}) == [
         "Not written by this run (the fx engine has no ONNX export)."
     ]
+
+
+def test_search_steps_are_a_table_with_the_chosen_plan_and_the_budget_verdict():
+
+    step = {
+        "kept_float": [],
+        "map50": 0.85,
+        "map50_ci95": [0.8, 0.9],
+        "latency_ms": 10.0,
+        "why": "PTQ as planned",
+    }
+    kept = {**step, "kept_float": ["backbone.body.0"], "map50": 0.895, "latency_ms": 12.5, "why": "probe"}
+    record = {"search": "auto", "max_drop": 0.01, "reference_map50": 0.9, "evaluations": 2, "met": True}
+    lines = search_table({**record, "steps": [step, kept], "chosen": 1})
+    rows = [line for line in lines if line.startswith("| 0") or line.startswith("| 1")]
+    assert rows[0].startswith("| 0 | - | 0.850 [0.800, 0.900] | +0.050 | 10.00 |")
+    assert rows[1].startswith("| 1 **(chosen)** | backbone.body.0 | 0.895") and "+0.005" in rows[1]
+    assert "**met**" in lines[0]
+    missed = search_table({**record, "met": False, "steps": [step], "chosen": 0})
+    assert "**missed**" in missed[0] and "QAT" in missed[0]
+    assert "off" in search_table({"search": "off"})[0]
+    page = _page(search={**record, "steps": [step], "chosen": 0})
+    assert "Accuracy to a budget" in page and "| 0 **(chosen)** | - |" in page

@@ -8,7 +8,7 @@ from qdet.data.records import Box, ImageRecord
 from qdet.measure.accuracy import _quiet, score
 from qdet.measure.resampling import resampled_maps
 from qdet.measure.stats import resample
-from tests.test_metrics import CLASSES, _pred
+from tests.measure.test_metrics import CLASSES, _pred
 
 
 def _accumulated_maps(ev, rows):

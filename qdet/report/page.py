@@ -4,14 +4,15 @@ nothing in it is copied by hand and every figure is this run's."""
 from __future__ import annotations
 
 from qdet.measure.limits import limit_line
-from qdet.measure.report_speed import deploy_lines, floor_lines, num, regime_lines, throughput_lines
-from qdet.measure.variants import FP32_TWIN, RECOMMENDED, REFERENCE, label
+from qdet.report.speed_lines import deploy_lines, floor_lines, num, regime_lines, throughput_lines
+from qdet.variants.table import FP32_TWIN, RECOMMENDED, REFERENCE, label
 
 PLOTS = (  # (file below plots/, what it shows)
     ("map_vs_latency.png", "accuracy against latency, every row"),
     ("train_curves.png", "float training: losses and valid mAP per epoch"),
     ("qat_curves.png", "quantization-aware training"),
     ("sensitivity.png", "per-module int8 sensitivity (SQNR)"),
+    ("quant_search.png", "the accuracy-budget search: valid mAP@.5 against kernel time, step by step"),
     ("eval/pr_curves.png", "precision-recall at IoU 0.5"),
 )
 
@@ -103,7 +104,7 @@ def int8_artifacts(convert: dict, evaluation: dict, benchmark: dict) -> list[str
     return lines
 
 
-SEEDS_COMMAND = "python -m qdet.measure.seeds 0 1 2"
+SEEDS_COMMAND = "python -m qdet.tools.seeds 0 1 2"
 
 
 def seed_table(seeds: dict | None, recipe: str) -> list[str]:
@@ -158,6 +159,35 @@ def seed_table(seeds: dict | None, recipe: str) -> list[str]:
     return lines
 
 
+def search_table(search: dict | None) -> list[str]:
+    """The accuracy-budget search (``metrics/quant_search.json``), one row a step."""
+    if not search or search.get("search") != "auto":
+        return ["`quant.search` is off: PTQ went to convert as calibrated."]
+    lines = [
+        f"Budget: valid mAP@.5 may drop {num(search['max_drop'], '.3f')} from float's "
+        f"{num(search['reference_map50'], '.3f')}; {search['evaluations']} evaluation(s); "
+        + (
+            "**met**"
+            if search["met"]
+            else "**missed**: the most accurate plan found is kept; QAT on it is the next step"
+        )
+        + ". Kernel time is the quantized modules' MACs at this CPU's best-case int8/fp32 convolution rates "
+        "(an estimate that orders plans, not a latency).",
+        "",
+        "| step | kept float | valid mAP@.5 [95% CI] | drop | kernel ms (est.) | why |",
+        "|---|---|---|---|---|---|",
+    ]
+    for i, step in enumerate(search["steps"]):
+        mark = " **(chosen)**" if i == search["chosen"] else ""
+        lo, hi = step["map50_ci95"]
+        lines.append(
+            f"| {i}{mark} | {', '.join(step['kept_float']) or '-'} | "
+            f"{step['map50']:.3f} [{lo:.3f}, {hi:.3f}] | "
+            f"{search['reference_map50'] - step['map50']:+.3f} | {step['latency_ms']:.2f} | {step['why']} |"
+        )
+    return lines
+
+
 def render(
     *,
     commit: str,
@@ -169,6 +199,7 @@ def render(
     benchmark: dict,
     register: dict,
     plots: list[str],
+    search: dict | None = None,
     seeds: dict | None = None,
     recipe: str = "",
 ) -> str:
@@ -203,6 +234,9 @@ def render(
         "",
         "## int8 artifacts",
         *int8_artifacts(convert, evaluation, benchmark),
+        "",
+        "### Accuracy to a budget (`quant.max_drop`, valid split)",
+        *search_table(search),
         "",
         "## Accuracy",
         *accuracy_table(evaluation),

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from qdet.measure.floor import floor_line
-from qdet.measure.variants import DEPLOYED, RECOMMENDED, deployed, int8_peers, label, variant
+from qdet.variants.table import DEPLOYED, RECOMMENDED, deployed, int8_peers, label, variant
 
 
 def num(value: Any, fmt: str) -> str:

@@ -5,7 +5,7 @@ import csv
 
 import torch
 
-from qdet.measure.plots import PREDICTED, TRUTH, draw_detections, training_curves, write_history_csv
+from qdet.report.plots import PREDICTED, TRUTH, draw_detections, training_curves, write_history_csv
 from qdet.tracking import numeric_metrics
 from qdet.training.loop import epoch_logger
 

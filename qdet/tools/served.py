@@ -4,7 +4,7 @@ client, then from several at once; p50 latency, requests/s, failures, and the se
 (its processes' RSS) before and after, set against the artifact's own figures from
 ``metrics/benchmark.json``::
 
-    python -m qdet.measure.served models:/qdet-gtsdb-resnet18@champion data/processed/images/00009.ppm \\
+    qdet-served models:/qdet-gtsdb-resnet18@champion data/processed/images/00009.ppm \\
         --workers 2 --threads 1 --bench metrics/benchmark.json
 
 Only loopback is ever addressed; every loop is bounded in requests and time.
@@ -32,7 +32,7 @@ from PIL import Image
 
 from qdet.core.console import console, exit_on_error
 from qdet.core.errors import QdetError
-from qdet.measure.variants import RECOMMENDED
+from qdet.variants.table import RECOMMENDED
 
 app = typer.Typer(add_completion=False)
 HOST = "127.0.0.1"

@@ -19,7 +19,7 @@ def test_race_times_both_engines_and_the_float_inductor_row_with_intervals(tmp_p
     params.write_text(yaml.safe_dump(merge(DEFAULTS, {"model": dataclasses.asdict(TINY_MODEL)})))
     out = tmp_path / "engines.json"
     done = subprocess.run(
-        [sys.executable, "-m", "qdet.measure.compare_engines", "resnet18", "--params", str(params),
+        [sys.executable, "-m", "qdet.tools.compare_engines", "resnet18", "--params", str(params),
          "--rounds", "6", "--out", str(out)],
         cwd=REPO, capture_output=True, text=True,
     )  # fmt: skip

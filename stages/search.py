@@ -1,0 +1,79 @@
+"""search stage: accuracy to a budget. PTQ is scored on the valid split against the float
+model; over ``quant.max_drop``, modules are kept float (worst SQNR first, confirmed by valid
+mAP, cheapest per point first) until the drop fits. The chosen plan's observers go to convert."""
+
+import csv
+import tempfile
+from pathlib import Path
+
+import typer
+
+from qdet.core.checkpoint import load_checkpoint, save_checkpoint
+from qdet.core.console import console, exit_on_error
+from qdet.core.files import write_json
+from qdet.data.dataset import load_split
+from qdet.measure.budget import PlanScorer
+from qdet.measure.floor import module_gmacs
+from qdet.measure.plan_price import KernelPrice
+from qdet.models.detector import load_trained
+from qdet.pipeline import stage
+from qdet.quant.search import search
+from qdet.report.plots import search_plot
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command()
+@exit_on_error
+def main(
+    processed: Path = typer.Argument(...),
+    float_model: Path = typer.Argument(...),
+    observed: Path = typer.Argument(..., help="the calibrate stage's observer state"),
+    sensitivity_csv: Path = typer.Option(..., help="the calibrate stage's SQNR per module"),
+    out: Path = typer.Option(..., help="the chosen plan's observer state, for convert"),
+    metrics: Path = typer.Option(...),
+    plot: Path = typer.Option(...),
+    params: Path = typer.Option(Path("params.yaml")),
+) -> None:
+    cfg = stage.load(params, "search")
+    stage.set_threads(cfg.train.threads)
+    state = load_checkpoint(observed, "rerun the calibrate stage: dvc repro calibrate")
+    if cfg.quant.search == "off":
+        save_checkpoint(state, out)
+        write_json({"search": "off", "kept_float": []}, metrics)
+        search_plot(None, plot)
+        console.print("quant.search is off: PTQ goes to convert as calibrated")
+        return
+    trained = load_trained(float_model, cfg.backbone, cfg.model)
+    valid = load_split(processed, "valid")
+    modules = {name for name, _ in trained.model.named_modules()}
+    with sensitivity_csv.open() as f:  # worst SQNR first; residual adds are not modules to keep
+        ranked = [r["module"] for r in csv.DictReader(f) if r["module"] in modules]
+    with tempfile.TemporaryDirectory() as scratch:
+        scorer = PlanScorer(
+            trained.model, state, load_split(processed, "train"), valid, cfg.calibrate.images, Path(scratch)
+        )
+        with console.status("scoring float and PTQ on the valid split"):
+            (reference, _), first = scorer.first(cfg.train.threads)
+        with console.status("pricing the modules at this CPU's best-case kernel rates"):
+            price = KernelPrice(module_gmacs(trained.model, [valid[i][0] for i in range(2)], ranked))
+        with console.status("searching for the plan that fits quant.max_drop"):
+            outcome = search(
+                reference, cfg.quant.max_drop, ranked, lambda kept: scorer(kept) if kept else first, price
+            )
+    chosen = outcome.steps[outcome.chosen]
+    save_checkpoint(scorer.state_of(chosen.kept_float), out)
+    record = {"search": "auto", **outcome.as_dict(), "rates": price.rates, "latency": "kernel ms, est."}
+    write_json(record, metrics)
+    search_plot(record, plot)
+    with stage.tracker(cfg, "search", params, metrics.parent) as run:
+        run.log_metrics(
+            {k: v for k, v in record.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        )
+        run.set_tags({"quant_search.kept_float": ",".join(chosen.kept_float) or "none"})
+        run.log_artifact(plot)
+    console.print(outcome.line())
+
+
+if __name__ == "__main__":
+    app()
