@@ -1,4 +1,5 @@
-"""qat stage: quantization-aware fine-tuning of the float model with fake-quant (FX or PT2E)."""
+"""qat stage: quantization-aware fine-tuning of the float model with fake-quant (FX or PT2E), on
+the plan the accuracy search chose (``quant.skip`` and the modules it keeps float)."""
 
 import copy
 from pathlib import Path
@@ -13,7 +14,7 @@ from qdet.models.detector import load_trained
 from qdet.pipeline import stage
 from qdet.pipeline.session import training_session
 from qdet.quant.engines import float_dtype, get_engine
-from qdet.quant.plan import make_plan, plan_dict
+from qdet.quant.plan import make_plan, plan_dict, searched_plan
 from qdet.quant.qat import calibrate_ranges, epoch_controls, freeze_layers, observers_frozen_while
 from qdet.training.loop import FitHooks, epoch_logger, fit, validation_map
 
@@ -25,6 +26,7 @@ app = typer.Typer(add_completion=False)
 def main(
     processed: Path = typer.Argument(...),
     float_model: Path = typer.Argument(...),
+    search_plan: Path = typer.Argument(..., help="the search stage's modules kept float"),
     out: Path = typer.Option(..., help="fake-quant state for convert"),
     checkpoint: Path = typer.Option(..., help="resume checkpoint"),
     metrics: Path = typer.Option(...),
@@ -34,11 +36,12 @@ def main(
 ) -> None:
     cfg = stage.load(params, "qat")
     trained = load_trained(float_model, cfg.backbone, cfg.model)
-    plan = make_plan(cfg.quant, cfg.calibrate, qat=True)
+    plan = searched_plan(make_plan(cfg.quant, cfg.calibrate, qat=True), search_plan)
     float_dtype(cfg.quant.float_dtype, plan.engine)  # one the engine cannot do stops here, not in convert
     resolved = config_to_dict(cfg)
     sections = ("seed", "dataset", "data", "train", "quant", "qat", "calibrate")
-    identity = fingerprint(resolved, *sections, inputs=(processed, float_model), stage=Path(__file__))
+    inputs = (processed, float_model, search_plan)
+    identity = fingerprint(resolved, *sections, inputs=inputs, stage=Path(__file__))
     q = cfg.qat
     with training_session(cfg, "qat", params, metrics, processed) as session:
         plain_train = DetectionDataset(session.train_set.records, trained.classes)

@@ -1,6 +1,7 @@
 """search stage: accuracy to a budget. PTQ is scored on the valid split against the float
 model; over ``quant.max_drop``, modules are kept float (worst SQNR first, confirmed by valid
-mAP, cheapest per point first) until the drop fits. The chosen plan's observers go to convert."""
+mAP, cheapest per point first) until the drop fits. The chosen plan's observers go to convert,
+the modules it keeps float to QAT (a small file, so a budget that keeps the plan reruns no QAT)."""
 
 import csv
 import tempfile
@@ -31,6 +32,7 @@ def main(
     observed: Path = typer.Argument(..., help="the calibrate stage's observer state"),
     sensitivity_csv: Path = typer.Option(..., help="the calibrate stage's SQNR per module"),
     out: Path = typer.Option(..., help="the chosen plan's observer state, for convert"),
+    plan_out: Path = typer.Option(..., help="the modules the chosen plan keeps float, for QAT"),
     metrics: Path = typer.Option(...),
     plot: Path = typer.Option(...),
     params: Path = typer.Option(Path("params.yaml")),
@@ -40,6 +42,7 @@ def main(
     state = load_checkpoint(observed, "rerun the calibrate stage: dvc repro calibrate")
     if cfg.quant.search == "off":
         save_checkpoint(state, out)
+        write_json({"kept_float": []}, plan_out)
         write_json({"search": "off", "kept_float": []}, metrics)
         search_plot(None, plot)
         console.print("quant.search is off: PTQ goes to convert as calibrated")
@@ -63,6 +66,7 @@ def main(
             )
     chosen = outcome.steps[outcome.chosen]
     save_checkpoint(scorer.state_of(chosen.kept_float), out)
+    write_json({"kept_float": chosen.kept_float}, plan_out)  # unchanged by a budget that keeps the plan
     record = {"search": "auto", **outcome.as_dict(), "rates": price.rates, "latency": "kernel ms, est."}
     write_json(record, metrics)
     search_plot(record, plot)

@@ -4,7 +4,6 @@ scored on the valid split by evaluate's code, and priced by :mod:`qdet.measure.p
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ from qdet.core.aside import in_two_halves
 from qdet.measure.accuracy import map50_with_interval
 from qdet.quant.calibrate import calibrated
 from qdet.quant.engines import int8_from_state
-from qdet.quant.plan import QuantPlan, plan_dict
+from qdet.quant.plan import QuantPlan, keep_float, plan_dict
 from qdet.quant.search import Score
 
 FLOAT, PTQ = "reference", "planned"  # the two scores of the first step (scratch file names)
@@ -34,7 +33,7 @@ class PlanScorer:
     def _int8(self, kept: list[str]) -> nn.Module:
         if not kept:  # PTQ as planned: the calibrate stage's own observers
             return int8_from_state(self.model, self.state, "observed", False)
-        plan = dataclasses.replace(self.plan, skip=[*self.plan.skip, *kept])
+        plan = keep_float(self.plan, kept)
         prepared, int8, _ = calibrated(self.model, plan, self.train, self.images)
         self.observed[tuple(kept)] = {
             **self.state,

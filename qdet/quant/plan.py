@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from qdet.config import CalibrateConfig, QuantConfig
 from qdet.config.engines import BEFORE_ENGINES
+from qdet.core.files import read_json
 from qdet.quant.parts import PARTS, QuantError
 
 QAT_OBSERVER = "moving_average"  # fake-quant tracks ranges by moving average while weights move
@@ -36,6 +38,23 @@ def make_plan(quant: QuantConfig, calibrate: CalibrateConfig, qat: bool) -> Quan
     return QuantPlan(
         quant.parts, quant.engine, quant.backend, observer, quant.per_channel, quant.reduce_range, quant.skip
     )
+
+
+def keep_float(plan: QuantPlan, kept: list[str]) -> QuantPlan:
+    """``plan`` with ``kept`` (full module paths) skipped as well: the accuracy search's plans."""
+    return dataclasses.replace(plan, skip=[*plan.skip, *(k for k in kept if k not in plan.skip)])
+
+
+def searched_plan(plan: QuantPlan, path: Path) -> QuantPlan:
+    """``plan`` with the modules the search stage chose to keep float (its ``--plan-out``
+    file), so QAT trains the plan PTQ ships."""
+    try:
+        kept = read_json(path).get("kept_float")
+    except (OSError, ValueError, AttributeError):  # missing, not JSON, not an object
+        kept = None
+    if not isinstance(kept, list) or not all(isinstance(k, str) for k in kept):
+        raise QuantError(f"{path}: no list of module names under 'kept_float'; rerun: dvc repro search")
+    return keep_float(plan, kept)
 
 
 def plan_dict(plan: QuantPlan) -> dict[str, object]:

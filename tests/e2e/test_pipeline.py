@@ -26,7 +26,7 @@ def repo(tmp_path_factory):
     order = stages_run(done.stdout)
     assert order[:3] == ["download", "preprocess", "train"]
     assert order[-4:] == ["evaluate", "benchmark", "register", "report"]
-    assert set(order[3:-4]) == {"calibrate", "qat", "control", "convert", "peers"}
+    assert set(order[3:-4]) == {"calibrate", "search", "qat", "control", "convert", "peers"}
     return path
 
 
@@ -149,6 +149,26 @@ def test_quantized_modules_and_sensitivity_are_reported(repo):
     assert rows[0] == "module,sqnr_db" and len(rows) > 20
 
 
+def test_the_search_records_its_steps_and_convert_gets_its_plan(repo):
+    """The budget search ran on the default ``quant.search: auto``: one step per evaluation,
+    the verdict follows the budget, and convert's observer state is the chosen plan's."""
+    record = _metrics(repo, "quant_search")
+    steps = record["steps"]
+    assert record["search"] == "auto" and record["evaluations"] == len(steps) <= 7
+    assert steps[0]["kept_float"] == [] and steps[0]["why"] == "PTQ as planned"
+    drops = [record["reference_map50"] - s["map50"] for s in steps]
+    assert record["met"] == any(d <= record["max_drop"] + 1e-9 for d in drops)
+    assert (len(steps) == 1) == (drops[0] <= record["max_drop"] + 1e-9)  # stops at once when PTQ fits
+    chosen = steps[record["chosen"]]
+    assert record["kept_float"] == chosen["kept_float"]
+    for s in steps:
+        lo, hi = s["map50_ci95"]
+        assert lo <= s["map50"] <= hi and s["latency_ms"] > 0
+    skip = load_checkpoint(repo / "models" / "ptq_search.pt", "")["plan"]["skip"]
+    assert set(chosen["kept_float"]) <= set(skip)
+    assert "### Accuracy to a budget" in (repo / "reports" / "results.md").read_text()
+
+
 def test_mlflow_has_one_finished_parent_with_stage_children(repo):
     mlflow.set_tracking_uri(default_uri(repo))
     exp = mlflow.get_experiment_by_name("qdet")
@@ -156,7 +176,7 @@ def test_mlflow_has_one_finished_parent_with_stage_children(repo):
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     assert len(parents) == 1
     stages = {r.data.tags["qdet.stage"] for r in runs if "qdet.stage" in r.data.tags}
-    assert stages >= {"train", "calibrate", "qat", "convert", "evaluate", "benchmark", "register"}
+    assert stages >= {"train", "calibrate", "search", "qat", "convert", "evaluate", "benchmark", "register"}
     assert all(r.info.status == "FINISHED" for r in runs)
     parent = parents[0]
     assert parent.data.tags["backbone"] == "resnet18" and parent.data.tags["git_commit"] != "unknown"
@@ -526,3 +546,15 @@ def test_a_temporary_quantization_experiment_reuses_the_float_model(repo):
     ran = stages_run(done.stdout)
     assert "calibrate" in ran and "register" in ran, ran
     assert "train" not in ran and "preprocess" not in ran, ran
+
+
+@pytest.mark.slow  # reruns search → report (2.5 min)
+def test_a_budget_experiment_reruns_only_the_search_and_what_follows(repo):
+    """``dvc exp run -S quant.max_drop=...`` as the README shows it: calibration and the peers
+    are reused; the search and everything downstream of its plan rerun. A budget every plan
+    fits keeps nothing float: QAT reruns only if the committed run kept something float."""
+    commit(repo, "the run so far")
+    done = run(["dvc", "exp", "run", "--temp", "-S", "quant.max_drop=1.0"], repo)
+    retrained = {"qat"} if _metrics(repo, "quant_search")["kept_float"] else set()
+    after = {"download", "search", "convert", "evaluate", "benchmark", "register", "report"}
+    assert set(stages_run(done.stdout)) == after | retrained
