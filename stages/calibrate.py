@@ -1,6 +1,7 @@
 """calibrate stage: post-training static quantization (observers, calibration images, int8),
 with a per-module sensitivity report."""
 
+import tempfile
 from pathlib import Path
 
 import typer
@@ -11,6 +12,7 @@ from qdet.core.console import console, exit_on_error
 from qdet.core.files import write_json
 from qdet.core.progress import progress_bar
 from qdet.data.dataset import load_split
+from qdet.measure.accuracy import map50_with_interval
 from qdet.models.detector import load_trained
 from qdet.pipeline import stage
 from qdet.quant.calibrate import calibrate_ptq, calibration_summary
@@ -41,8 +43,11 @@ def main(
     plan = make_plan(cfg.quant, cfg.calibrate, qat=False)
     float_dtype(cfg.quant.float_dtype, plan.engine)  # one the engine cannot do stops here, not in convert
     with stage.tracker(cfg, "calibrate", params, metrics.parent) as run:
-        with progress_bar() as progress:
+        with progress_bar() as progress, tempfile.TemporaryDirectory() as scratch:
             ptq = calibrate_ptq(trained.model, plan, dataset, cfg.calibrate.images, progress)
+            valid = map50_with_interval(
+                ptq.int8, load_split(processed, "valid"), Path(scratch), "ptq", progress
+            )
         state = {
             "observed": ptq.prepared.state_dict(),
             "plan": plan_dict(plan),
@@ -53,7 +58,7 @@ def main(
         write_json(described, report)
         write_sensitivity(ptq.sqnr, sensitivity_csv)
         plot_sensitivity(ptq.sqnr, sensitivity_png)
-        result = calibration_summary(ptq, described)
+        result = calibration_summary(ptq, described, valid)
         write_json(result, metrics)
         run.log_metrics(result)
         for path in (metrics, report, sensitivity_csv, sensitivity_png):
@@ -61,7 +66,7 @@ def main(
     worst = ", ".join(f"{k} {v:.1f} dB" for k, v in list(ptq.sqnr.items())[:3])
     console.print(
         f"calibrated on {result['images']} images in {ptq.seconds:.1f}s; "
-        f"{result['int8_modules']} int8 modules; worst SQNR {worst}"
+        f"{result['int8_modules']} int8 modules; worst SQNR {worst}; valid mAP@.5 {valid[0]:.3f}"
     )
 
 

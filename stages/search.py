@@ -1,7 +1,8 @@
-"""search stage: accuracy to a budget. PTQ is scored on the valid split against the float
-model; over ``quant.max_drop``, modules are kept float (worst SQNR first, confirmed by valid
-mAP, cheapest per point first) until the drop fits. The chosen plan's observers go to convert,
-the modules it keeps float to QAT (a small file, so a budget that keeps the plan reruns no QAT)."""
+"""search stage: accuracy to a budget. PTQ's valid mAP@.5 (scored by calibrate, which holds the
+int8 model) is set against float's (train's last validation of float.pt); over
+``quant.max_drop``, modules are kept float (worst SQNR first, confirmed by valid mAP, cheapest
+per point first) until the drop fits. The chosen plan's observers go to convert, the modules it
+keeps float to QAT (a small file, so a budget that keeps the plan reruns no QAT)."""
 
 import csv
 import tempfile
@@ -11,7 +12,7 @@ import typer
 
 from qdet.core.checkpoint import load_checkpoint, save_checkpoint
 from qdet.core.console import console, exit_on_error
-from qdet.core.files import write_json
+from qdet.core.files import stage_output, write_json
 from qdet.data.dataset import load_split
 from qdet.measure.budget import PlanScorer
 from qdet.measure.floor import module_gmacs
@@ -31,6 +32,8 @@ def main(
     float_model: Path = typer.Argument(...),
     observed: Path = typer.Argument(..., help="the calibrate stage's observer state"),
     sensitivity_csv: Path = typer.Option(..., help="the calibrate stage's SQNR per module"),
+    calibrate_metrics: Path = typer.Option(..., help="PTQ's valid mAP@.5, scored by calibrate"),
+    train_metrics: Path = typer.Option(..., help="float's valid mAP@.5 (train's last validation)"),
     out: Path = typer.Option(..., help="the chosen plan's observer state, for convert"),
     plan_out: Path = typer.Option(..., help="the modules the chosen plan keeps float, for QAT"),
     metrics: Path = typer.Option(...),
@@ -52,18 +55,15 @@ def main(
     modules = {name for name, _ in trained.model.named_modules()}
     with sensitivity_csv.open() as f:  # worst SQNR first; residual adds are not modules to keep
         ranked = [r["module"] for r in csv.DictReader(f) if r["module"] in modules]
+    reference = stage_output(train_metrics, "val_map50", "train")  # float.pt's last validation, fp32
+    ptq = tuple(stage_output(calibrate_metrics, k, "calibrate") for k in ("valid_map50", "valid_map50_ci95"))
     with tempfile.TemporaryDirectory() as scratch:
-        scorer = PlanScorer(
-            trained.model, state, load_split(processed, "train"), valid, cfg.calibrate.images, Path(scratch)
-        )
-        with console.status("scoring float and PTQ on the valid split"):
-            (reference, _), first = scorer.first(cfg.train.threads)
+        train = load_split(processed, "train")
+        scorer = PlanScorer(trained.model, state, train, valid, cfg.calibrate.images, Path(scratch), ptq)
         with console.status("pricing the modules at this CPU's best-case kernel rates"):
             price = KernelPrice(module_gmacs(trained.model, [valid[i][0] for i in range(2)], ranked))
         with console.status("searching for the plan that fits quant.max_drop"):
-            outcome = search(
-                reference, cfg.quant.max_drop, ranked, lambda kept: scorer(kept) if kept else first, price
-            )
+            outcome = search(reference, cfg.quant.max_drop, ranked, scorer, price)
     chosen = outcome.steps[outcome.chosen]
     save_checkpoint(scorer.state_of(chosen.kept_float), out)
     write_json({"kept_float": chosen.kept_float}, plan_out)  # unchanged by a budget that keeps the plan
@@ -71,9 +71,7 @@ def main(
     write_json(record, metrics)
     search_plot(record, plot)
     with stage.tracker(cfg, "search", params, metrics.parent) as run:
-        run.log_metrics(
-            {k: v for k, v in record.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-        )
+        run.log_metrics(record)
         run.set_tags({"quant_search.kept_float": ",".join(chosen.kept_float) or "none"})
         run.log_artifact(plot)
     console.print(outcome.line())

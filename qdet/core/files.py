@@ -71,6 +71,15 @@ def read_json(path: Path) -> Any:
     return json.loads(path.read_text())
 
 
+def stage_output(path: Path, key: str, stage: str) -> Any:
+    """``key`` of a JSON file another stage wrote, or an error naming the file, the key and the
+    fix (a missing, partial or older file is the usual cause)."""
+    try:
+        return read_json(path)[key]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise QdetError(f"{path}: no '{key}' in it ({type(e).__name__}); rerun: dvc repro {stage}") from None
+
+
 def md5sum(path: Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.md5()
     with open(path, "rb") as f:

@@ -76,12 +76,17 @@ def calibrate_ptq(
     return PtqResult(prepared, int8, sqnr, seconds, min(images, len(dataset)))
 
 
-def calibration_summary(result: PtqResult, described: dict[str, list[str]]) -> dict[str, float]:
-    """The calibrate stage's metrics."""
+def calibration_summary(
+    result: PtqResult, described: dict[str, list[str]], valid: tuple[float, list[float]]
+) -> dict[str, object]:
+    """The calibrate stage's metrics, PTQ's valid mAP@.5 with its interval among them: the
+    accuracy search's first step, scored here where the int8 model already is."""
     return {
         "calibration_seconds": result.seconds,
         "images": result.images,
         "int8_modules": len(described["int8_modules"]),
         "float_modules": len(described["float_modules"]),
         "worst_sqnr_db": next(iter(result.sqnr.values()), float("nan")),
+        "valid_map50": valid[0],
+        "valid_map50_ci95": valid[1],
     }

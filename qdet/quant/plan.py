@@ -8,7 +8,7 @@ from pathlib import Path
 
 from qdet.config import CalibrateConfig, QuantConfig
 from qdet.config.engines import BEFORE_ENGINES
-from qdet.core.files import read_json
+from qdet.core.files import stage_output
 from qdet.quant.parts import PARTS, QuantError
 
 QAT_OBSERVER = "moving_average"  # fake-quant tracks ranges by moving average while weights move
@@ -48,10 +48,7 @@ def keep_float(plan: QuantPlan, kept: list[str]) -> QuantPlan:
 def searched_plan(plan: QuantPlan, path: Path) -> QuantPlan:
     """``plan`` with the modules the search stage chose to keep float (its ``--plan-out``
     file), so QAT trains the plan PTQ ships."""
-    try:
-        kept = read_json(path).get("kept_float")
-    except (OSError, ValueError, AttributeError):  # missing, not JSON, not an object
-        kept = None
+    kept = stage_output(path, "kept_float", "search")
     if not isinstance(kept, list) or not all(isinstance(k, str) for k in kept):
         raise QuantError(f"{path}: no list of module names under 'kept_float'; rerun: dvc repro search")
     return keep_float(plan, kept)

@@ -4,6 +4,7 @@ PNG rather than DVC's HTML plots, which load their chart library from a CDN and 
 from __future__ import annotations
 
 import csv
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -229,25 +230,20 @@ def plot_sensitivity(sqnr: dict[str, float], path: Path, most: int = 40) -> None
 def search_plot(record: dict | None, path: Path) -> None:
     """The accuracy search step by step: valid mAP@.5 (95% interval) against the plan's kernel
     time, the float model and the budget line, the chosen plan starred. ``None``: search off."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
     if record is None:
+        fig, ax = plt.subplots(figsize=(7, 4.5))
         ax.text(0.5, 0.5, "quant.search: off\nPTQ went to convert as calibrated", ha="center", va="center")
         ax.set_axis_off()
         save_figure(fig, path, 100)
         return
+    fig, (ax, notes) = plt.subplots(1, 2, figsize=(11, 4.5), gridspec_kw={"width_ratios": [5, 3]})
     steps = record["steps"]
     x = [s["latency_ms"] for s in steps]
     y = [s["map50"] for s in steps]
     err = np.array([[s["map50"] - s["map50_ci95"][0], s["map50_ci95"][1] - s["map50"]] for s in steps]).T
-    ax.errorbar(x, y, yerr=err, fmt="o-", color="tab:blue", capsize=3, label="step (valid mAP@.5, 95% CI)")
-    for i, s in enumerate(steps):
-        ax.annotate(
-            f"{i}: " + (", ".join(s["kept_float"]) or "PTQ"),
-            (x[i], y[i]),
-            fontsize=7,
-            xytext=(4, 4),
-            textcoords="offset points",
-        )
+    ax.errorbar(x, y, yerr=err, fmt="o", color="tab:blue", capsize=3, label="plan (valid mAP@.5, 95% CI)")
+    for i in range(len(steps)):  # numbers here, what each kept float in the panel beside
+        ax.annotate(str(i), (x[i], y[i]), fontsize=8, xytext=(5, 3), textcoords="offset points")
     chosen = steps[record["chosen"]]
     ax.plot(chosen["latency_ms"], chosen["map50"], "*", color="tab:red", markersize=16, label="chosen plan")
     ax.axhline(record["reference_map50"], color="black", linestyle=":", label="float")
@@ -255,6 +251,15 @@ def search_plot(record: dict | None, path: Path) -> None:
     ax.axhline(budget, color="tab:red", linestyle="--", label=f"budget (drop ≤ {record['max_drop']:g})")
     ax.set_xlabel("quantized modules' kernel time at best-case rates (ms, est.)")
     ax.set_ylabel("valid mAP@.5")
+    mark = ["*" if i == record["chosen"] else " " for i in range(len(steps))]
+    kept = [", ".join(s["kept_float"]) or "nothing (PTQ as planned)" for s in steps]
+    lines = [
+        textwrap.fill(f"{i}{mark[i]}   {s['map50']:.3f}  {kept[i]}", 62, subsequent_indent=" " * 15)
+        for i, s in enumerate(steps)
+    ]
+    text = "step  mAP@.5  kept float (* chosen)\n" + "\n".join(lines)
+    notes.text(0, 1, text, va="top", family="monospace", fontsize=7)
+    notes.set_axis_off()
     ax.set_title("Accuracy to a budget: " + ("met" if record["met"] else "missed, best plan chosen"))
     ax.legend(fontsize=8, loc="best")
     ax.grid(alpha=0.3)

@@ -212,9 +212,7 @@ class StageRun(AbstractContextManager):
         """To the stage's run, or with ``on_parent`` to the pipeline's run instead (the summary
         a user compares runs by; never both, so no chart shows a figure twice)."""
         import mlflow  # MLflow loads when a run is logged (qdet-predict imports tracking without it)
-
-        # MLflow loads when a run is logged (qdet-predict imports tracking without it)
-        from mlflow.entities import Metric
+        from mlflow.entities import Metric  # with it
 
         numeric = numeric_metrics(metrics)
         if not on_parent:
@@ -227,9 +225,7 @@ class StageRun(AbstractContextManager):
     def log_series(self, key: str, values: list[float], steps) -> None:
         """One metric at many steps, in one request (per-iteration loss)."""
         import mlflow  # MLflow loads when a run is logged (qdet-predict imports tracking without it)
-
-        # MLflow loads when a run is logged (qdet-predict imports tracking without it)
-        from mlflow.entities import Metric
+        from mlflow.entities import Metric  # with it
 
         now = int(time.time() * 1000)
         batch = [Metric(key, float(v), now, int(s)) for v, s in zip(values, steps, strict=True)]

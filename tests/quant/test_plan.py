@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from qdet.quant.parts import QuantError
+from qdet.core.errors import QdetError
 from qdet.quant.plan import QuantPlan, keep_float, searched_plan
 
 
@@ -29,5 +29,5 @@ def test_a_missing_or_malformed_plan_file_names_itself_and_the_fix(tmp_path, tex
     path = tmp_path / "search_plan.json"
     if text is not None:
         path.write_text(text)
-    with pytest.raises(QuantError, match=r"search_plan.json.*dvc repro search"):
+    with pytest.raises(QdetError, match=r"search_plan.json.*dvc repro search"):
         searched_plan(QuantPlan(["backbone"]), path)
