@@ -548,13 +548,16 @@ def test_a_temporary_quantization_experiment_reuses_the_float_model(repo):
     assert "train" not in ran and "preprocess" not in ran, ran
 
 
-@pytest.mark.slow  # reruns search → report (2.5 min)
+@pytest.mark.slow  # reruns search → report
 def test_a_budget_experiment_reruns_only_the_search_and_what_follows(repo):
     """``dvc exp run -S quant.max_drop=...`` as the README shows it: calibration and the peers
-    are reused; the search and everything downstream of its plan rerun. A budget every plan
-    fits keeps nothing float: QAT reruns only if the committed run kept something float."""
+    are reused; the search reruns, and what follows it only where its plan changed. A budget
+    every plan fits keeps nothing float: with nothing kept float before, the plan files come
+    out byte-equal and only the report (which shows the budget) follows."""
     commit(repo, "the run so far")
     done = run(["dvc", "exp", "run", "--temp", "-S", "quant.max_drop=1.0"], repo)
-    retrained = {"qat"} if _metrics(repo, "quant_search")["kept_float"] else set()
-    after = {"download", "search", "convert", "evaluate", "benchmark", "register", "report"}
-    assert set(stages_run(done.stdout)) == after | retrained
+    if _metrics(repo, "quant_search")["kept_float"]:
+        plan_changed = {"qat", "convert", "evaluate", "benchmark", "register"}
+    else:
+        plan_changed = set()
+    assert set(stages_run(done.stdout)) == {"download", "search", "report"} | plan_changed
