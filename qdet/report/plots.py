@@ -241,6 +241,7 @@ def search_plot(record: dict | None, path: Path) -> None:
     x = [s["latency_ms"] for s in steps]
     y = [s["map50"] for s in steps]
     err = np.array([[s["map50"] - s["map50_ci95"][0], s["map50_ci95"][1] - s["map50"]] for s in steps]).T
+    err = err.clip(min=0)  # stats.interval holds its point; a hand-made record might not
     ax.errorbar(x, y, yerr=err, fmt="o", color="tab:blue", capsize=3, label="plan (valid mAP@.5, 95% CI)")
     for i in range(len(steps)):  # numbers here, what each kept float in the panel beside
         ax.annotate(str(i), (x[i], y[i]), fontsize=8, xytext=(5, 3), textcoords="offset points")

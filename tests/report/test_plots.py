@@ -5,7 +5,14 @@ import csv
 
 import torch
 
-from qdet.report.plots import PREDICTED, TRUTH, draw_detections, training_curves, write_history_csv
+from qdet.report.plots import (
+    PREDICTED,
+    TRUTH,
+    draw_detections,
+    search_plot,
+    training_curves,
+    write_history_csv,
+)
 from qdet.tracking import numeric_metrics
 from qdet.training.loop import epoch_logger
 
@@ -64,3 +71,20 @@ def test_detections_have_filled_tags_and_a_legend():
     assert TRUTH in {pixels[x, 5] for x in range(drawn.width)}  # and its ground-truth tag
     tag = [pixels[x, y] for x in range(100, 140) for y in range(68, 80)]
     assert tag.count(PREDICTED) > len(tag) * 0.4  # the prediction's tag, filled, above its box
+
+
+def test_the_search_plot_draws_every_step_and_the_off_switch(tmp_path):
+    """A record read back from disk may hold a step whose interval misses its point (made by
+    hand, or rounded): the plot still draws, it does not stop the stage."""
+    step = {
+        "kept_float": [],
+        "map50": 0.5,
+        "map50_ci95": [0.4, 0.6],
+        "latency_ms": 10.0,
+        "why": "PTQ as planned",
+    }
+    odd = {**step, "kept_float": ["roi_heads.box_head.fc7"], "map50": 0.7, "map50_ci95": [0.72, 0.8]}
+    record = {"steps": [step, odd], "chosen": 1, "met": True, "reference_map50": 0.7, "max_drop": 0.01}
+    search_plot(record, tmp_path / "search.png")
+    search_plot(None, tmp_path / "off.png")
+    assert (tmp_path / "search.png").stat().st_size > 20_000 and (tmp_path / "off.png").stat().st_size > 5_000
