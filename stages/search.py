@@ -4,7 +4,6 @@ int8 model) is set against float's (train's last validation of float.pt); over
 per point first) until the drop fits. The chosen plan's observers go to convert, the modules it
 keeps float to QAT (a small file, so a budget that keeps the plan reruns no QAT)."""
 
-import csv
 import tempfile
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from qdet.measure.plan_price import KernelPrice
 from qdet.models.detector import load_trained
 from qdet.pipeline import stage
 from qdet.quant.search import search
+from qdet.quant.sensitivity import read_sensitivity
 from qdet.report.plots import search_plot
 
 app = typer.Typer(add_completion=False)
@@ -53,8 +53,8 @@ def main(
     trained = load_trained(float_model, cfg.backbone, cfg.model)
     valid = load_split(processed, "valid")
     modules = {name for name, _ in trained.model.named_modules()}
-    with sensitivity_csv.open() as f:  # worst SQNR first; residual adds are not modules to keep
-        ranked = [r["module"] for r in csv.DictReader(f) if r["module"] in modules]
+    # worst SQNR first; residual adds are not modules to keep
+    ranked = [m for m in read_sensitivity(sensitivity_csv) if m in modules]
     reference = stage_output(train_metrics, "val_map50", "train")  # float.pt's last validation, fp32
     ptq = tuple(stage_output(calibrate_metrics, k, "calibrate") for k in ("valid_map50", "valid_map50_ci95"))
     with tempfile.TemporaryDirectory() as scratch:

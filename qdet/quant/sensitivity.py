@@ -9,7 +9,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from qdet.quant.parts import get_part
+from qdet.quant.parts import QuantError, get_part
+
+HEADER = "module,sqnr_db"
 
 
 class InputRecorder:
@@ -34,5 +36,20 @@ class InputRecorder:
 def write_sensitivity(sqnr: dict[str, float], path: Path) -> None:
     """CSV ``module,sqnr_db``, worst first (a DVC plot and an MLflow artifact)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    lines = ["module,sqnr_db"] + [f"{k},{v:.3f}" for k, v in sqnr.items()]
+    lines = [HEADER] + [f"{k},{v:.3f}" for k, v in sqnr.items()]
     path.write_text("\n".join(lines) + "\n")
+
+
+def read_sensitivity(path: Path) -> dict[str, float]:
+    """What :func:`write_sensitivity` wrote, worst first (the accuracy search's ranking)."""
+    lines = path.read_text().splitlines() if path.exists() else []
+    if not lines or lines[0] != HEADER:
+        raise QuantError(f"{path}: not the calibrate stage's '{HEADER}' table; rerun: dvc repro calibrate")
+    out: dict[str, float] = {}
+    for number, line in enumerate(lines[1:], start=2):
+        module, _, sqnr = line.rpartition(",")
+        try:
+            out[module] = float(sqnr)
+        except ValueError:
+            raise QuantError(f"{path}, line {number}: {line!r} is not 'module,sqnr_db'") from None
+    return out
