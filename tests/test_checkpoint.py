@@ -1,5 +1,7 @@
 """Checkpoints: atomic writes, and the fingerprint that decides whether a rerun may resume."""
 
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -46,6 +48,29 @@ def test_save_checkpoint_never_leaves_a_half_written_file(tmp_path, monkeypatch)
     monkeypatch.undo()
     assert load_checkpoint(path) == {"epoch": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]
+
+
+def test_a_stop_during_a_save_waits_for_the_write_then_stops(tmp_path, monkeypatch):
+    """SIGTERM inside torch.save used to surface as torch's "unexpected pos" RuntimeError
+    (exit 1 with a traceback) instead of the stop (exit 130, one line)."""
+    real_save = torch.save
+
+    def save_then_stop(state, f):
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives in the middle of the write
+        real_save(state, f)
+
+    def stop(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    monkeypatch.setattr(checkpoint.torch, "save", save_then_stop)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            save_checkpoint({"epoch": 3}, tmp_path / "ck.pt")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert load_checkpoint(tmp_path / "ck.pt") == {"epoch": 3}  # the write finished first
+    assert list(tmp_path.iterdir()) == [tmp_path / "ck.pt"]
 
 
 def test_temp_files_of_a_killed_save_are_removed_by_the_next_save(tmp_path):

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import pickle
+import signal
 import tempfile
 import zipfile
 from pathlib import Path
@@ -17,6 +18,7 @@ from torch import nn
 
 from qdet.core.errors import QdetError
 from qdet.core.files import md5sum
+from qdet.core.lifeline import deferred_signal
 
 
 class CheckpointError(QdetError):
@@ -32,11 +34,14 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
         stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        # A stop is held until the write is done: interrupted inside torch.save, the zip
+        # writer's own cleanup raises "unexpected pos", which hides the stop behind a traceback.
+        with deferred_signal(signal.SIGTERM), deferred_signal(signal.SIGINT):
+            with os.fdopen(fd, "wb") as f:
+                torch.save(state, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

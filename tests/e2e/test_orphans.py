@@ -96,8 +96,9 @@ def test_a_stage_dies_with_the_dvc_that_started_it(repo, shell, tmp_path):
     )  # SIGTERM ends it
 
 
-def test_a_second_copy_of_a_stage_refuses_to_start(repo):
-    first = subprocess.Popen(TRAIN, cwd=repo, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def test_a_second_copy_of_a_stage_refuses_to_start(repo, tmp_path):
+    log = tmp_path / "first.log"
+    first = subprocess.Popen(TRAIN, cwd=repo, env=env(), stdout=log.open("w"), stderr=subprocess.STDOUT)
     try:
         lock = repo / ".dvc" / "tmp" / "qdet" / "train.lock"
         assert wait_for(lambda: lock.exists() and lock.read_text() == str(first.pid), 60)
@@ -108,7 +109,7 @@ def test_a_second_copy_of_a_stage_refuses_to_start(repo):
     finally:
         first.send_signal(signal.SIGTERM)
         first.wait(timeout=60)
-    assert first.returncode == 130
+    assert first.returncode == 130, log.read_text()[-3000:]  # SIGTERM ends it in one line
 
 
 @pytest.mark.slow  # a whole 15-epoch training (1.8 min)
