@@ -46,6 +46,7 @@ from qdet.measure.speed import time_steady
 from qdet.measure.streams import throughput
 from qdet.variants.artifacts import load_variant
 from qdet.variants.table import RECOMMENDED
+from qdet.variants.table import variant as table_row
 
 app = typer.Typer(add_completion=False)
 HOST = "127.0.0.1"
@@ -175,8 +176,9 @@ def server_rss_mb(server: subprocess.Popen) -> float:
 def artifact_of(model: str) -> Path:
     """The detector artifact inside a pyfunc model: a model folder, or a ``models:/`` URI
     (downloaded, as ``mlflow models serve`` does)."""
-    local = Path(model).is_dir()
-    folder = Path(model) if local else Path(mlflow.artifacts.download_artifacts(artifact_uri=model))
+    folder = (
+        Path(model) if Path(model).is_dir() else Path(mlflow.artifacts.download_artifacts(artifact_uri=model))
+    )
     try:
         spec = yaml.safe_load((folder / "MLmodel").read_text())
         path = folder / spec["flavors"]["python_function"]["artifacts"]["detector"]["path"]
@@ -200,6 +202,10 @@ def main(
     variant: str = typer.Option(RECOMMENDED, help="the variant table row the artifact loads as"),
     out: Path = typer.Option(None, help="JSON of the figures"),
 ) -> None:
+    try:
+        row = table_row(variant)  # how the artifact loads, as the variant table says
+    except KeyError as exc:
+        raise ServeFailed(f"--variant: {exc.args[0]}") from None
     artifact = artifact_of(model)
     # the artifact at its best on the cores the server has: its p50 with all of them, its
     # throughput over every processes x threads split (a server's choice is measured against it)
@@ -218,7 +224,7 @@ def main(
         runs = alternate(
             lambda c: drive(url, body, c, requests_per_block),
             lambda: time_steady({"artifact": detector}, [tensor], 3, 1, requests_per_block)["artifact"],
-            lambda: throughput(variant, "artifact", artifact, [image], cores, seconds)["img_per_s"],
+            lambda: throughput(variant, row.load, artifact, [image], cores, seconds)["img_per_s"],
             clients,
             rounds,
         )

@@ -1,8 +1,9 @@
 """qdet-served: every served block is set against the artifact timed beside it, not another run's."""
 
 import pytest
+from typer.testing import CliRunner
 
-from qdet.tools.served import ServeFailed, alternate, artifact_of, lines
+from qdet.tools.served import ServeFailed, alternate, app, artifact_of, lines
 
 
 def test_each_served_block_runs_next_to_the_artifact_figure_of_its_kind():
@@ -47,3 +48,9 @@ def test_the_artifact_is_found_inside_a_model_folder_or_refused_in_one_line(tmp_
     (tmp_path / "MLmodel").write_text("flavors:\n  python_function: {}\n")
     with pytest.raises(ServeFailed, match="not a qdet model"):
         artifact_of(str(tmp_path))
+
+
+def test_an_unknown_variant_is_refused_in_one_line_before_any_server_starts(tmp_path):
+    done = CliRunner().invoke(app, [str(tmp_path), "x.ppm", "--variant", "nope"])
+    assert done.exit_code == 1
+    assert "--variant: unknown variant 'nope'; known:" in done.output and "Traceback" not in done.output
