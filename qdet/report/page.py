@@ -104,7 +104,7 @@ def int8_artifacts(convert: dict, evaluation: dict, benchmark: dict) -> list[str
     return lines
 
 
-SEEDS_COMMAND = "python -m qdet.tools.seeds 0 1 2"
+SEEDS_COMMAND = "qdet-seeds 0 1 2 --precision fp32 --precision bf16"
 
 
 def seed_table(seeds: dict | None, recipe: str) -> list[str]:
@@ -119,9 +119,11 @@ def seed_table(seeds: dict | None, recipe: str) -> list[str]:
             f"{recipe}); rerun `{SEEDS_COMMAND}`.",
             "",
         ]
+    rows = seeds.get("seeds", [])
+    commits = sorted({str(row.get("commit", seeds.get("commit", "?"))) for row in rows})
     lines += [
-        f"Commit `{seeds.get('commit', '?')}` on {seeds.get('environment', {}).get('cpu', '?')}, "
-        f"{seeds.get('threads', '?')} thread(s) per training, {seeds.get('jobs', 1)} at a time. The seed "
+        f"Commit {', '.join(f'`{c}`' for c in commits)} on {seeds.get('environment', {}).get('cpu', '?')}; "
+        "each row's seconds say the threads it trained with and how many trained at once. The seed "
         "sets the initial weights, batch order and augmentation; the data and its splits are the "
         "same for every seed (`data.seed`), so each model is scored on the same test images.",
         "",
@@ -129,7 +131,7 @@ def seed_table(seeds: dict | None, recipe: str) -> list[str]:
         "| test mAP@.5 | test mAP@.5:.95 | seconds |",
         "|---|---|---|---|---|---|---|",
     ]
-    for row in seeds.get("seeds", []):
+    for row in rows:
         curve = " / ".join(f"{v:.3f}" for v in row.get("val_map50_per_epoch", []))
         gains = " / ".join(
             num(row.get(k), "+.3f") for k in ("val_map50_last_epoch_gain", "val_map_last_epoch_gain")
@@ -137,7 +139,7 @@ def seed_table(seeds: dict | None, recipe: str) -> list[str]:
         lines.append(
             f"| {row.get('precision', '?')} | {row.get('seed')} | {curve} | {gains} "
             f"| {num(row.get('test_map50'), '.3f')} | {num(row.get('test_map'), '.3f')} "
-            f"| {num(row.get('seconds'), '.0f')} |"
+            f"| {num(row.get('seconds'), '.0f')} ({_threads(row, seeds)}) |"
         )
     limits = seeds.get("limits", {})
     lines += [
@@ -157,6 +159,12 @@ def seed_table(seeds: dict | None, recipe: str) -> list[str]:
             f"(target ≤ {limits.get('precision_gap', '?')}: {verdict})."
         )
     return lines
+
+
+def _threads(row: dict, seeds: dict) -> str:
+    """How a seed row trained: its own threads and jobs, or the file's (older files kept one)."""
+    threads, jobs = row.get("threads", seeds.get("threads", "?")), row.get("jobs", seeds.get("jobs", 1))
+    return f"{threads} thread{'s' if threads != 1 else ''}" + (f", {jobs} at a time" if jobs != 1 else "")
 
 
 def search_table(search: dict | None) -> list[str]:

@@ -26,6 +26,7 @@ resize/normalise, anchors (computed once per input size), proposal selection (to
 score threshold and NMS of the detections. Neither tracing nor compiling happens at load time.
 """
 
+import itertools
 import json
 from pathlib import Path
 
@@ -161,11 +162,11 @@ class Proposals(nn.Module):
         of each level, clipped, small and low-scoring boxes dropped, NMS per level, the best
         ``post_nms_top_n``."""
         rpn = self.rpn
-        starts = torch.tensor([0, *per_level]).cumsum(0).tolist()
+        starts = itertools.accumulate(per_level[:-1], initial=0)
         top = torch.cat(
             [
                 level.topk(min(rpn.pre_nms_top_n(), level.shape[1]), dim=1)[1][0] + start
-                for level, start in zip(objectness.split(per_level, 1), starts, strict=False)
+                for level, start in zip(objectness.split(per_level, 1), starts, strict=True)
             ]
         )
         levels = torch.repeat_interleave(torch.arange(len(per_level)), torch.tensor(per_level))[top]

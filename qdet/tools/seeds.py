@@ -10,6 +10,9 @@ could move::
 
     qdet-seeds 0 1 2 --precision fp32 --precision bf16 --out reports/seeds.json
 
+``--merge`` joins the rows of earlier seed files of the same recipe (a table trained over several
+sessions, or seeds added later); each row keeps the threads, jobs and commit it ran with.
+
 ``--precision`` trains every seed in each precision named (``train.precision``), so the table
 also says whether the recipe's end point depends on what the CPU computes in: the gap between
 the precisions' mean test mAP@.5 and mAP@.5:.95. The report stage shows the table
@@ -177,7 +180,7 @@ def _spread(values: list[float]) -> float:
 @app.command()
 @exit_on_error
 def main(
-    seeds: list[int] = typer.Argument(..., help="seeds to train, e.g. 0 1 2"),
+    seeds: list[int] = typer.Argument(None, help="seeds to train, e.g. 0 1 2"),
     params: Path = typer.Option(Path("params.yaml"), help="the recipe (its seed is replaced)"),
     threads: int = typer.Option(0, help="torch threads per run (0: train.threads of params)"),
     jobs: int = typer.Option(1, min=1, help="seeds trained at the same time"),
@@ -185,16 +188,53 @@ def main(
         [], help="train.precision to train every seed in (repeat: --precision fp32 --precision bf16)"
     ),
     out: Path = typer.Option(Path("reports/seeds.json")),
+    merge: list[Path] = typer.Option(
+        [],
+        help="earlier seed files of the same recipe whose rows join these (a seed retrained in "
+        "the same precision replaces its row): a table trained over several sessions",
+    ),
 ) -> None:
     repo = Path.cwd()
     base = yaml.safe_load(params.read_text())
+    seeds = seeds or []
+    if not seeds and not merge:
+        raise typer.BadParameter("name seeds to train, or --merge seed files to combine")
+    used = threads or base.get("train", {}).get("threads")
+    machine = environment(used)
+    earlier = [_rows_of(path, recipe_digest(base), machine) for path in merge]
     for p in precision:
         if p not in ("auto", "fp32", "bf16"):
             raise typer.BadParameter(f"--precision: {p!r} is not one of auto, fp32, bf16")
     commit = git_commit(repo)  # the code the runs start from (HEAD may move while they train)
-    rows = []
     label = ", ".join(map(str, seeds)) + (f" in {' and '.join(precision)}" if precision else "")
     plan = [(seed, p) for p in (precision or [None]) for seed in seeds]
+    trained = _train(plan, repo, base, threads, jobs, label) if plan else []
+    rows = [{**row, "threads": used, "jobs": jobs, "commit": commit} for row in trained]
+    seen = {(r["seed"], r.get("precision")) for r in rows}
+    for row in (r for rs in earlier for r in rs):  # this run's rows first, then the files in order
+        if (row["seed"], row.get("precision")) not in seen:
+            seen.add((row["seed"], row.get("precision")))
+            rows.append(row)
+    rows.sort(key=lambda r: (str(r.get("precision")), r["seed"]))
+    summary = summarize(rows)
+    console.print(
+        f"test mAP@.5 spread {summary['spread']:.4f} (limit {SPREAD_LIMIT}); worst last-epoch gain "
+        f"{summary['worst_last_epoch_gain']:+.4f} (limit {PLATEAU_LIMIT})"
+    )
+    if "precision_gap_test_map50" in summary:
+        console.print(
+            f"precision gap of the mean test mAP@.5 {summary['precision_gap_test_map50']:.4f}, of mAP@.5:.95 "
+            f"{summary['precision_gap_test_map']:.4f} (limit {PRECISION_GAP_LIMIT})"
+        )
+    record = {"recipe": recipe_digest(base), "commit": commit, "environment": machine}
+    write_json({**record, "seeds": rows, **summary}, out)
+
+
+def _train(
+    plan: list[tuple[int, str | None]], repo: Path, base: dict[str, Any], threads: int, jobs: int, label: str
+) -> list[dict[str, Any]]:
+    """Each (seed, precision) of ``plan`` trained and scored, ``jobs`` at a time; a line each."""
+    rows = []
     with console.status(f"seeds {label}: download, preprocess and train each, {jobs} at a time"):
         with ThreadPoolExecutor(max_workers=jobs) as pool:  # each training is its own process
             runs = [pool.submit(train_seed, repo, base, seed, threads or None, p) for seed, p in plan]
@@ -206,23 +246,29 @@ def main(
                 console.print(
                     f"seed {row['seed']} ({row['precision']}): valid mAP@.5 per epoch {curve}; the last "
                     f"epoch adds {gains} (mAP@.5 / mAP@.5:.95); test mAP@.5 {row['test_map50']:.3f}, "
-                    f"mAP@.5:.95 "
-                    f"{row['test_map']:.3f}; {row['seconds']:.0f} s"
+                    f"mAP@.5:.95 {row['test_map']:.3f}; {row['seconds']:.0f} s"
                 )
-    rows.sort(key=lambda r: (r["precision"], r["seed"]))
-    summary = summarize(rows)
-    console.print(
-        f"test mAP@.5 spread {summary['spread']:.4f} (limit {SPREAD_LIMIT}); worst last-epoch gain "
-        f"{summary['worst_last_epoch_gain']:+.4f} (limit {PLATEAU_LIMIT})"
-    )
-    if "precision_gap_test_map50" in summary:
-        console.print(
-            f"precision gap of the mean test mAP@.5 {summary['precision_gap_test_map50']:.4f}, of mAP@.5:.95 "
-            f"{summary['precision_gap_test_map']:.4f} (limit {PRECISION_GAP_LIMIT})"
+    return rows
+
+
+def _rows_of(path: Path, recipe: str, machine: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of an earlier seed file, each with the threads, jobs and commit it ran with (older
+    files kept them once, for all rows). A file of another recipe, or from another CPU (whose
+    arithmetic is what the table compares), is refused, naming both."""
+    if not path.is_file():
+        raise typer.BadParameter(f"--merge: {path} does not exist")
+    earlier = read_json(path)
+    if earlier.get("recipe") != recipe:
+        raise typer.BadParameter(
+            f"--merge: {path} was measured on recipe {earlier.get('recipe')}, not this one ({recipe}): "
+            "its seeds trained another model"
         )
-    threads = threads or base.get("train", {}).get("threads")
-    record = {"recipe": recipe_digest(base), "commit": commit, "environment": environment(threads)}
-    write_json({**record, "threads": threads, "jobs": jobs, "seeds": rows, **summary}, out)
+    cpu = ("cpu", "cpu_family", "cpu_flags")
+    theirs, ours = ({k: env.get(k) for k in cpu} for env in (earlier.get("environment", {}), machine))
+    if theirs != ours:
+        raise typer.BadParameter(f"--merge: {path} was measured on another CPU ({theirs}; this one: {ours})")
+    shared = {k: earlier.get(k) for k in ("threads", "jobs", "commit")}
+    return [{**shared, **row} for row in earlier.get("seeds", [])]
 
 
 if __name__ == "__main__":

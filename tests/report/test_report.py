@@ -116,6 +116,8 @@ def test_page_says_what_the_float_ops_compute_in_and_what_bf16_costs():
 
 SEEDS = {
     "recipe": "r1",
+    "commit": "c1",
+    "threads": 2,
     "environment": {"cpu": "AMD EPYC"},
     "seeds": [
         {
@@ -131,6 +133,9 @@ SEEDS = {
             "val_map50_last_epoch_gain": 0.061,
             "test_map50": 0.836,
             "seconds": 510,
+            "threads": 1,
+            "jobs": 2,
+            "commit": "c2",
             "precision": "fp32",
             "val_map_last_epoch_gain": 0.012,
             "test_map": 0.612,
@@ -147,8 +152,13 @@ SEEDS = {
 
 def test_seed_table_shows_each_seed_and_the_targets_met_or_missed():
     page = _page(seeds=SEEDS, recipe="r1")
-    assert "| fp32 | 1 | 0.400 / 0.800 / 0.861 | +0.061 / +0.012 | 0.836 | 0.612 | 510 |" in page
-    assert "| ? | 0 | 0.500 / 0.840 / 0.846 | +0.006 / - | 0.851 | - | 500 |" in page  # an older table
+    # a row keeps how it trained; an older table's rows take the file's threads and commit
+    assert (
+        "| fp32 | 1 | 0.400 / 0.800 / 0.861 | +0.061 / +0.012 | 0.836 | 0.612 | 510 (1 thread, 2 at a time) |"
+        in page
+    )
+    assert "| ? | 0 | 0.500 / 0.840 / 0.846 | +0.006 / - | 0.851 | - | 500 (2 threads) |" in page
+    assert "Commit `c1`, `c2` on AMD EPYC;" in page
     assert "Precisions apart" not in page
     gap = {
         "precision_gap_test_map50": 0.031,
@@ -158,7 +168,6 @@ def test_seed_table_shows_each_seed_and_the_targets_met_or_missed():
     assert "mAP@.5 differ by 0.0310 and mAP@.5:.95 by 0.0120 (target ≤ 0.02: missed)" in _page(
         seeds={**SEEDS, **gap, "limits": {**SEEDS["limits"], "precision_gap": 0.02}}, recipe="r1"
     )
-    assert "on AMD EPYC, " in page
     assert "Spread of test mAP@.5: 0.0150 (target ≤ 0.03: met; valid: 0.0150)" in page
     assert "largest last-epoch gain +0.0610 (target ≤ 0.01: missed)" in page
     assert "Stale" not in page
@@ -168,7 +177,7 @@ def test_seed_table_of_another_recipe_is_marked_stale_and_a_missing_one_says_wha
     assert "**Stale**: measured on another float recipe (r1, this run's is r2)" in _page(
         seeds=SEEDS, recipe="r2"
     )
-    assert "Not measured for this recipe: `python -m qdet.tools.seeds 0 1 2`" in _page(
+    assert "Not measured for this recipe: `qdet-seeds 0 1 2 --precision fp32 --precision bf16`" in _page(
         seeds=None, recipe="r2"
     )
 
