@@ -158,7 +158,7 @@ def seed_table(seeds: dict | None, recipe: str) -> list[str]:
             f"{num(seeds['precision_gap_test_map'], '.4f')} "
             f"(target ≤ {limits.get('precision_gap', '?')}: {verdict})."
         )
-    return lines
+    return [*lines, "", "![valid mAP per epoch, each seed and precision](seeds.png)"]  # qdet-seeds draws it
 
 
 def _threads(row: dict, seeds: dict) -> str:

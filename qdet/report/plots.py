@@ -265,3 +265,29 @@ def search_plot(record: dict | None, path: Path) -> None:
     ax.legend(fontsize=8, loc="best")
     ax.grid(alpha=0.3)
     save_figure(fig, path, 100)
+
+
+def seed_curves(rows: list[dict[str, Any]], path: Path) -> None:
+    """Valid mAP@.5 and mAP@.5:.95 per epoch of each seed's float training, a colour per
+    precision: whether the recipe reaches the same plateau whatever the seed and the arithmetic."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharex=True)
+    colours = {"bf16": "tab:orange", "fp32": "tab:blue"}
+    styles = ("-", "--", ":", "-.")  # a line style per seed, the same in both precisions
+    seeds = sorted({row["seed"] for row in rows})
+    for row in rows:
+        colour = colours.get(str(row.get("precision")), "tab:gray")
+        style = styles[seeds.index(row["seed"]) % len(styles)]
+        label = f"{row.get('precision', '?')}, seed {row['seed']}"
+        for axis, key in zip(axes, ("val_map50_per_epoch", "val_map_per_epoch"), strict=True):
+            values = row.get(key) or []
+            epochs = range(1, len(values) + 1)
+            axis.plot(epochs, values, style, marker="o", markersize=3, color=colour, label=label)
+    for axis, title in zip(axes, ("valid mAP@.5", "valid mAP@[.5:.95]"), strict=True):
+        axis.set_title(title), axis.set_xlabel("epoch"), axis.set_ylim(0, 1)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.grid(alpha=0.3)
+    axes[1].legend(fontsize=7, loc="lower right")
+    fig.suptitle("the float recipe across seeds and precisions")
+    fig.tight_layout()
+    save_figure(fig, path, dpi=100)
+    plt.close(fig)

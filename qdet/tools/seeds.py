@@ -43,6 +43,7 @@ from qdet.core.files import read_json, write_json
 from qdet.data.dataset import load_split
 from qdet.measure.accuracy import evaluate_detector
 from qdet.measure.speed import environment
+from qdet.report.plots import seed_curves
 from qdet.tracking.run import git_commit
 from qdet.variants.artifacts import load_variant
 from qdet.variants.table import REFERENCE
@@ -228,6 +229,8 @@ def main(
         )
     record = {"recipe": recipe_digest(base), "commit": commit, "environment": machine}
     write_json({**record, "seeds": rows, **summary}, out)
+    seed_curves(rows, out.with_suffix(".png"))
+    console.print(f"written: {out}, {out.with_suffix('.png')} (the curves)")
 
 
 def _train(

@@ -10,6 +10,7 @@ from qdet.report.plots import (
     TRUTH,
     draw_detections,
     search_plot,
+    seed_curves,
     training_curves,
     write_history_csv,
 )
@@ -88,3 +89,27 @@ def test_the_search_plot_draws_every_step_and_the_off_switch(tmp_path):
     search_plot(record, tmp_path / "search.png")
     search_plot(None, tmp_path / "off.png")
     assert (tmp_path / "search.png").stat().st_size > 20_000 and (tmp_path / "off.png").stat().st_size > 5_000
+
+
+def test_seed_curves_draw_each_precision_in_its_colour(tmp_path):
+    """The seed table's picture: fp32 rows blue, bf16 rows orange, both panels drawn."""
+    import numpy as np
+    from PIL import Image
+
+    def row(seed, precision):
+        return {
+            "seed": seed,
+            "precision": precision,
+            "val_map50_per_epoch": [0.2, 0.9, 0.95],
+            "val_map_per_epoch": [0.1, 0.6, 0.7],
+        }
+
+    def has(pixels, rgb):
+        return bool((np.abs(pixels[..., :3].astype(int) - rgb).sum(-1) < 30).any())
+
+    seed_curves([row(0, "fp32"), row(1, "fp32")], tmp_path / "a.png")
+    only_fp32 = np.asarray(Image.open(tmp_path / "a.png"))
+    assert has(only_fp32, (31, 119, 180)) and not has(only_fp32, (255, 127, 14))  # tab:blue, no tab:orange
+    seed_curves([row(0, "fp32"), row(0, "bf16")], tmp_path / "b.png")
+    both = np.asarray(Image.open(tmp_path / "b.png"))
+    assert has(both, (31, 119, 180)) and has(both, (255, 127, 14))

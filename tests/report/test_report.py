@@ -159,6 +159,7 @@ def test_seed_table_shows_each_seed_and_the_targets_met_or_missed():
     )
     assert "| ? | 0 | 0.500 / 0.840 / 0.846 | +0.006 / - | 0.851 | - | 500 (2 threads) |" in page
     assert "Commit `c1`, `c2` on AMD EPYC;" in page
+    assert "![valid mAP per epoch, each seed and precision](seeds.png)" in page
     assert "Precisions apart" not in page
     gap = {
         "precision_gap_test_map50": 0.031,
