@@ -142,9 +142,12 @@ def seed_table(seeds: dict | None, recipe: str) -> list[str]:
             f"| {num(row.get('seconds'), '.0f')} ({_threads(row, seeds)}) |"
         )
     limits = seeds.get("limits", {})
+    apart = seeds.get("per_precision", {})  # with several precisions the target holds within each
+    spread = ", ".join(f"{p} {num(s.get('spread'), '.4f')}" for p, s in apart.items())
     lines += [
         "",
-        f"Spread of test mAP@.5: {num(seeds.get('spread'), '.4f')} (target ≤ "
+        f"Spread of test mAP@.5: {spread + ' (all rows ' if apart else ''}{num(seeds.get('spread'), '.4f')}"
+        f"{')' if apart else ''} (target ≤ "
         f"{limits.get('spread', '?')}: {'met' if seeds.get('spread_within_limit') else 'missed'}; valid: "
         f"{num(seeds.get('valid_spread'), '.4f')}); largest last-epoch gain "
         f"{num(seeds.get('worst_last_epoch_gain'), '+.4f')} (target ≤ "

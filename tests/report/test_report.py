@@ -166,8 +166,13 @@ def test_seed_table_shows_each_seed_and_the_targets_met_or_missed():
         "precision_gap_test_map": 0.012,
         "precision_gap_within_limit": False,
     }
-    assert "mAP@.5 differ by 0.0310 and mAP@.5:.95 by 0.0120 (target ≤ 0.02: missed)" in _page(
-        seeds={**SEEDS, **gap, "limits": {**SEEDS["limits"], "precision_gap": 0.02}}, recipe="r1"
+    apart = {"per_precision": {"bf16": {"spread": 0.005}, "fp32": {"spread": 0.011}}}
+    page_apart = _page(
+        seeds={**SEEDS, **gap, **apart, "limits": {**SEEDS["limits"], "precision_gap": 0.02}}, recipe="r1"
+    )
+    assert "mAP@.5 differ by 0.0310 and mAP@.5:.95 by 0.0120 (target ≤ 0.02: missed)" in page_apart
+    assert (
+        "Spread of test mAP@.5: bf16 0.0050, fp32 0.0110 (all rows 0.0150) (target ≤ 0.03: met" in page_apart
     )
     assert "Spread of test mAP@.5: 0.0150 (target ≤ 0.03: met; valid: 0.0150)" in page
     assert "largest last-epoch gain +0.0610 (target ≤ 0.01: missed)" in page
