@@ -191,8 +191,8 @@ def main(
     out: Path = typer.Option(Path("reports/seeds.json")),
     merge: list[Path] = typer.Option(
         [],
-        help="earlier seed files of the same recipe whose rows join these (a seed retrained in "
-        "the same precision replaces its row): a table trained over several sessions",
+        help="earlier seed files of the same recipe and CPU whose rows join these (a seed and "
+        "precision trained now replaces its row; among files the first named wins)",
     ),
 ) -> None:
     repo = Path.cwd()
