@@ -143,11 +143,15 @@ def seed_table(seeds: dict | None, recipe: str) -> list[str]:
         )
     limits = seeds.get("limits", {})
     apart = seeds.get("per_precision", {})  # with several precisions the target holds within each
-    spread = ", ".join(f"{p} {num(s.get('spread'), '.4f')}" for p, s in apart.items())
+    spread = num(seeds.get("spread"), ".4f")
+    if apart:
+        spread = (
+            ", ".join(f"{p} {num(s.get('spread'), '.4f')}" for p, s in apart.items())
+            + f" (all rows {spread})"
+        )
     lines += [
         "",
-        f"Spread of test mAP@.5: {spread + ' (all rows ' if apart else ''}{num(seeds.get('spread'), '.4f')}"
-        f"{')' if apart else ''} (target ≤ "
+        f"Spread of test mAP@.5: {spread} (target ≤ "
         f"{limits.get('spread', '?')}: {'met' if seeds.get('spread_within_limit') else 'missed'}; valid: "
         f"{num(seeds.get('valid_spread'), '.4f')}); largest last-epoch gain "
         f"{num(seeds.get('worst_last_epoch_gain'), '+.4f')} (target ≤ "

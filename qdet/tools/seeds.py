@@ -201,8 +201,8 @@ def main(
     if not seeds and not merge:
         raise typer.BadParameter("name seeds to train, or --merge seed files to combine")
     used = threads or base.get("train", {}).get("threads")
-    machine = environment(used)
-    earlier = [_rows_of(path, recipe_digest(base), machine) for path in merge]
+    machine, recipe = environment(used), recipe_digest(base)
+    earlier = [_rows_of(path, recipe, machine) for path in merge]
     for p in precision:
         if p not in ("auto", "fp32", "bf16"):
             raise typer.BadParameter(f"--precision: {p!r} is not one of auto, fp32, bf16")
@@ -227,7 +227,7 @@ def main(
             f"precision gap of the mean test mAP@.5 {summary['precision_gap_test_map50']:.4f}, of mAP@.5:.95 "
             f"{summary['precision_gap_test_map']:.4f} (limit {PRECISION_GAP_LIMIT})"
         )
-    record = {"recipe": recipe_digest(base), "commit": commit, "environment": machine}
+    record = {"recipe": recipe, "commit": commit, "environment": machine}
     write_json({**record, "seeds": rows, **summary}, out)
     seed_curves(rows, out.with_suffix(".png"))
     console.print(f"written: {out}, {out.with_suffix('.png')} (the curves)")
