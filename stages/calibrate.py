@@ -11,7 +11,7 @@ from qdet.core.checkpoint import save_checkpoint
 from qdet.core.console import console, exit_on_error
 from qdet.core.files import write_json
 from qdet.core.progress import progress_bar
-from qdet.data.dataset import load_split
+from qdet.data.dataset import calibration_set, load_split
 from qdet.measure.accuracy import map50_with_interval
 from qdet.models.detector import load_trained
 from qdet.pipeline import stage
@@ -34,17 +34,19 @@ def main(
     report: Path = typer.Option(...),
     sensitivity_csv: Path = typer.Option(...),
     sensitivity_png: Path = typer.Option(...),
+    calibration_folder: Path = typer.Option(..., help="the images calibrate.source: folder calibrates on"),
     params: Path = typer.Option(Path("params.yaml")),
 ) -> None:
     cfg = stage.load(params, "calibrate")
     stage.set_threads(cfg.train.threads)
     trained = load_trained(float_model, cfg.backbone, cfg.model)
-    dataset = load_split(processed, "train")
+    train = load_split(processed, "train")
+    dataset = calibration_set(processed, cfg.calibrate.source, calibration_folder)
     plan = make_plan(cfg.quant, cfg.calibrate, qat=False)
     float_dtype(cfg.quant.float_dtype, plan.engine)  # one the engine cannot do stops here, not in convert
     with stage.tracker(cfg, "calibrate", params, metrics.parent) as run:
         with progress_bar() as progress, tempfile.TemporaryDirectory() as scratch:
-            ptq = calibrate_ptq(trained.model, plan, dataset, cfg.calibrate.images, progress)
+            ptq = calibrate_ptq(trained.model, plan, dataset, cfg.calibrate.images, progress, train)
             valid = map50_with_interval(
                 ptq.int8, load_split(processed, "valid"), Path(scratch), "ptq", progress
             )
@@ -65,7 +67,7 @@ def main(
             run.log_artifact(path)
     worst = ", ".join(f"{k} {v:.1f} dB" for k, v in list(ptq.sqnr.items())[:3])
     console.print(
-        f"calibrated on {result['images']} images in {ptq.seconds:.1f}s; "
+        f"calibrated on {result['images']} {cfg.calibrate.source} images in {ptq.seconds:.1f}s; "
         f"{result['int8_modules']} int8 modules; worst SQNR {worst}; valid mAP@.5 {valid[0]:.3f}"
     )
 

@@ -12,7 +12,7 @@ import typer
 from qdet.core.checkpoint import load_checkpoint, save_checkpoint
 from qdet.core.console import console, exit_on_error
 from qdet.core.files import stage_output, write_json
-from qdet.data.dataset import load_split
+from qdet.data.dataset import calibration_set, load_split
 from qdet.measure.budget import PlanScorer
 from qdet.measure.floor import module_gmacs
 from qdet.measure.plan_price import KernelPrice
@@ -38,6 +38,7 @@ def main(
     plan_out: Path = typer.Option(..., help="the modules the chosen plan keeps float, for QAT"),
     metrics: Path = typer.Option(...),
     plot: Path = typer.Option(...),
+    calibration_folder: Path = typer.Option(..., help="the images calibrate.source: folder calibrates on"),
     params: Path = typer.Option(Path("params.yaml")),
 ) -> None:
     cfg = stage.load(params, "search")
@@ -58,8 +59,10 @@ def main(
     reference = stage_output(train_metrics, "val_map50", "train")  # float.pt's last validation, fp32
     ptq = tuple(stage_output(calibrate_metrics, k, "calibrate") for k in ("valid_map50", "valid_map50_ci95"))
     with tempfile.TemporaryDirectory() as scratch:
-        train = load_split(processed, "train")
-        scorer = PlanScorer(trained.model, state, train, valid, cfg.calibrate.images, Path(scratch), ptq)
+        calibration = calibration_set(processed, cfg.calibrate.source, calibration_folder)
+        scorer = PlanScorer(
+            trained.model, state, calibration, valid, cfg.calibrate.images, Path(scratch), ptq
+        )
         with console.status("pricing the modules at this CPU's best-case kernel rates"):
             price = KernelPrice(module_gmacs(trained.model, [valid[i][0] for i in range(2)], ranked))
         with console.status("searching for the plan that fits quant.max_drop"):

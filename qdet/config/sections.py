@@ -107,8 +107,9 @@ class QuantConfig:
 
 @dataclass
 class CalibrateConfig:
-    images: int  # training images run through the observers
+    images: int  # images run through the observers
     observer: Literal["minmax", "moving_average", "histogram"]
+    source: Literal["train", "folder"]  # the train split, or the images in data/calibration/
 
 
 @dataclass

@@ -10,8 +10,10 @@ from torchvision.transforms import v2
 
 from qdet.data.gtsdb import mirrored_names
 from qdet.data.processed import read_classes, read_split
-from qdet.data.records import ImageRecord
-from qdet.serving.image_input import read_image
+from qdet.data.records import DataError, ImageRecord
+from qdet.serving.image_input import ImageReadError, read_image
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 def load_image(path) -> torch.Tensor:
@@ -101,3 +103,41 @@ def training_datasets(
     flip, mirror = flip_policy(dataset, classes_mode, hflip)
     train = DetectionDataset(read_split(processed, "train"), classes, flip, mirror, color_jitter)
     return train, DetectionDataset(read_split(processed, "valid"), classes)
+
+
+class ImageFolder(Dataset):
+    """The images of a folder (and its subfolders), by name, as ``(image, None)`` samples:
+    unlabeled images, all that calibration needs (observers see no boxes). A file that cannot be
+    read stops the stage with its path; the file list is checked when the set is made."""
+
+    def __init__(self, folder: Path) -> None:
+        self.paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, None]:
+        path = self.paths[index]
+        try:
+            return load_image(path), None
+        except (ImageReadError, OSError) as exc:
+            raise DataError(f"{path}: not a readable image ({exc})") from exc
+
+
+def calibration_set(processed: Path, source: str, folder: Path) -> Dataset:
+    """PTQ's calibration images as ``calibrate.source`` says: the train split (unaugmented), or
+    the images in ``folder`` (frames from where the detector will run: no boxes needed)."""
+    if source == "train":
+        return load_split(processed, "train")
+    if not folder.is_dir():
+        raise DataError(
+            f"calibrate.source: folder: no folder {folder}; create it with the images to calibrate on"
+        )
+    images = ImageFolder(folder)
+    if not len(images):
+        raise DataError(
+            f"calibrate.source: folder: {folder} holds no image (looked for "
+            f"{' '.join(sorted(IMAGE_SUFFIXES))}); put the images to calibrate on there, or set "
+            "calibrate.source: train"
+        )
+    return images

@@ -20,9 +20,16 @@ class PlanScorer:
     PTQ as planned (nothing more kept float) is ``first``: the calibrate stage scored it."""
 
     def __init__(
-        self, model: nn.Module, state: dict[str, Any], train, valid, images: int, scratch: Path, first: Score
+        self,
+        model: nn.Module,
+        state: dict[str, Any],
+        calibration,
+        valid,
+        images: int,
+        scratch: Path,
+        first: Score,
     ) -> None:
-        self.model, self.state, self.train, self.valid = model, state, train, valid
+        self.model, self.state, self.calibration, self.valid = model, state, calibration, valid
         self.images, self.scratch, self.first = images, scratch, first
         self.plan = QuantPlan(**state["plan"])
         self.observed: dict[tuple[str, ...], dict[str, Any]] = {(): state}
@@ -31,7 +38,7 @@ class PlanScorer:
         if not kept:
             return self.first
         plan = keep_float(self.plan, kept)
-        prepared, int8, _ = calibrated(self.model, plan, self.train, self.images)
+        prepared, int8, _ = calibrated(self.model, plan, self.calibration, self.images)
         self.observed[tuple(kept)] = {
             **self.state,
             "observed": prepared.state_dict(),

@@ -22,11 +22,11 @@ from qdet.core.console import console
 from qdet.core.errors import QdetError, last_line
 from qdet.core.files import OutputError, write_atomically
 from qdet.core.progress import progress_bar
+from qdet.data.dataset import IMAGE_SUFFIXES
 from qdet.predict.model import load_model, resolve_model
 from qdet.report.plots import draw_detections
 from qdet.serving.image_input import ImageReadError, read_image
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
 DETECTION_COLUMNS = ["file", "class_name", "label", "score", "x_min", "y_min", "x_max", "y_max"]
 

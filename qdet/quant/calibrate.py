@@ -64,12 +64,19 @@ def calibrated(
 
 
 def calibrate_ptq(
-    model: nn.Module, plan: QuantPlan, dataset: DetectionDataset, images: int, progress: Progress | None
+    model: nn.Module,
+    plan: QuantPlan,
+    dataset: Sequence,
+    images: int,
+    progress: Progress | None,
+    sqnr_on: DetectionDataset,
 ) -> PtqResult:
-    """Observe ``images`` calibration images, convert to int8, and measure each module's SQNR
-    against float on the float inputs of a few images."""
+    """Observe ``images`` images of ``dataset`` (the calibration set), convert to int8, and
+    measure each module's SQNR against float on the float inputs of a few ``sqnr_on`` images
+    (the train split: how the ranges fit the images the model learned from, whatever
+    calibrated them)."""
     recorder = InputRecorder(model, plan.parts)
-    run_calibration(model, dataset, 4)  # float inputs of each part, for sensitivity
+    run_calibration(model, sqnr_on, 4)  # float inputs of each part, for sensitivity
     recorder.remove()
     prepared, int8, seconds = calibrated(model, plan, dataset, images, progress)
     sqnr = get_engine(plan.engine).module_sqnr(model, int8, recorder.inputs)

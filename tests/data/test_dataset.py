@@ -48,3 +48,43 @@ def test_flip_policy_is_off_for_gtsdb_by_default():
     assert flip_policy("pennfudan", "super", "auto")[0] is True
     on, mirror = flip_policy("gtsdb", "full", "on")
     assert on and mirror["keep left"] == "keep right"
+
+
+def test_a_calibration_folder_gives_its_images_by_name_without_boxes(tmp_path):
+    from PIL import Image
+
+    from qdet.data.dataset import calibration_set
+
+    (tmp_path / "cam" / "night").mkdir(parents=True)
+    for name in ("b.jpg", "a.png", "night/c.ppm"):
+        Image.new("RGB", (40, 20), (10, 20, 30)).save(tmp_path / "cam" / name)
+    (tmp_path / "cam" / "README.md").write_text("not an image")
+    images = calibration_set(tmp_path, "folder", tmp_path / "cam")
+    assert [p.name for p in images.paths] == ["a.png", "b.jpg", "c.ppm"]
+    image, target = images[0]
+    assert image.shape == (3, 20, 40) and target is None
+
+
+def test_the_train_source_is_the_train_split(tmp_path, monkeypatch):
+    import qdet.data.dataset as dataset
+
+    monkeypatch.setattr(dataset, "load_split", lambda processed, split: (processed, split))
+    assert dataset.calibration_set(tmp_path, "train", tmp_path / "absent") == (tmp_path, "train")
+
+
+def test_a_calibration_folder_that_cannot_calibrate_names_itself(tmp_path):
+    import pytest
+
+    from qdet.data.dataset import calibration_set
+    from qdet.data.records import DataError
+
+    with pytest.raises(DataError, match="calibrate.source: folder: no folder .*absent"):
+        calibration_set(tmp_path, "folder", tmp_path / "absent")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "README.md").write_text("")
+    with pytest.raises(DataError, match="empty holds no image"):
+        calibration_set(tmp_path, "folder", tmp_path / "empty")
+    (tmp_path / "empty" / "broken.jpg").write_bytes(b"not a jpeg")
+    images = calibration_set(tmp_path, "folder", tmp_path / "empty")
+    with pytest.raises(DataError, match="broken.jpg: not a readable image"):
+        images[0]

@@ -108,6 +108,19 @@ def test_qat_trains_and_freezes_bn_and_observers(float_model):
     assert enabled and not any(enabled)
 
 
+def test_qat_keeps_a_conv_with_batch_norm_float(float_model):
+    """The accuracy search keeps backbone convolutions float and QAT trains its plan: torchao's
+    QAT conv+BN fusion used to stop with an IndexError on a skipped conv (an empty annotation)."""
+    kept = "backbone.body.1.0.1.conv1"
+    plan = QuantPlan(["backbone"], engine="pt2e", skip=[kept])
+    model = pt2e.prepare(copy.deepcopy(float_model).train(), plan, qat=True)
+    targets = [{"boxes": torch.tensor([[10.0, 10.0, 50.0, 60.0]]), "labels": torch.tensor([1])}]
+    sum(model([IMAGES[0]], targets).values()).backward()
+    described = pt2e.describe(pt2e.convert(model.eval(), plan), plan)
+    assert f"{kept}: listed in quant.skip" in described["float_modules"]
+    assert "backbone.body.1.0.1.conv2 (Conv2d)" in described["int8_modules"]
+
+
 def test_per_tensor_weights_are_refused():
     with pytest.raises(QuantError, match="per_channel"):
         pt2e.quantization_config(QuantPlan(ALL, engine="pt2e", per_channel=False), qat=False)

@@ -18,6 +18,7 @@ from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
 
 from qdet.quant.parts import QuantError
 from qdet.quant.plan import QuantPlan
+from qdet.quant.pt2e.workarounds import drop_skipped_conv_annotations
 
 OBSERVERS = {
     "minmax": MinMaxObserver,
@@ -51,8 +52,17 @@ def _with_observer(spec: QuantizationSpec, observer: type) -> QuantizationSpec:
     )
 
 
+class QatQuantizer(X86InductorQuantizer):
+    """The x86 quantizer whose skipped convolutions survive QAT's conv+BN fusion."""
+
+    def annotate(self, model):
+        model = super().annotate(model)
+        drop_skipped_conv_annotations(model)
+        return model
+
+
 def make_quantizer(plan: QuantPlan, part: str, qat: bool) -> X86InductorQuantizer:
-    quantizer = X86InductorQuantizer().set_global(quantization_config(plan, qat))
+    quantizer = (QatQuantizer if qat else X86InductorQuantizer)().set_global(quantization_config(plan, qat))
     for name in plan.skip_for(part):
         quantizer.set_module_name_qconfig(name, None)
     return quantizer

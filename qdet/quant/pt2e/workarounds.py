@@ -38,6 +38,9 @@ SHARED_ACTIVATIONS = Workaround(
 BN_CONSTANTS = Workaround(
     "QAT conv+BN fusion and move-to-train/eval rewrite every batch norm with eps 1e-5, momentum 0.1"
 )
+SKIPPED_CONV_QAT = Workaround(
+    "QAT conv+BN fusion: IndexError on a conv kept float (quant.skip, the search's plans)"
+)
 BN_FOLD = Workaround("convert_pt2e folds QAT conv+BN through a batch norm it writes with eps 1e-5")
 PATTERN_EXPORTS = Workaround(
     "every QAT train/eval switch and conv+BN fold re-exports the same tiny pattern graphs (strict export)"
@@ -79,6 +82,31 @@ def split_shared_activations(graph_module: torch.fx.GraphModule) -> int:
             node.meta["nn_module_stack"] = {**stack, key: (f"{fqn}@{node.name}", kind)}
             renamed += 1
     return renamed
+
+
+def drop_skipped_conv_annotations(graph_module: torch.fx.GraphModule) -> int:
+    """Remove the empty annotations X86InductorQuantizer leaves on convolutions it skips.
+
+    A module kept float (``set_module_name_qconfig(name, None)``) gets an annotation with no
+    quantization spec, which marks it done for the other annotators. torchao 0.18's QAT conv+BN
+    fusion then rewrites such a conv and reads its input and weight specs from that empty map:
+    ``IndexError: list index out of range``. Once annotation is over, an empty annotation asks
+    for nothing, so prepare inserts the same observers without it. Returns how many were dropped.
+    """
+    if not SKIPPED_CONV_QAT.needed:
+        return 0
+    dropped = 0
+    for node in graph_module.graph.nodes:
+        annotation = node.meta.get("quantization_annotation")
+        if (
+            qat_utils._is_conv_or_conv_transpose_node(node)
+            and annotation is not None
+            and not annotation.input_qspec_map
+            and annotation.output_qspec is None
+        ):
+            del node.meta["quantization_annotation"]
+            dropped += 1
+    return dropped
 
 
 def bn_constants(module: nn.Module) -> BnConstants:
