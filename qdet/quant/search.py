@@ -8,8 +8,9 @@ The rules, as NNCF's accuracy control does it but measured rather than assumed:
 2. SQNR is a first guess: the worst ``probes`` modules are each scored kept float alone;
 3. the probed modules that gained are kept float in order of gain per millisecond, the rest in
    SQNR order, one more a step, until the drop fits or the evaluations run out;
-4. the chosen plan is the cheapest that fits, else the most accurate found, stated as missing
-   the budget (QAT on it is then the next step). Never every quantized module kept float.
+4. the chosen plan is the cheapest that fits, else the cheapest of those within half the budget
+   of the most accurate found (a smaller gain pays no latency: QAT, the next step, retrains
+   anyway), stated as missing the budget. Never every quantized module kept float.
 """
 
 from __future__ import annotations
@@ -98,13 +99,10 @@ def search(
             _keep_more(ranked, first, probed, run, fits, len(ranked), max_evaluations - len(out.steps))
     fitting = [i for i, s in enumerate(out.steps) if fits(s)]
     out.met = bool(fitting)
-    best = fitting or range(len(out.steps))
-    key = (
-        (lambda i: out.steps[i].latency_ms)
-        if fitting
-        else (lambda i: (-out.steps[i].map50, out.steps[i].latency_ms))
-    )
-    out.chosen = min(best, key=key)
+    if not fitting:  # rule 4: within half the budget of the most accurate, the cheapest
+        top = max(s.map50 for s in out.steps)
+        fitting = [i for i, s in enumerate(out.steps) if s.map50 >= top - budget / 2 - 1e-9]
+    out.chosen = min(fitting, key=lambda i: (out.steps[i].latency_ms, -out.steps[i].map50))
     return out
 
 

@@ -66,6 +66,17 @@ def test_an_impossible_budget_ends_with_the_best_plan_stated_as_missed(budget):
     assert "MISSES the budget" in out.line() and "QAT" in out.line()
 
 
+def test_a_missed_budget_pays_no_latency_for_a_gain_within_half_the_budget():
+    # nothing fits; b gains 0.004 (< half the budget) for 5 ms: PTQ as planned goes to QAT
+    fake = Fake(0.80, {"a": 0.0, "b": 0.004, "c": 0.0}, {"a": 1, "b": 5, "c": 1})
+    out = search(FLOAT, 0.01, ["a", "b", "c"], fake.score, fake.price)
+    assert not out.met and out.steps[out.chosen].kept_float == []
+    # a gain beyond half the budget is worth its milliseconds
+    fake = Fake(0.80, {"a": 0.0, "b": 0.006, "c": 0.0}, {"a": 1, "b": 5, "c": 1})
+    out = search(FLOAT, 0.01, ["a", "b", "c"], fake.score, fake.price)
+    assert not out.met and "b" in out.steps[out.chosen].kept_float
+
+
 def test_every_quantized_module_is_never_kept_float():
     fake = Fake(0.80, {"a": 0.01, "b": 0.01}, {"a": 1, "b": 1})
     search(FLOAT, 0.0, ["a", "b"], fake.score, fake.price)
