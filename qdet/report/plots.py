@@ -261,7 +261,7 @@ def search_plot(record: dict | None, path: Path) -> None:
     text = "step  mAP@.5  kept float (* chosen)\n" + "\n".join(lines)
     notes.text(0, 1, text, va="top", family="monospace", fontsize=7)
     notes.set_axis_off()
-    ax.set_title("Accuracy to a budget: " + ("met" if record["met"] else "missed, best plan chosen"))
+    ax.set_title("Accuracy to a budget: " + ("met" if record["met"] else "missed, cheapest near-best plan"))
     ax.legend(fontsize=8, loc="best")
     ax.grid(alpha=0.3)
     save_figure(fig, path, 100)
