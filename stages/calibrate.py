@@ -41,7 +41,7 @@ def main(
     stage.set_threads(cfg.train.threads)
     trained = load_trained(float_model, cfg.backbone, cfg.model)
     train = load_split(processed, "train")
-    dataset = calibration_set(processed, cfg.calibrate.source, calibration_folder)
+    dataset = calibration_set(cfg.calibrate.source, calibration_folder, train)
     plan = make_plan(cfg.quant, cfg.calibrate, qat=False)
     float_dtype(cfg.quant.float_dtype, plan.engine)  # one the engine cannot do stops here, not in convert
     with stage.tracker(cfg, "calibrate", params, metrics.parent) as run:

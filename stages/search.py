@@ -59,7 +59,8 @@ def main(
     reference = stage_output(train_metrics, "val_map50", "train")  # float.pt's last validation, fp32
     ptq = tuple(stage_output(calibrate_metrics, k, "calibrate") for k in ("valid_map50", "valid_map50_ci95"))
     with tempfile.TemporaryDirectory() as scratch:
-        calibration = calibration_set(processed, cfg.calibrate.source, calibration_folder)
+        train = load_split(processed, "train")
+        calibration = calibration_set(cfg.calibrate.source, calibration_folder, train)
         scorer = PlanScorer(
             trained.model, state, calibration, valid, cfg.calibrate.images, Path(scratch), ptq
         )

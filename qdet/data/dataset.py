@@ -124,11 +124,11 @@ class ImageFolder(Dataset):
             raise DataError(f"{path}: not a readable image ({exc})") from exc
 
 
-def calibration_set(processed: Path, source: str, folder: Path) -> Dataset:
-    """PTQ's calibration images as ``calibrate.source`` says: the train split (unaugmented), or
-    the images in ``folder`` (frames from where the detector will run: no boxes needed)."""
+def calibration_set(source: str, folder: Path, train: DetectionDataset) -> Dataset:
+    """PTQ's calibration images as ``calibrate.source`` says: ``train`` (the unaugmented train
+    split), or the images in ``folder`` (frames from where the detector will run: no boxes)."""
     if source == "train":
-        return load_split(processed, "train")
+        return train
     if not folder.is_dir():
         raise DataError(
             f"calibrate.source: folder: no folder {folder}; create it with the images to calibrate on"

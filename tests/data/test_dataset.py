@@ -59,17 +59,17 @@ def test_a_calibration_folder_gives_its_images_by_name_without_boxes(tmp_path):
     for name in ("b.jpg", "a.png", "night/c.ppm"):
         Image.new("RGB", (40, 20), (10, 20, 30)).save(tmp_path / "cam" / name)
     (tmp_path / "cam" / "README.md").write_text("not an image")
-    images = calibration_set(tmp_path, "folder", tmp_path / "cam")
+    images = calibration_set("folder", tmp_path / "cam", train=None)
     assert [p.name for p in images.paths] == ["a.png", "b.jpg", "c.ppm"]
     image, target = images[0]
     assert image.shape == (3, 20, 40) and target is None
 
 
-def test_the_train_source_is_the_train_split(tmp_path, monkeypatch):
-    import qdet.data.dataset as dataset
+def test_the_train_source_is_the_train_split(tmp_path):
+    from qdet.data.dataset import calibration_set
 
-    monkeypatch.setattr(dataset, "load_split", lambda processed, split: (processed, split))
-    assert dataset.calibration_set(tmp_path, "train", tmp_path / "absent") == (tmp_path, "train")
+    train = DetectionDataset([_record(tmp_path, [])], ["a"])
+    assert calibration_set("train", tmp_path / "absent", train) is train
 
 
 def test_a_calibration_folder_that_cannot_calibrate_names_itself(tmp_path):
@@ -79,12 +79,12 @@ def test_a_calibration_folder_that_cannot_calibrate_names_itself(tmp_path):
     from qdet.data.records import DataError
 
     with pytest.raises(DataError, match="calibrate.source: folder: no folder .*absent"):
-        calibration_set(tmp_path, "folder", tmp_path / "absent")
+        calibration_set("folder", tmp_path / "absent", train=None)
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "README.md").write_text("")
     with pytest.raises(DataError, match="empty holds no image"):
-        calibration_set(tmp_path, "folder", tmp_path / "empty")
+        calibration_set("folder", tmp_path / "empty", train=None)
     (tmp_path / "empty" / "broken.jpg").write_bytes(b"not a jpeg")
-    images = calibration_set(tmp_path, "folder", tmp_path / "empty")
+    images = calibration_set("folder", tmp_path / "empty", train=None)
     with pytest.raises(DataError, match="broken.jpg: not a readable image"):
         images[0]
