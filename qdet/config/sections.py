@@ -109,7 +109,7 @@ class QuantConfig:
 class CalibrateConfig:
     images: int  # images run through the observers
     observer: Literal["minmax", "moving_average", "histogram"]
-    source: Literal["train", "folder"]  # the train split, or the images in data/calibration/
+    source: Literal["train", "folder"]  # the train split, or the images in calibration/
 
 
 @dataclass

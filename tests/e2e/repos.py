@@ -26,7 +26,7 @@ KEEP = [
     ".dvc/.gitignore",
     "stages",
     "qdet",
-    "data/calibration",  # a dep of calibrate and search (its README; calibrate.source: folder)
+    "calibration",  # a dep of calibrate and search (its README; calibrate.source: folder)
     "reports/seeds.json",  # a dep of the report stage (committed: python -m qdet.tools.seeds writes it)
 ]
 TINY = {
