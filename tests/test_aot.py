@@ -86,7 +86,8 @@ def test_compiled_detector_detects_what_the_eager_one_does(tmp_path):
     with torch.no_grad():
         (padded,) = detector([torch.rand(3, 20, 300)])  # 8 x 128 after the transform: padded to 96 rows
         assert padded["boxes"].shape[1] == 4 and len(padded["scores"]) > 0
-        anchors = detector.proposals.anchors[next(k for k in detector.proposals.anchors if k[0] == (96, 128))]
+        cache = detector.proposals.anchors
+        anchors, *_ = cache[next(k for k in cache if k[0] == (96, 128))]
         assert anchors[:, 3].max() > 90  # laid over the padded 96 rows (stride 8), not squeezed into 32
         for image in images:
             (want,), (got,) = model([image]), detector([image])
@@ -151,14 +152,16 @@ def test_roi_stage_is_the_models_own_pooling_heads_and_box_decoding():
 
 
 def test_feature_maps_pass_between_the_packages_channels_last():
-    """backbone.pt2 returns its levels channels-last and the packages after it are compiled for
-    that layout (values unchanged): no transpose at either side of the hand-over."""
+    """backbone.pt2 normalises the image as torchvision's transform does and returns its levels
+    channels-last; the packages after it are compiled for that layout (values unchanged): no
+    transpose at either side of the hand-over."""
     torch.manual_seed(0)
     model = build_detector("resnet18", TINY_MODEL, num_classes=2).eval()
     compiled, _ = stages(model, TINY_MODEL)
     backbone, (image,), _ = compiled["backbone"]
     with torch.no_grad():
-        levels, want = backbone(image), list(model.backbone(image).values())
+        levels = backbone(image)
+        want = list(model.backbone(model.transform.normalize(image[0])[None]).values())
     channels_last = torch.channels_last
     assert all(f.is_contiguous(memory_format=channels_last) for f in levels)
     assert all(torch.equal(f, w) for f, w in zip(levels, want, strict=True))
@@ -227,3 +230,31 @@ def test_the_transform_skips_a_resample_to_the_same_size_and_gives_torchvision_s
     assert calls == []  # no resample at scale 1
     ours([other])
     assert calls == [1]
+
+
+def test_a_folded_transform_hands_the_backbone_torchvision_s_pixels_once_normalised():
+    """With normalisation inside backbone.pt2, the loader's transform keeps pixels in [0, 1] and
+    pads with the mean: normalised, its batch is torchvision's, zero padding included; one image
+    at a multiple of 32 goes over as it lies, and boxes at scale 1 come back untouched."""
+    from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
+    from qdet.quant.aot import Normalised
+    from qdet.serving.aot_detector import Transform
+
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    ours = Transform(96, 128, mean, std, folded=True).eval()
+    theirs = GeneralizedRCNNTransform(96, 128, mean, std).eval()
+    normalise = Normalised(torch.nn.Identity(), mean, std)
+    at_size = torch.rand(3, 96, 128)
+    for image in (at_size, torch.rand(3, 90, 100), torch.rand(3, 96, 120)):  # the last pads 8 columns
+        a, b = ours([image]), theirs([image])
+        assert a[0].image_sizes == b[0].image_sizes
+        torch.testing.assert_close(normalise(a[0].tensors), b[0].tensors, rtol=0, atol=1e-6)
+    assert ours([at_size])[0].tensors.data_ptr() == at_size.data_ptr()  # no copy
+    boxes = {"boxes": torch.tensor([[1.5, 2.5, 30.25, 40.75]])}
+    assert ours.postprocess([dict(boxes)], [(96, 128)], [(96, 128)])[0]["boxes"] is boxes["boxes"]
+    assert torch.equal(
+        ours.postprocess([dict(boxes)], [(96, 128)], [(48, 64)])[0]["boxes"], boxes["boxes"] / 2
+    )
+    with pytest.raises(TypeError, match="floating type"):
+        ours([torch.zeros(3, 96, 128, dtype=torch.uint8)])

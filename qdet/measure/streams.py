@@ -5,11 +5,16 @@ also run the ways its users serve it on this machine: qdet's artifacts, torch's 
 Runtime's models in N worker processes of T threads (N x T = the benchmark's threads; every
 split is tried and the best kept), OpenVINO with its ``THROUGHPUT`` performance hint (the
 streams and infer requests it chooses, fed asynchronously), as its docs recommend for servers.
-Workers load and warm up first, then all start together and run for a fixed time; the rate is
-the sum of each worker's images over its own time.
+One set of workers serves every setting of a variant (as many processes as the widest split):
+each loads the model once (ONNX Runtime once per thread count: its sessions fix their threads),
+then runs each setting it takes part in: the settings' workers warm up with its threads, start
+together and run for a fixed time; the rate is the sum of each worker's images over its own time.
+Process start, import and load (~9 s a launch) were most of the throughput rows' time.
 
-``python -m qdet.measure.streams VARIANT ARTIFACT THREADS SECONDS MODE IMAGE...`` is one worker:
-it prints ``ready``, waits for a line on its standard input, runs, and prints ``images seconds``.
+``python -m qdet.measure.streams VARIANT ARTIFACT THREADS SECONDS MODE IMAGE...`` is one worker
+(``THREADS``: the thread counts it may run with, comma-separated): it loads, prints ``loaded``,
+then for each thread count it reads, warms up, prints ``ready``, waits for a line, runs, and
+prints ``images seconds``; it ends at the end of its standard input.
 """
 
 from __future__ import annotations
@@ -52,50 +57,91 @@ def label(mode: str, processes: int, threads: int) -> str:
     )
 
 
-def run_workers(
-    name: str, artifact: Path, images: list[Path], mode: str, processes: int, threads: int, seconds: float
-) -> float:
-    """Images per second of ``processes`` workers started together (see the module doc)."""
-    command = [sys.executable, "-m", __name__, name, str(artifact), str(threads), str(seconds), mode]
-    workers = [
-        subprocess.Popen(
-            [*command, *map(str, images)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(processes)
-    ]
-    try:
-        for worker in workers:
-            if worker.stdout.readline().strip() != "ready":
-                raise RuntimeError(
-                    f"throughput worker for {name} failed: {worker.stderr.read().strip()[-500:]}"
-                )
-        for worker in workers:
-            worker.stdin.write("go\n")
-            worker.stdin.flush()
+class Workers:
+    """``processes`` workers of one variant, loaded (see the module doc); :meth:`rate` runs one
+    setting on the first ``n`` of them."""
+
+    def __init__(
+        self,
+        name: str,
+        artifact: Path,
+        images: list[Path],
+        mode: str,
+        processes: int,
+        threads: list[int],
+        seconds: float,
+    ) -> None:
+        self.name, self.seconds = name, seconds
+        counts = ",".join(map(str, threads))
+        command = [sys.executable, "-m", __name__, name, str(artifact), counts, str(seconds), mode]
+        self.workers = [
+            subprocess.Popen(
+                [*command, *map(str, images)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(processes)
+        ]
+        for worker in self.workers:
+            self._expect(worker, "loaded")
+
+    def _failed(self, worker: subprocess.Popen) -> RuntimeError:
+        worker.kill()
+        _, err = worker.communicate()
+        return RuntimeError(f"throughput worker for {self.name} failed: {err.strip()[-500:]}")
+
+    def _expect(self, worker: subprocess.Popen, word: str) -> None:
+        if worker.stdout.readline().strip() != word:
+            raise self._failed(worker)
+
+    @staticmethod
+    def _send(worker: subprocess.Popen, line: str) -> None:
+        worker.stdin.write(line + "\n")
+        worker.stdin.flush()
+
+    def rate(self, processes: int, threads: int) -> float:
+        """Images per second of the first ``processes`` workers at ``threads`` each, started together."""
+        team = self.workers[:processes]
+        for worker in team:
+            self._send(worker, str(threads))
+        for worker in team:
+            self._expect(worker, "ready")
+        for worker in team:
+            self._send(worker, "go")
         rate = 0.0
-        for worker in workers:
-            out, err = worker.communicate(timeout=seconds * 10 + 120)
-            if worker.returncode:
-                raise RuntimeError(f"throughput worker for {name} failed: {err.strip()[-500:]}")
-            count, elapsed = (float(v) for v in out.split()[-2:])
-            rate += count / elapsed
+        for worker in team:
+            words = worker.stdout.readline().split()
+            if len(words) != 2:
+                raise self._failed(worker)
+            rate += float(words[0]) / float(words[1])
         return rate
-    finally:
-        for worker in workers:
+
+    def close(self) -> None:
+        for worker in self.workers:
             if worker.poll() is None:
+                worker.stdin.close()
+        for worker in self.workers:
+            try:
+                worker.wait(timeout=60)
+            except subprocess.TimeoutExpired:
                 worker.kill()
+                worker.wait()
 
 
 def throughput(name: str, how: str, artifact: Path, images: list[Path], threads: int, seconds: float) -> dict:
-    """The best images/s of a variant over :func:`settings`, which setting gave it, and every one tried."""
-    tried = {
-        label(mode, n, t): run_workers(name, artifact, images, mode, n, t, seconds)
-        for mode, n, t in settings(how, threads)
-    }
+    """The best images/s of a variant over :func:`settings`, which setting gave it, and every one
+    tried, all from one set of workers."""
+    tried_settings = settings(how, threads)
+    mode = tried_settings[0][0]
+    widest = max(n for _, n, _ in tried_settings)
+    counts = sorted({t for _, _, t in tried_settings}, reverse=True)
+    workers = Workers(name, artifact, images, mode, widest, counts, seconds)
+    try:
+        tried = {label(m, n, t): workers.rate(n, t) for m, n, t in tried_settings}
+    finally:
+        workers.close()
     best = max(tried, key=tried.__getitem__)
     return {"img_per_s": tried[best], "setting": best, "tried": tried}
 
@@ -122,43 +168,48 @@ def throughput_lines(rows: dict[str, dict]) -> list[str]:
     return [f"throughput {name}: {row['img_per_s']:.1f} img/s ({row['setting']})" for name, row in ordered]
 
 
-def _calls_worker(
-    name: str, artifact: Path, threads: int, seconds: float, images: list[Path]
-) -> tuple[int, float]:
-    torch.set_num_threads(threads)
-    model = load_variant(name, artifact, threads)
+def _calls_worker(name: str, artifact: Path, threads: list[int], seconds: float, images: list[Path]) -> None:
+    per_threads = variant(name).load == "onnx"  # a session's threads are fixed when it is made
+    models = {t: load_variant(name, artifact, t) for t in (threads if per_threads else threads[:1])}
     tensors = [load_image(p) for p in images]
-    with torch.inference_mode():
-        for i in range(WARMUP):
-            model([tensors[i % len(tensors)]])
-        _ready()
-        count, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            model([tensors[count % len(tensors)]])
-            count += 1
-    return count, time.perf_counter() - start
+    print("loaded", flush=True)
+    for line in sys.stdin:
+        count = int(line)
+        torch.set_num_threads(count)
+        model = models[count if per_threads else threads[0]]
+        with torch.inference_mode():
+            for i in range(WARMUP):
+                model([tensors[i % len(tensors)]])
+            _ready()
+            done, start = 0, time.perf_counter()
+            while time.perf_counter() - start < seconds:
+                model([tensors[done % len(tensors)]])
+                done += 1
+        _done(done, time.perf_counter() - start)
 
 
-def _async_worker(artifact: Path, threads: int, seconds: float, images: list[Path]) -> tuple[int, float]:
+def _async_worker(artifact: Path, threads: list[int], seconds: float, images: list[Path]) -> None:
     import openvino as ov  # only the OpenVINO worker needs it
 
     spec = read_spec(artifact)
     config = {k: v for k, v in spec["config"].items() if k not in ("PERFORMANCE_HINT", "NUM_STREAMS")}
-    compiled = compile_model(spec_model(artifact), {**config, "PERFORMANCE_HINT": "THROUGHPUT"}, threads)
+    compiled = compile_model(spec_model(artifact), {**config, "PERFORMANCE_HINT": "THROUGHPUT"}, threads[0])
     queue = ov.AsyncInferQueue(compiled, compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
     done = [0]
     queue.set_callback(lambda request, data: done.__setitem__(0, done[0] + 1))
     arrays = [load_image(p).numpy() for p in images]
-    for i in range(max(WARMUP, len(queue))):
-        queue.start_async({0: arrays[i % len(arrays)]})
-    queue.wait_all()
-    _ready()
-    done[0], sent, start = 0, 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        queue.start_async({0: arrays[sent % len(arrays)]})  # blocks while every request is busy
-        sent += 1
-    queue.wait_all()
-    return done[0], time.perf_counter() - start
+    print("loaded", flush=True)
+    for _ in sys.stdin:  # one setting: the threads it was compiled with
+        for i in range(max(WARMUP, len(queue))):
+            queue.start_async({0: arrays[i % len(arrays)]})
+        queue.wait_all()
+        _ready()
+        done[0], sent, start = 0, 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            queue.start_async({0: arrays[sent % len(arrays)]})  # blocks while every request is busy
+            sent += 1
+        queue.wait_all()
+        _done(done[0], time.perf_counter() - start)
 
 
 def _ready() -> None:
@@ -166,14 +217,18 @@ def _ready() -> None:
     sys.stdin.readline()
 
 
+def _done(count: int, elapsed: float) -> None:
+    print(f"{count} {elapsed:.6f}", flush=True)
+
+
 def main(argv: list[str]) -> None:
-    name, artifact, threads, seconds, mode = argv[0], Path(argv[1]), int(argv[2]), float(argv[3]), argv[4]
+    name, artifact, seconds, mode = argv[0], Path(argv[1]), float(argv[3]), argv[4]
+    threads = [int(t) for t in argv[2].split(",")]
     images = [Path(p) for p in argv[5:]]
     if mode == SYNC:
-        count, elapsed = _async_worker(artifact, threads, seconds, images)
+        _async_worker(artifact, threads, seconds, images)
     else:
-        count, elapsed = _calls_worker(name, artifact, threads, seconds, images)
-    print(f"{count} {elapsed:.6f}", flush=True)
+        _calls_worker(name, artifact, threads, seconds, images)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,12 @@
 """Compile a detector ahead of time with AOTInductor into a self-contained folder.
 
 Everything whose shapes follow from the input size is compiled, in the pieces the profile
-chose (see :mod:`qdet.serving.aot_detector` for the measurements): ``backbone.pt2`` (backbone +
-FPN), ``rpn_head.pt2`` (the RPN head on one level, run on each) and ``roi.pt2`` (level mapping,
-RoI align, box head, predictor, box decoding, softmax), each captured with ``torch.export`` (any
-image size, any number of RoIs) from the float model or the PT2E engine's converted graphs, and
-compiled with freezing. ``detector.json`` and the loader ``aot_detector.py`` (torch +
-torchvision only) travel with them. Loading compiles nothing.
+chose (see :mod:`qdet.serving.aot_detector` for the measurements): ``backbone.pt2``
+(normalisation, backbone, FPN), ``rpn_head.pt2`` (the RPN head on one level, run on each) and
+``roi.pt2`` (level mapping, RoI align, box head, predictor, box decoding, softmax), each
+captured with ``torch.export`` (any image size, any number of RoIs) from the float model or the
+PT2E engine's converted graphs, and compiled with freezing. ``detector.json`` and the loader
+``aot_detector.py`` (torch + torchvision only) travel with them. Loading compiles nothing.
 """
 
 from __future__ import annotations
@@ -88,6 +88,23 @@ class Compiled(nn.Module):
         return out
 
 
+class Normalised(nn.Module):
+    """A backbone behind torchvision's normalisation, ``(image - mean) / std``: compiled together,
+    Inductor fuses it into the backbone's first pass over the image (an int8 model's quantisation
+    of its input), where the loader's transform took two passes of its own and a copy (the layout's
+    ``normalize`` tells the loader)."""
+
+    def __init__(self, inner: nn.Module, mean: list[float], std: list[float]) -> None:
+        super().__init__()
+        self.inner = inner
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
+
+    def forward(self, *inputs: torch.Tensor):  # varargs, as Compiled: one dynamic-shapes tuple
+        image, *rest = inputs
+        return self.inner((image - self.mean) / self.std, *rest)
+
+
 def rows_first_linear(head: nn.Module, channels: int, size: int) -> nn.Module:
     """A copy of a box head whose first linear layer reads RoI features flattened position by
     position (``[K, size, size, C]``, as the gather writes them) instead of channel by channel.
@@ -154,10 +171,12 @@ class RoIStage(nn.Module):
 
 def stages(model: nn.Module, model_cfg: ModelConfig) -> tuple[dict[str, tuple], dict[str, object]]:
     """The compiled stages with example inputs and dynamic dimensions, and the layout the
-    loader needs: which feature levels RoI align pools from, and the smallest image side at which
-    every level is 2 or more pixels (export specialises sizes 0 and 1)."""
+    loader needs: which feature levels RoI align pools from, the smallest image side at which
+    every level is 2 or more pixels (export specialises sizes 0 and 1), and the normalisation
+    ``backbone.pt2`` applies to the image it takes in [0, 1]."""
     model = model.eval()
     names = list(model.roi_heads.box_roi_pool.featmap_names)
+    mean, std = [float(v) for v in model.transform.image_mean], [float(v) for v in model.transform.image_std]
     with torch.no_grad():
         batch, _ = model.transform([torch.rand(3, model_cfg.min_size, model_cfg.max_size)])
         image = batch.tensors
@@ -176,12 +195,13 @@ def stages(model: nn.Module, model_cfg: ModelConfig) -> tuple[dict[str, tuple], 
     }
     roi_inputs = (*[maps[n] for n in names], proposals)
     roi_dynamic = (*[{2: auto, 3: auto} for _ in names], {0: auto})
+    raw = torch.rand(image.shape)  # the backbone takes the image in [0, 1] and normalises it
     compiled = {
-        "backbone": (Compiled(_graph(model.backbone)), (image,), (sides,)),
+        "backbone": (Normalised(Compiled(_graph(model.backbone)), mean, std), (raw,), (sides,)),
         "rpn_head": (Compiled(_graph(model.rpn.head.level)), (maps[keys[0]],), ({2: auto, 3: auto},)),
         "roi": (RoIStage(model, maps, batch.image_sizes[0]), roi_inputs, roi_dynamic),
     }
-    return compiled, {"pooled": pooled, "min_side": least}
+    return compiled, {"pooled": pooled, "min_side": least, "normalize": {"mean": mean, "std": std}}
 
 
 INDUCTOR_CONFIGS = {

@@ -9,29 +9,22 @@ AOTInductor packages, so the detector loads in a fresh process without qdet::
     detector = module.load("models/export/qat")
     detections = detector([image])  # [{"boxes", "labels", "scores"}], image: 3xHxW float in [0, 1]
 
-The packages hold everything whose shapes follow from the input size:
-
-- ``backbone.pt2``: backbone + FPN; ``rpn_head.pt2``: the RPN head on one level, run on each;
-- ``roi.pt2``: level mapping, RoI align, box head, predictor, box decoding and class scores:
-  one call from the proposals to scored boxes.
-
-The grouping is the profile's (default resnet18-FPN, PT2E int8, 2 threads, median of 20-30
-interleaved calls): the backbone and the RPN head compiled as one package took 46.3 ms against
-44.6 for the two packages; the RPN head compiled once for all four levels 6.8 ms against 4.6
-for the one-level package called four times; RoI align compiled with the heads and the box
-decoding 8.3 ms, level with RoI align eager + compiled heads (8.2) and one call instead of two.
-
-Between and after them runs only what is data-dependent, with torchvision's own functions:
-resize/normalise, anchors (computed once per input size), proposal selection (top-k, NMS),
-score threshold and NMS of the detections. Neither tracing nor compiling happens at load time.
+The packages hold everything whose shapes follow from the input size, grouped as the profile
+chose (docs/internals.md): ``backbone.pt2`` (normalisation when the layout says ``normalize``,
+backbone, FPN), ``rpn_head.pt2`` (the RPN head on one level, run on each), ``roi.pt2`` (level
+mapping, RoI align, heads, box decoding, class scores). Between and after them runs only what is
+data-dependent, with torchvision's own functions: resize, anchors (once per input size), proposal
+selection (top-k, NMS), score threshold and NMS of the detections. Nothing compiles at load.
 """
 
 import itertools
 import json
+import math
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+from torch.utils import _pytree as pytree
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.rpn import RegionProposalNetwork, concat_box_prediction_layers
@@ -44,10 +37,36 @@ MIN_ROIS = 2  # the RoI package was compiled for 2 or more RoIs (export speciali
 ANCHOR_CACHE = 8  # input sizes whose anchors are kept
 
 
+def canvas(images: list[Tensor], height: int, width: int, fill: Tensor | None) -> Tensor:
+    """``images`` (``[C, H, W]``) at the top left of a ``[N, C, height, width]`` batch, the rest
+    ``fill`` (one value per channel; zero when None). One image that fills it is returned as it
+    lies, without a copy."""
+    if len(images) == 1 and tuple(images[0].shape[-2:]) == (height, width):
+        return images[0].unsqueeze(0).contiguous()
+    shape = (len(images), images[0].shape[0], height, width)
+    zeros = images[0].new_zeros(shape)
+    batch = zeros if fill is None else (zeros + fill.to(zeros).view(1, -1, 1, 1))
+    for i, image in enumerate(images):
+        batch[i, :, : image.shape[-2], : image.shape[-1]].copy_(image)
+    return batch
+
+
 class Transform(GeneralizedRCNNTransform):
-    """torchvision's transform, minus the bilinear resample of an image already at the size it
-    would be resized to (the scale is exactly 1): the resample would return the same pixels,
-    and cost ~0.5 ms of a 512x320 image."""
+    """torchvision's transform, minus the work that changes no pixel: the resample of an image
+    already at its size (scale exactly 1), the copy of one image whose sides are multiples of 32
+    into a batch of its size, and the resize of its boxes back at scale 1.
+
+    With ``folded`` the backbone package normalises: images stay in [0, 1], and a batch pads with
+    the mean, which the backbone's normalisation turns into torchvision's zero padding."""
+
+    def __init__(self, min_size: int, max_size: int, mean: list, std: list, folded: bool = False) -> None:
+        super().__init__(min_size, max_size, mean, std)
+        self.folded, self.fill = folded, torch.tensor(mean) if folded else None  # fill: normalised 0
+
+    def normalize(self, image: Tensor) -> Tensor:
+        if not self.folded or not image.is_floating_point():
+            return super().normalize(image)  # raises torchvision's error on integer pixels
+        return image
 
     def resize(self, image: Tensor, target: dict[str, Tensor] | None = None):
         short, long = min(image.shape[-2:]), max(image.shape[-2:])
@@ -55,17 +74,33 @@ class Transform(GeneralizedRCNNTransform):
             return image, target
         return super().resize(image, target)
 
+    def batch_images(self, images: list[Tensor], size_divisible: int = 32) -> Tensor:
+        height, width = (
+            math.ceil(max(i.shape[axis] for i in images) / size_divisible) * size_divisible
+            for axis in (-2, -1)
+        )
+        return canvas(images, height, width, self.fill)
+
+    def postprocess(self, result: list[dict], image_shapes: list, original: list) -> list[dict]:
+        back = super().postprocess  # zero-argument super() does not reach into a comprehension
+        return [
+            r if tuple(s) == tuple(o) else back([r], [s], [o])[0]
+            for r, s, o in zip(result, image_shapes, original, strict=True)
+        ]
+
 
 class Package(nn.Module):
     """One AOTInductor package as a module: a profiler's hooks see its calls (``rpn_head``: one
-    call per level)."""
+    call per level). Its output structure is read once, at load (the package's own ``__call__``
+    parses it from JSON on every call)."""
 
     def __init__(self, path: Path) -> None:
         super().__init__()
         self.runner = torch._inductor.aoti_load_package(str(path))
+        self.out_spec = pytree.treespec_loads(self.runner.loader.get_call_spec()[1])
 
     def forward(self, *inputs: Tensor):
-        return self.runner(*inputs)
+        return pytree.tree_unflatten(self.runner.loader.boxed_run(list(inputs)), self.out_spec)
 
 
 class Features(nn.Module):
@@ -73,21 +108,20 @@ class Features(nn.Module):
     deltas of every anchor, flattened as torchvision's RPN flattens them.
 
     An image smaller than ``min_side`` (where a feature level would be one pixel, a size the
-    package was not compiled for) is zero-padded at the bottom and right by :meth:`pad` first,
-    as torchvision pads the smaller images of a batch (the anchors are laid on the padded one)."""
+    package was not compiled for) is padded at the bottom and right by :meth:`pad` first with the
+    transform's padding value, as torchvision pads a batch (the anchors lie on the padded one)."""
 
-    def __init__(self, folder: Path, min_side: int) -> None:
+    def __init__(self, folder: Path, min_side: int, fill: Tensor | None) -> None:
         super().__init__()
         self.backbone = Package(folder / "backbone.pt2")
         self.rpn_head = Package(folder / "rpn_head.pt2")
-        self.min_side = min_side
+        self.min_side, self.fill = min_side, fill
 
     def pad(self, image: Tensor) -> Tensor:
         height, width = image.shape[-2:]
         if height >= self.min_side and width >= self.min_side:
             return image
-        pad = [0, max(0, self.min_side - width), 0, max(0, self.min_side - height)]
-        return torch.nn.functional.pad(image, pad)
+        return canvas([image[0]], max(height, self.min_side), max(width, self.min_side), self.fill)
 
     def forward(self, image: Tensor) -> tuple[list[Tensor], Tensor, Tensor]:
         features = list(self.backbone(image))
@@ -115,11 +149,10 @@ def first_kept(boxes: Tensor, scores: Tensor, groups: Tensor, threshold: float, 
 
     Greedy NMS decides a box by the better-scored boxes of its group alone, so the ``count``
     best survivors are found among the best ``k`` boxes once ``count`` of them survive: ``k``
-    starts a quarter above ``count`` and doubles until they do (the RPN keeps 300 of 1200 boxes,
-    nearly all survivors: NMS on ~375 boxes instead of 1200, ~1/10 of the IoUs). Equal scores
-    are taken in input order, the order NMS visits them in, so the ``k`` boxes are the first
-    ``k`` NMS visits and each is kept or suppressed as on the whole set; only the order of
-    survivors with equal scores may differ (the final sort is torchvision's, not stable)."""
+    starts a quarter above ``count`` and doubles until they do. Equal scores are taken in input
+    order, the order NMS visits them in, so the ``k`` boxes are the first ``k`` NMS visits and each
+    is kept or suppressed as on the whole set; only the order of survivors with equal scores may
+    differ (the final sort is torchvision's, not stable)."""
     total = scores.shape[0]
     order = scores.argsort(descending=True, stable=True)
     k = min(total, count + count // 4)
@@ -132,62 +165,59 @@ def first_kept(boxes: Tensor, scores: Tensor, groups: Tensor, threshold: float, 
 
 
 class Proposals(nn.Module):
-    """Anchors (cached per input size), box decoding and torchvision's proposal selection, its
-    NMS cut short by :func:`first_kept`."""
+    """Anchors (cached per input size, with the level of each), box decoding and torchvision's
+    proposal selection, its NMS cut short by :func:`first_kept`. Only the boxes the per-level
+    top-k keeps are decoded (decoding is row by row: the same boxes as decoding all anchors)."""
 
     def __init__(self, rpn: RegionProposalNetwork) -> None:
         super().__init__()
         self.rpn = rpn
-        self.anchors: dict[tuple, Tensor] = {}
+        self.anchors: dict[tuple, tuple[Tensor, Tensor, list[int]]] = {}
 
     def forward(
         self, image: Tensor, size: tuple[int, int], features: list[Tensor], objectness: Tensor, deltas: Tensor
     ) -> Tensor:
         key = (tuple(image.shape[-2:]), *(tuple(f.shape[-2:]) for f in features))
-        anchors = self.anchors.get(key)
-        if anchors is None:
+        cached = self.anchors.get(key)
+        if cached is None:
             if len(self.anchors) >= ANCHOR_CACHE:
                 self.anchors.clear()
             anchors = self.rpn.anchor_generator(ImageList(image, [size]), features)[0]
-            self.anchors[key] = anchors
-        per_location = self.rpn.anchor_generator.num_anchors_per_location()
-        per_level = [n * f.shape[-2] * f.shape[-1] for n, f in zip(per_location, features, strict=True)]
-        proposals = self.rpn.box_coder.decode(deltas, [anchors]).view(-1, 4)
-        return self.select(proposals, objectness.view(1, -1), size, per_level)
-
-    def select(
-        self, proposals: Tensor, objectness: Tensor, size: tuple[int, int], per_level: list[int]
-    ) -> Tensor:
-        """``RegionProposalNetwork.filter_proposals`` for one image: the best ``pre_nms_top_n``
-        of each level, clipped, small and low-scoring boxes dropped, NMS per level, the best
-        ``post_nms_top_n``."""
-        rpn = self.rpn
-        starts = itertools.accumulate(per_level[:-1], initial=0)
-        top = torch.cat(
+            per_location = self.rpn.anchor_generator.num_anchors_per_location()
+            per_level = [n * f.shape[-2] * f.shape[-1] for n, f in zip(per_location, features, strict=True)]
+            levels = torch.repeat_interleave(torch.arange(len(per_level)), torch.tensor(per_level))
+            cached = self.anchors[key] = (anchors, levels, per_level)
+        anchors, levels, per_level = cached
+        limit, starts = self.rpn.pre_nms_top_n(), itertools.accumulate(per_level[:-1], initial=0)
+        top = torch.cat(  # the best pre_nms_top_n anchors of each level
             [
-                level.topk(min(rpn.pre_nms_top_n(), level.shape[1]), dim=1)[1][0] + start
-                for level, start in zip(objectness.split(per_level, 1), starts, strict=True)
+                level.topk(min(limit, level.shape[1]), dim=1)[1][0] + start
+                for level, start in zip(objectness.view(1, -1).split(per_level, 1), starts, strict=True)
             ]
         )
-        levels = torch.repeat_interleave(torch.arange(len(per_level)), torch.tensor(per_level))[top]
-        boxes = box_ops.clip_boxes_to_image(proposals[top], size)
-        scores = torch.sigmoid(objectness[0, top])
-        keep = box_ops.remove_small_boxes(boxes, rpn.min_size)
-        boxes, scores, levels = boxes[keep], scores[keep], levels[keep]
-        keep = torch.where(scores >= rpn.score_thresh)[0]
+        boxes = self.rpn.box_coder.decode_single(deltas[top], anchors[top])
+        return self.select(boxes, objectness[top].view(-1), levels[top], size)
+
+    def select(self, proposals: Tensor, objectness: Tensor, levels: Tensor, size: tuple[int, int]) -> Tensor:
+        """The rest of ``RegionProposalNetwork.filter_proposals`` on the top-k: clip, drop small and
+        low-scoring boxes (one mask), NMS per level, the best ``post_nms_top_n``."""
+        rpn = self.rpn
+        boxes = box_ops.clip_boxes_to_image(proposals, size)
+        scores = torch.sigmoid(objectness)
+        widths, heights = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+        wanted = (widths >= rpn.min_size) & (heights >= rpn.min_size) & (scores >= rpn.score_thresh)
+        keep = torch.where(wanted)[0]
         boxes, scores, levels = boxes[keep], scores[keep], levels[keep]
         return boxes[first_kept(boxes, scores, levels, rpn.nms_thresh, rpn.post_nms_top_n())]
 
 
 class RoI(nn.Module):
-    """``roi.pt2``: scored boxes ``[N, classes, 4]`` and class scores ``[N, classes]`` of the
-    proposals; fewer than ``MIN_ROIS`` proposals are padded with empty boxes and cropped back
-    (each RoI is computed on its own)."""
+    """``roi.pt2``: boxes ``[N, classes, 4]`` and class scores ``[N, classes]`` of the proposals;
+    fewer than ``MIN_ROIS`` are padded with empty boxes and cropped back (each RoI on its own)."""
 
     def __init__(self, path: Path, pooled: list[int]) -> None:
         super().__init__()
-        self.runner = Package(path)
-        self.pooled = pooled  # the feature levels RoI align pools from
+        self.runner, self.pooled = Package(path), pooled  # pooled: the levels RoI align reads
 
     def forward(self, features: list[Tensor], proposals: Tensor) -> tuple[Tensor, Tensor]:
         count = proposals.shape[0]
@@ -199,19 +229,19 @@ class RoI(nn.Module):
 
 class Detections(nn.Module):
     """torchvision's post-processing of the scored boxes: clip, drop the background class, score
-    threshold, empty boxes, per-class NMS, the best ``per_image``."""
+    threshold, empty boxes, per-class NMS, the best ``per_image`` (the threshold first: clipping is
+    box by box, so only the boxes that pass it are clipped)."""
 
     def __init__(self, score_thresh: float, nms_thresh: float, per_image: int) -> None:
         super().__init__()
         self.score_thresh, self.nms_thresh, self.per_image = score_thresh, nms_thresh, per_image
 
     def forward(self, boxes: Tensor, scores: Tensor, size: tuple[int, int]) -> dict[str, Tensor]:
-        boxes = box_ops.clip_boxes_to_image(boxes, size)
-        labels = torch.arange(scores.shape[-1], device=scores.device).view(1, -1).expand_as(scores)
-        boxes, scores = boxes[:, 1:].reshape(-1, 4), scores[:, 1:].reshape(-1)
-        labels = labels[:, 1:].reshape(-1)
-        keep = torch.where(scores > self.score_thresh)[0]
-        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+        classes = scores.shape[-1] - 1  # background first
+        scores = scores[:, 1:].reshape(-1)
+        keep = torch.where(scores > self.score_thresh)[0]  # then clip only these (box by box)
+        scores, labels = scores[keep], keep % classes + 1
+        boxes = box_ops.clip_boxes_to_image(boxes[:, 1:].reshape(-1, 4)[keep], size)
         keep = box_ops.remove_small_boxes(boxes, min_size=1e-2)
         boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
         keep = box_ops.batched_nms(boxes, scores, labels, self.nms_thresh)[: self.per_image]
@@ -234,13 +264,13 @@ class Detector(nn.Module):
             )
         m, layout = self.meta["model"], self.meta["layout"]
         self.classes: list[str] = self.meta.get("classes", [])
-        self.transform = Transform(m["min_size"], m["max_size"], [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
-        self.features = Features(folder, layout["min_side"])
-        if m["fpn"]:
-            sizes = tuple((s,) for s in m["anchor_sizes"])
-            ratios = (tuple(m["aspect_ratios"]),) * len(sizes)
-        else:
-            sizes, ratios = (tuple(m["anchor_sizes"]),), (tuple(m["aspect_ratios"]),)
+        # folders compiled before normalisation moved into backbone.pt2 say nothing: ImageNet's
+        norm = layout.get("normalize", {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]})
+        fold = "normalize" in layout
+        self.transform = Transform(m["min_size"], m["max_size"], norm["mean"], norm["std"], fold)
+        self.features = Features(folder, layout["min_side"], self.transform.fill)
+        sizes = tuple((s,) for s in m["anchor_sizes"]) if m["fpn"] else (tuple(m["anchor_sizes"]),)
+        ratios = (tuple(m["aspect_ratios"]),) * len(sizes)
         top_n = {"training": m["rpn_pre_nms_top_n_test"], "testing": m["rpn_pre_nms_top_n_test"]}
         post_n = {"training": m["rpn_post_nms_top_n_test"], "testing": m["rpn_post_nms_top_n_test"]}
         rpn = RegionProposalNetwork(

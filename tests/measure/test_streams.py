@@ -35,6 +35,22 @@ def test_workers_start_together_and_the_best_setting_is_kept(tiny):
     )
 
 
+def test_one_set_of_workers_loads_once_and_runs_every_setting(tiny, monkeypatch):
+    """Two processes serve both splits of two threads: 1 x 2 on the first, then 2 x 1 on both
+    (a launch per setting spent ~9 s of start, import and load each)."""
+    import subprocess
+
+    from qdet.measure import streams
+
+    launched = []
+    real = subprocess.Popen
+    monkeypatch.setattr(streams.subprocess, "Popen", lambda *a, **k: launched.append(a[0]) or real(*a, **k))
+    artifact, image = tiny
+    row = throughput("float_ts", "artifact", artifact, [image], 2, 0.3)
+    assert len(launched) == 2 and all(command[5] == "2,1" for command in launched)
+    assert set(row["tried"]) == {"1 process x 2 threads", "2 processes x 1 thread"}
+
+
 def test_a_worker_that_cannot_load_its_model_is_one_error_not_a_hang(tiny, tmp_path):
     _, image = tiny
     broken = tmp_path / "broken.ts"

@@ -86,3 +86,70 @@ def test_boxes_of_different_groups_never_suppress_each_other():
     boxes = torch.tensor([[0, 0, 10, 10], [0, 0, 10, 10.0]])
     kept = first_kept(boxes, torch.tensor([0.9, 0.8]), torch.tensor([0, 1]), 0.7, 300)
     assert kept.tolist() == [0, 1]
+
+
+def rpn_case(seed: int):
+    """A torchvision RPN with the compiled detector's settings, two feature levels of one image,
+    random objectness and box deltas, some boxes collapsed, many outside the image (no ties: where
+    the cut falls among equal scores, either may keep either box, tested above)."""
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.rpn import RegionProposalNetwork
+
+    n = {"training": 60, "testing": 60}
+    anchors = AnchorGenerator(((16,), (32,)), ((1.0,),) * 2)
+    rpn = RegionProposalNetwork(anchors, torch.nn.Identity(), 0.7, 0.3, 256, 0.5, n, {**n}, 0.7, 0.0).eval()
+    rpn.post_nms_top_n = lambda: 40
+    g = torch.Generator().manual_seed(seed)
+    image = torch.zeros(1, 3, 64, 96)
+    features = [torch.zeros(1, 8, 8, 12), torch.zeros(1, 8, 4, 6)]
+    total = 8 * 12 + 4 * 6
+    objectness = torch.randn(total, 1, generator=g) * 4
+    deltas = torch.randn(total, 4, generator=g)
+    deltas[:5, 2:] = -20  # collapsed to nearly nothing: dropped as small, though among the best
+    objectness[:5] = 20 + torch.arange(5.0).view(5, 1)
+    return rpn, image, features, objectness, deltas
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_proposals_are_torchvision_s_with_only_the_top_k_decoded(seed):
+    """Decoding the per-level top-k instead of every anchor, and one mask for the small and
+    low-scoring boxes, give the boxes torchvision's RPN selects, in its order."""
+    from torchvision.models.detection.image_list import ImageList
+
+    from qdet.serving.aot_detector import Proposals
+
+    rpn, image, features, objectness, deltas = rpn_case(seed)
+    ours = Proposals(rpn)(image, (64, 96), features, objectness, deltas)
+    images = ImageList(image, [(64, 96)])
+    anchors = rpn.anchor_generator(images, features)
+    decoded = rpn.box_coder.decode(deltas, anchors).view(1, -1, 4)
+    per_level = [f.shape[2] * f.shape[3] for f in features]
+    (theirs,), (scores,) = rpn.filter_proposals(decoded, objectness, images.image_sizes, per_level)
+    assert len(ours) == len(theirs) == 40
+    assert torch.equal(ours, theirs)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_detections_are_torchvision_s_boxes_labels_and_scores(seed):
+    """The post-processing, which thresholds before it clips, gives torchvision's RoI heads'
+    detections: boxes outside the image, empty boxes, ties in score included."""
+    from torchvision.models.detection.roi_heads import RoIHeads
+
+    from qdet.serving.aot_detector import Detections
+
+    g = torch.Generator().manual_seed(seed)
+    count, classes = 60, 4
+    xy = torch.rand(count, 2, generator=g) * 120 - 20  # some outside the 100 x 80 image
+    proposals = torch.cat([xy, xy + torch.rand(count, 2, generator=g) * 40 + 1], 1)
+    logits = (torch.randn(count, classes, generator=g) * 3).round()  # few distinct scores
+    regression = torch.randn(count, classes * 4, generator=g) * 0.5
+    regression[:4, 2::4] = -20  # collapsed to empty boxes
+    heads = RoIHeads(None, None, None, 0.5, 0.5, 512, 0.25, None, 0.05, 0.5, 20)
+    (want_boxes,), (want_scores,), (want_labels,) = heads.postprocess_detections(
+        logits, regression, [proposals], [(80, 100)]
+    )
+    decoded = heads.box_coder.decode(regression, [proposals]).reshape(count, -1, 4)
+    got = Detections(0.05, 0.5, 20)(decoded, torch.softmax(logits, -1), (80, 100))
+    assert 0 < len(got["scores"]) <= 20
+    assert torch.equal(got["boxes"], want_boxes)
+    assert torch.equal(got["scores"], want_scores) and torch.equal(got["labels"], want_labels)
