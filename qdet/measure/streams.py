@@ -9,7 +9,8 @@ One set of workers serves every setting of a variant (as many processes as the w
 each loads the model once (ONNX Runtime once per thread count: its sessions fix their threads),
 then runs each setting it takes part in: the settings' workers warm up with its threads, start
 together and run for a fixed time; the rate is the sum of each worker's images over its own time.
-Process start, import and load (~9 s a launch) were most of the throughput rows' time.
+Process start, import and load were most of the throughput rows' time when each setting launched
+its own.
 
 ``python -m qdet.measure.streams VARIANT ARTIFACT THREADS SECONDS MODE IMAGE...`` is one worker
 (``THREADS``: the thread counts it may run with, comma-separated): it loads, prints ``loaded``,
@@ -71,7 +72,7 @@ class Workers:
         threads: list[int],
         seconds: float,
     ) -> None:
-        self.name, self.seconds = name, seconds
+        self.name = name
         counts = ",".join(map(str, threads))
         command = [sys.executable, "-m", __name__, name, str(artifact), counts, str(seconds), mode]
         self.workers = [
@@ -84,8 +85,12 @@ class Workers:
             )
             for _ in range(processes)
         ]
-        for worker in self.workers:
-            self._expect(worker, "loaded")
+        try:
+            for worker in self.workers:
+                self._expect(worker, "loaded")
+        except RuntimeError:
+            self.close(kill=True)  # the others loaded or not: none outlives the error
+            raise
 
     def _failed(self, worker: subprocess.Popen) -> RuntimeError:
         worker.kill()
@@ -118,9 +123,14 @@ class Workers:
             rate += float(words[0]) / float(words[1])
         return rate
 
-    def close(self) -> None:
+    def close(self, kill: bool = False) -> None:
+        """Let the workers end (their standard input closed), or ``kill`` them."""
         for worker in self.workers:
-            if worker.poll() is None:
+            if worker.poll() is not None:
+                continue
+            if kill:
+                worker.kill()
+            else:
                 worker.stdin.close()
         for worker in self.workers:
             try:
@@ -140,8 +150,10 @@ def throughput(name: str, how: str, artifact: Path, images: list[Path], threads:
     workers = Workers(name, artifact, images, mode, widest, counts, seconds)
     try:
         tried = {label(m, n, t): workers.rate(n, t) for m, n, t in tried_settings}
-    finally:
-        workers.close()
+    except RuntimeError:
+        workers.close(kill=True)
+        raise
+    workers.close()
     best = max(tried, key=tried.__getitem__)
     return {"img_per_s": tried[best], "setting": best, "tried": tried}
 

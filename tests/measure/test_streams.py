@@ -37,7 +37,7 @@ def test_workers_start_together_and_the_best_setting_is_kept(tiny):
 
 def test_one_set_of_workers_loads_once_and_runs_every_setting(tiny, monkeypatch):
     """Two processes serve both splits of two threads: 1 x 2 on the first, then 2 x 1 on both
-    (a launch per setting spent ~9 s of start, import and load each)."""
+    (a launch per setting spent most of the rows' time starting, importing and loading)."""
     import subprocess
 
     from qdet.measure import streams
@@ -57,6 +57,31 @@ def test_a_worker_that_cannot_load_its_model_is_one_error_not_a_hang(tiny, tmp_p
     broken.write_bytes(b"not a model")
     with pytest.raises(RuntimeError, match="throughput worker for float_ts failed: .*broken.ts"):
         throughput("float_ts", "artifact", broken, [image], 2, 0.5)
+
+
+def test_no_worker_outlives_a_failed_one(tiny, tmp_path, monkeypatch):
+    """The first worker's failure ends the others at once (here a second "worker" that would
+    sleep for a minute)."""
+    import subprocess
+    import sys
+
+    from qdet.measure import streams
+
+    started = []
+    real = subprocess.Popen
+
+    def popen(command, **kwargs):
+        sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+        started.append(real(sleeper if started else command, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(streams.subprocess, "Popen", popen)
+    _, image = tiny
+    broken = tmp_path / "broken.ts"
+    broken.write_bytes(b"not a model")
+    with pytest.raises(RuntimeError, match="throughput worker for float_ts failed"):
+        throughput("float_ts", "artifact", broken, [image], 2, 0.5)
+    assert len(started) == 2 and all(worker.poll() is not None for worker in started)
 
 
 def test_rows_are_qdets_int8_its_deploy_rows_the_int8_peers_and_the_best_float(monkeypatch):
