@@ -1,7 +1,7 @@
 """Compile a detector ahead of time with AOTInductor into a self-contained folder.
 
 Everything whose shapes follow from the input size is compiled, in the pieces the profile
-chose (see :mod:`qdet.serving.aot_detector` for the measurements): ``backbone.pt2``
+chose (docs/internals.md has the measurements): ``backbone.pt2``
 (normalisation, backbone, FPN), ``rpn_head.pt2`` (the RPN head on one level, run on each) and
 ``roi.pt2`` (level mapping, RoI align, box head, predictor, box decoding, softmax), each
 captured with ``torch.export`` (any image size, any number of RoIs) from the float model or the
