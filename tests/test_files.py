@@ -4,7 +4,7 @@ import errno
 
 import pytest
 
-from qdet.core.files import OutputError, require_free_space, write_atomically, write_json
+from qdet.core.files import OutputError, files_with_suffix, require_free_space, write_atomically, write_json
 
 
 def test_a_full_disk_leaves_no_partial_file_and_names_the_path(tmp_path):
@@ -40,3 +40,11 @@ def test_too_little_free_space_is_refused_before_work(tmp_path):
     require_free_space([tmp_path / "not" / "yet"], 1, "convert")  # the nearest existing folder counts
     with pytest.raises(OutputError, match=r"GB free, convert needs about 1000000000\.0 GB"):
         require_free_space([tmp_path], 10**18, "convert")
+
+
+def test_a_folder_is_listed_by_suffix_any_case_subfolders_too_by_name(tmp_path):
+    for name in ("b.JPG", "a.png", "sub/c.jpg", "notes.txt", "sub/d.mp4"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    found = files_with_suffix(tmp_path, {".jpg", ".png"})
+    assert [p.relative_to(tmp_path).as_posix() for p in found] == ["a.png", "b.JPG", "sub/c.jpg"]

@@ -61,6 +61,12 @@ def compile_room(out_dir: Path, model: Path) -> tuple[list[Path], int]:
     return [out_dir, Path(tempfile.gettempdir())], 1_000_000_000 + 10 * model.stat().st_size
 
 
+def files_with_suffix(folder: Path, suffixes: set[str]) -> list[Path]:
+    """The files of ``folder`` and its subfolders whose suffix (any case) is one of ``suffixes``,
+    by name: the one way a folder of images (or videos) is listed."""
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in suffixes)
+
+
 def write_json(data: Any, path: Path) -> None:
     """Indented JSON (DVC metrics, reports), creating the folder, written atomically."""
     text = json.dumps(data, indent=1)

@@ -8,6 +8,7 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
+from qdet.core.files import files_with_suffix
 from qdet.data.gtsdb import mirrored_names
 from qdet.data.processed import read_classes, read_split
 from qdet.data.records import DataError, ImageRecord
@@ -111,7 +112,7 @@ class ImageFolder(Dataset):
     read stops the stage with its path; the file list is checked when the set is made."""
 
     def __init__(self, folder: Path) -> None:
-        self.paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        self.paths = files_with_suffix(folder, IMAGE_SUFFIXES)
 
     def __len__(self) -> int:
         return len(self.paths)

@@ -20,7 +20,7 @@ from PIL import Image
 
 from qdet.core.console import console
 from qdet.core.errors import QdetError, last_line
-from qdet.core.files import OutputError, write_atomically
+from qdet.core.files import OutputError, files_with_suffix, write_atomically
 from qdet.core.progress import progress_bar
 from qdet.data.dataset import IMAGE_SUFFIXES
 from qdet.predict.model import load_model, resolve_model
@@ -48,9 +48,7 @@ class PredictReport:
 def expand(sources: list[Path]) -> Iterator[Path]:
     for source in sources:
         if source.is_dir():
-            yield from sorted(
-                p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES
-            )
+            yield from files_with_suffix(source, IMAGE_SUFFIXES | VIDEO_SUFFIXES)
         else:
             yield source
 
