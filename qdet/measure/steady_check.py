@@ -66,7 +66,8 @@ def loader(path: Path, threads: int):
         peer = json.loads(path.read_text())
         core = ov.Core()
         config = {**peer["config"], "INFERENCE_NUM_THREADS": str(threads)}
-        request = core.compile_model(core.read_model(str(path.with_name(peer["model"]))), "CPU", config)
+        # the spec names its model relative to its own folder (a deploy row's: openvino/model.xml)
+        request = core.compile_model(core.read_model(str(path.parent / peer["model"])), "CPU", config)
         request = request.create_infer_request()
         return lambda image: request.infer({0: image.numpy()})
     if path.suffix == ".onnx":
@@ -131,9 +132,12 @@ def time_in_turns(models: dict[str, Path], paths: list[str], threads: int, round
 
 
 def files(export: Path, peers: Path) -> dict[str, Path]:
-    """Every timed variant with a file that loads without qdet (float eager needs qdet: left out)."""
+    """Every timed variant with a file that loads without qdet (float eager needs qdet: left out):
+    convert's variants, the OpenVINO and ONNX Runtime peers, and the peers' compiled folders
+    (torch bf16, often the benchmark's best float)."""
     manifest = json.loads((export / "variants.json").read_text())
     out = {name: export / rel for name, rel in manifest["variants"].items()}
+    out |= {path.parent.name: path.parent for path in sorted(peers.glob("*/aot_detector.py"))}
     for path in sorted(peers.glob("*.json")):
         if json.loads(path.read_text()).get("runtime") == "openvino":
             out[path.stem] = path
