@@ -1,11 +1,12 @@
 """evaluate stage: COCO metrics for every variant on the same test images, scored by the same
 code: float eager (the reference), the float artifacts, PTQ, QAT, the control and every peer."""
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import typer
 
-from qdet.core.aside import in_two_halves
+from qdet.core.aside import in_two_processes
 from qdet.core.console import console, exit_on_error
 from qdet.core.files import write_json
 from qdet.core.progress import progress_bar
@@ -50,7 +51,7 @@ def main(
     plots.mkdir(parents=True, exist_ok=True)
     e, half = cfg.evaluate, max(1, cfg.train.threads // 2)
 
-    def scored(names: list[str], here: bool) -> dict[str, VariantScore]:
+    def scored(names: Iterable[str], here: bool) -> dict[str, VariantScore]:
         out = {}
         with progress_bar(disable=not here) as progress:
             for variant in names:
@@ -60,9 +61,9 @@ def main(
                 detection_grid(dataset, s.predictions, dataset.classes, e.grid_images, e.draw_threshold, grid)
         return out
 
-    # Accuracy, not speed: half the variants score in a forked child; the benchmark times them all
-    console.print(f"scoring {', '.join(variants)}, every other one in a forked child")
-    scores = in_two_halves(scored, list(variants), cfg.train.threads)
+    # Accuracy, not speed: two processes take the variants in turn; the benchmark times them all
+    console.print(f"scoring {', '.join(variants)}, in two processes")
+    scores = in_two_processes(scored, list(variants), cfg.train.threads)
     results = {variant: s.stats for variant, s in scores.items()}
     add_drops(results, REFERENCE)
     with console.status("bootstrap intervals over the test images"):

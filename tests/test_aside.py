@@ -2,6 +2,7 @@
 
 import os
 import signal
+import time
 
 import pytest
 import torch
@@ -51,18 +52,35 @@ def test_tensors_come_back_by_value_after_the_child_is_gone():
     assert torch.equal(job.result()["boxes"], torch.arange(6.0).reshape(3, 2))
 
 
-def test_in_two_halves_splits_the_items_between_two_processes_and_keeps_their_order():
-    from qdet.core.aside import in_two_halves
+def test_in_two_processes_shares_the_items_and_keeps_their_order():
+    from qdet.core.aside import in_two_processes
 
-    def work(items: list[int], here: bool) -> dict[int, tuple[int, bool, int]]:
+    def work(items, here: bool) -> dict[int, tuple[int, bool, int]]:
         return {i: (os.getpid(), here, torch.get_num_threads()) for i in items}
 
     before = torch.get_num_threads()
-    done = in_two_halves(work, [5, 3, 9, 1], 4)
+    done = in_two_processes(work, [5, 3, 9, 1], 4)
     after = torch.get_num_threads()
     torch.set_num_threads(before)
     assert list(done) == [5, 3, 9, 1]
-    assert {done[5][0], done[9][0]} != {os.getpid()} and not done[5][1] and not done[9][1]
-    assert done[3][:2] == done[1][:2] == (os.getpid(), True)
-    assert {v[2] for v in done.values()} == {2}  # each half on half the threads
+    assert all(here == (pid == os.getpid()) for pid, here, _ in done.values())
+    assert {v[2] for v in done.values()} == {2}  # each process on half the threads
     assert after == 4  # the caller's threads again
+
+
+def test_a_free_process_takes_the_next_item():
+    """One heavy item first, then light ones: the process that took the heavy one does nothing
+    else (a fixed split, every other item, would queue two light ones behind it)."""
+    from qdet.core.aside import in_two_processes
+
+    def work(items, here: bool) -> dict[str, int]:
+        out = {}
+        for item in items:
+            time.sleep(1.5 if item == "heavy" else 0.05)
+            out[item] = os.getpid()
+        return out
+
+    done = in_two_processes(work, ["heavy", "a", "b", "c", "d"], 2)
+    assert list(done) == ["heavy", "a", "b", "c", "d"]
+    assert done["heavy"] not in {done[k] for k in "abcd"}
+    assert len({done[k] for k in "abcd"}) == 1

@@ -12,7 +12,7 @@ import multiprocessing
 import os
 import pickle
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, TypeVar
 
 from qdet.core.errors import QdetError
@@ -29,22 +29,38 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
-def in_two_halves(work: Callable[[list[K], bool], dict[K, V]], items: list[K], threads: int) -> dict[K, V]:
-    """``work`` over every other item in a forked child and over the rest here, each on half of
-    ``threads``: for jobs that scale worse across threads than across processes (scoring). The
-    second argument says whether the call is the one here (the one that may show progress).
-    The result follows ``items``' order."""
+def in_two_processes(
+    work: Callable[[Iterable[K], bool], dict[K, V]], items: list[K], threads: int
+) -> dict[K, V]:
+    """``work`` over ``items`` in this process and a forked child, each on half of ``threads``,
+    for jobs that scale worse across threads than across processes (scoring). Each process
+    takes the next item when it is free (``work`` gets an iterable that hands them out), so a
+    few heavy items do not leave one process waiting on the other; list the heavy ones first.
+    The second argument says whether the call is the one here (the one that may show
+    progress). The result follows ``items``' order."""
     import torch  # torch loads with the work that forks, not with qdet.core
 
     half = max(1, threads // 2)
-    beside: Aside[dict[K, V]] = Aside(lambda: work(items[::2], False), f"{len(items[::2])} items aside", half)
+    taken = multiprocessing.get_context("fork").Value("i", 0)  # shared with the child
+    beside: Aside[dict[K, V]] = Aside(lambda: work(_claimed(items, taken), False), "the second process", half)
     torch.set_num_threads(half)
     try:
-        mine = work(items[1::2], True)
+        mine = work(_claimed(items, taken), True)
     finally:
         torch.set_num_threads(threads)
     done = mine | beside.result()
     return {item: done[item] for item in items}
+
+
+def _claimed(items: list[K], taken) -> Iterator[K]:
+    """The items no process has taken yet, one at a time (``taken``: a shared counter)."""
+    while True:
+        with taken.get_lock():
+            index = taken.value
+            taken.value += 1
+        if index >= len(items):
+            return
+        yield items[index]
 
 
 class Aside(Generic[T]):
