@@ -9,24 +9,26 @@ One set of workers serves every setting of a variant (as many processes as the w
 each loads the model once (ONNX Runtime once per thread count: its sessions fix their threads),
 then runs each setting it takes part in: the settings' workers warm up with its threads, start
 together and run for a fixed time; the rate is the sum of each worker's images over its own time.
-Process start, import and load were most of the throughput rows' time when each setting launched
-its own.
+The workers fork from one server process that imported torch, torchvision and qdet once
+(multiprocessing's forkserver): process start, import and load were most of the throughput
+rows' time when each setting launched its own, and the imports most of what remained.
 
-``python -m qdet.measure.streams VARIANT ARTIFACT THREADS SECONDS MODE IMAGE...`` is one worker
-(``THREADS``: the thread counts it may run with, comma-separated): it loads, prints ``loaded``,
-then for each thread count it reads, warms up, prints ``ready``, waits for a line, runs, and
-prints ``images seconds``; it ends at the end of its standard input.
+A worker (:func:`_worker`) loads, sends ``loaded``, then for each thread count it receives,
+warms up, sends ``ready``, waits for ``go``, runs, and sends ``(images, seconds)``; it ends when
+it receives ``None``. A failure is sent as ``("failed", message)``.
 """
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import multiprocessing
+import signal
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import torch
 
+from qdet.core.lifeline import die_with_parent
 from qdet.data.dataset import load_image
 from qdet.peers.openvino import compile_model, read_spec, spec_model
 from qdet.variants.artifacts import load_variant
@@ -35,6 +37,12 @@ from qdet.variants.table import DEPLOYED, REGISTERED_INT8, int8_peers, variant
 SYNC = "ov-async"  # MODE of an OpenVINO worker fed through an AsyncInferQueue (THROUGHPUT hint)
 CALLS = "calls"  # MODE of a worker calling the detector one image at a time
 WARMUP = 3
+START_SECONDS = 600  # a worker that has not loaded its model by then is stuck
+# The workers fork from a server that imported this module (torch, torchvision, qdet) once, and
+# the main module: each child would otherwise import the main module again (multiprocessing runs
+# it as ``__mp_main__`` in every child it starts, unless the server already holds it).
+FORKSERVER = multiprocessing.get_context("forkserver")
+FORKSERVER.set_forkserver_preload(["__main__", __name__])
 
 
 def splits(threads: int) -> list[tuple[int, int]]:
@@ -73,71 +81,78 @@ class Workers:
         seconds: float,
     ) -> None:
         self.name = name
-        counts = ",".join(map(str, threads))
-        command = [sys.executable, "-m", __name__, name, str(artifact), counts, str(seconds), mode]
-        self.workers = [
-            subprocess.Popen(
-                [*command, *map(str, images)],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for _ in range(processes)
-        ]
+        self.workers: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
         try:
+            for _ in range(processes):
+                self.workers.append(start_worker(name, artifact, images, mode, threads, seconds))
             for worker in self.workers:
-                self._expect(worker, "loaded")
+                self._expect(worker, "loaded", START_SECONDS)
         except RuntimeError:
             self.close(kill=True)  # the others loaded or not: none outlives the error
             raise
 
-    def _failed(self, worker: subprocess.Popen) -> RuntimeError:
-        worker.kill()
-        _, err = worker.communicate()
-        return RuntimeError(f"throughput worker for {self.name} failed: {err.strip()[-500:]}")
+    def _receive(self, worker: tuple[multiprocessing.process.BaseProcess, Connection], timeout: float | None):
+        process, conn = worker
+        if timeout is not None and not conn.poll(timeout):
+            raise RuntimeError(f"throughput worker for {self.name} failed: no answer in {timeout:.0f} s")
+        try:
+            message = conn.recv()
+        except EOFError:
+            process.join(5)
+            message = ("failed", f"its process ended with code {process.exitcode}")
+        if isinstance(message, tuple) and message[0] == "failed":
+            raise RuntimeError(f"throughput worker for {self.name} failed: {message[1]}")
+        return message
 
-    def _expect(self, worker: subprocess.Popen, word: str) -> None:
-        if worker.stdout.readline().strip() != word:
-            raise self._failed(worker)
-
-    @staticmethod
-    def _send(worker: subprocess.Popen, line: str) -> None:
-        worker.stdin.write(line + "\n")
-        worker.stdin.flush()
+    def _expect(self, worker, word: str, timeout: float | None = None) -> None:
+        message = self._receive(worker, timeout)
+        if message != word:
+            raise RuntimeError(f"throughput worker for {self.name} failed: sent {message!r}, not {word!r}")
 
     def rate(self, processes: int, threads: int) -> float:
         """Images per second of the first ``processes`` workers at ``threads`` each, started together."""
         team = self.workers[:processes]
-        for worker in team:
-            self._send(worker, str(threads))
+        for _, conn in team:
+            conn.send(threads)
         for worker in team:
             self._expect(worker, "ready")
-        for worker in team:
-            self._send(worker, "go")
+        for _, conn in team:
+            conn.send("go")
         rate = 0.0
         for worker in team:
-            words = worker.stdout.readline().split()
-            if len(words) != 2:
-                raise self._failed(worker)
-            rate += float(words[0]) / float(words[1])
+            images, seconds = self._receive(worker, None)
+            rate += images / seconds
         return rate
 
     def close(self, kill: bool = False) -> None:
-        """Let the workers end (their standard input closed), or ``kill`` them."""
-        for worker in self.workers:
-            if worker.poll() is not None:
-                continue
-            if kill:
-                worker.kill()
+        """Let the workers end (``None`` sent), or ``kill`` them."""
+        for process, conn in self.workers:
+            if kill or not process.is_alive():
+                process.kill()
             else:
-                worker.stdin.close()
-        for worker in self.workers:
-            try:
-                worker.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
+                try:
+                    conn.send(None)
+                except OSError:  # it ended meanwhile
+                    process.kill()
+        for process, conn in self.workers:
+            process.join(60)
+            if process.exitcode is None:
+                process.kill()
+                process.join()
+            conn.close()
+
+
+def start_worker(
+    name: str, artifact: Path, images: list[Path], mode: str, threads: list[int], seconds: float
+) -> tuple[multiprocessing.process.BaseProcess, Connection]:
+    """A worker process forked from the server (see the module doc), and its end of the pipe."""
+    here, there = FORKSERVER.Pipe()
+    process = FORKSERVER.Process(
+        target=_worker, args=(name, artifact, images, mode, threads, seconds, there), daemon=True
+    )
+    process.start()
+    there.close()
+    return process, here
 
 
 def throughput(name: str, how: str, artifact: Path, images: list[Path], threads: int, seconds: float) -> dict:
@@ -180,27 +195,52 @@ def throughput_lines(rows: dict[str, dict]) -> list[str]:
     return [f"throughput {name}: {row['img_per_s']:.1f} img/s ({row['setting']})" for name, row in ordered]
 
 
-def _calls_worker(name: str, artifact: Path, threads: list[int], seconds: float, images: list[Path]) -> None:
+def _worker(
+    name: str,
+    artifact: Path,
+    images: list[Path],
+    mode: str,
+    threads: list[int],
+    seconds: float,
+    conn: Connection,
+) -> None:
+    """One worker (see the module doc); its failure goes to the parent, which raises it."""
+    die_with_parent(signal.SIGKILL)  # the forkserver's child: the server ends with the benchmark
+    try:
+        if mode == SYNC:
+            _async_worker(artifact, threads, seconds, images, conn)
+        else:
+            _calls_worker(name, artifact, threads, seconds, images, conn)
+    except Exception as error:  # sent to the parent, which raises it naming the variant
+        conn.send(("failed", f"{type(error).__name__}: {error}"))
+    finally:
+        conn.close()
+
+
+def _calls_worker(
+    name: str, artifact: Path, threads: list[int], seconds: float, images: list[Path], conn: Connection
+) -> None:
     per_threads = variant(name).load == "onnx"  # a session's threads are fixed when it is made
     models = {t: load_variant(name, artifact, t) for t in (threads if per_threads else threads[:1])}
     tensors = [load_image(p) for p in images]
-    print("loaded", flush=True)
-    for line in sys.stdin:
-        count = int(line)
+    conn.send("loaded")
+    while (count := conn.recv()) is not None:
         torch.set_num_threads(count)
         model = models[count if per_threads else threads[0]]
         with torch.inference_mode():
             for i in range(WARMUP):
                 model([tensors[i % len(tensors)]])
-            _ready()
+            _ready(conn)
             done, start = 0, time.perf_counter()
             while time.perf_counter() - start < seconds:
                 model([tensors[done % len(tensors)]])
                 done += 1
-        _done(done, time.perf_counter() - start)
+        conn.send((done, time.perf_counter() - start))
 
 
-def _async_worker(artifact: Path, threads: list[int], seconds: float, images: list[Path]) -> None:
+def _async_worker(
+    artifact: Path, threads: list[int], seconds: float, images: list[Path], conn: Connection
+) -> None:
     import openvino as ov  # only the OpenVINO worker needs it
 
     spec = read_spec(artifact)
@@ -210,38 +250,20 @@ def _async_worker(artifact: Path, threads: list[int], seconds: float, images: li
     done = [0]
     queue.set_callback(lambda request, data: done.__setitem__(0, done[0] + 1))
     arrays = [load_image(p).numpy() for p in images]
-    print("loaded", flush=True)
-    for _ in sys.stdin:  # one setting: the threads it was compiled with
+    conn.send("loaded")
+    while conn.recv() is not None:  # one setting: the threads it was compiled with
         for i in range(max(WARMUP, len(queue))):
             queue.start_async({0: arrays[i % len(arrays)]})
         queue.wait_all()
-        _ready()
+        _ready(conn)
         done[0], sent, start = 0, 0, time.perf_counter()
         while time.perf_counter() - start < seconds:
             queue.start_async({0: arrays[sent % len(arrays)]})  # blocks while every request is busy
             sent += 1
         queue.wait_all()
-        _done(done[0], time.perf_counter() - start)
+        conn.send((done[0], time.perf_counter() - start))
 
 
-def _ready() -> None:
-    print("ready", flush=True)
-    sys.stdin.readline()
-
-
-def _done(count: int, elapsed: float) -> None:
-    print(f"{count} {elapsed:.6f}", flush=True)
-
-
-def main(argv: list[str]) -> None:
-    name, artifact, seconds, mode = argv[0], Path(argv[1]), float(argv[3]), argv[4]
-    threads = [int(t) for t in argv[2].split(",")]
-    images = [Path(p) for p in argv[5:]]
-    if mode == SYNC:
-        _async_worker(artifact, threads, seconds, images)
-    else:
-        _calls_worker(name, artifact, threads, seconds, images)
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])
+def _ready(conn: Connection) -> None:
+    conn.send("ready")
+    conn.recv()  # "go"

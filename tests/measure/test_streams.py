@@ -1,5 +1,6 @@
 """Throughput rows: which settings each runtime gets, and real workers started together."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -38,17 +39,39 @@ def test_workers_start_together_and_the_best_setting_is_kept(tiny):
 def test_one_set_of_workers_loads_once_and_runs_every_setting(tiny, monkeypatch):
     """Two processes serve both splits of two threads: 1 x 2 on the first, then 2 x 1 on both
     (a launch per setting spent most of the rows' time starting, importing and loading)."""
-    import subprocess
-
     from qdet.measure import streams
 
     launched = []
-    real = subprocess.Popen
-    monkeypatch.setattr(streams.subprocess, "Popen", lambda *a, **k: launched.append(a[0]) or real(*a, **k))
+    real = streams.start_worker
+
+    def start(*args):
+        launched.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(streams, "start_worker", start)
     artifact, image = tiny
     row = throughput("float_ts", "artifact", artifact, [image], 2, 0.3)
-    assert len(launched) == 2 and all(command[5] == "2,1" for command in launched)
+    assert len(launched) == 2 and all(args[4] == [2, 1] for args in launched)
     assert set(row["tried"]) == {"1 process x 2 threads", "2 processes x 1 thread"}
+
+
+def test_workers_fork_from_a_server_that_imported_torch_once(tiny):
+    """A worker starts without importing torch again: it forks from the server process."""
+    from qdet.measure import streams
+
+    artifact, image = tiny
+    process, conn = streams.start_worker("float_ts", artifact, [image], CALLS, [1], 0.1)
+    try:
+        assert conn.recv() == "loaded"
+        assert process.pid != os.getpid() and _parent(process.pid) != os.getpid()  # the server's child
+    finally:
+        conn.send(None)
+        process.join(30)
+    assert process.exitcode == 0
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
 def test_a_worker_that_cannot_load_its_model_is_one_error_not_a_hang(tiny, tmp_path):
@@ -62,26 +85,30 @@ def test_a_worker_that_cannot_load_its_model_is_one_error_not_a_hang(tiny, tmp_p
 def test_no_worker_outlives_a_failed_one(tiny, tmp_path, monkeypatch):
     """The first worker's failure ends the others at once (here a second "worker" that would
     sleep for a minute)."""
-    import subprocess
-    import sys
+    import time
 
     from qdet.measure import streams
 
     started = []
-    real = subprocess.Popen
+    real = streams.start_worker
 
-    def popen(command, **kwargs):
-        sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
-        started.append(real(sleeper if started else command, **kwargs))
+    def start(*args):
+        if not started:
+            started.append(real(*args))
+        else:
+            here, there = streams.FORKSERVER.Pipe()
+            sleeper = streams.FORKSERVER.Process(target=time.sleep, args=(60,), daemon=True)
+            sleeper.start()
+            started.append((sleeper, here))
         return started[-1]
 
-    monkeypatch.setattr(streams.subprocess, "Popen", popen)
+    monkeypatch.setattr(streams, "start_worker", start)
     _, image = tiny
     broken = tmp_path / "broken.ts"
     broken.write_bytes(b"not a model")
     with pytest.raises(RuntimeError, match="throughput worker for float_ts failed"):
         throughput("float_ts", "artifact", broken, [image], 2, 0.5)
-    assert len(started) == 2 and all(worker.poll() is not None for worker in started)
+    assert len(started) == 2 and all(process.exitcode is not None for process, _ in started)
 
 
 def test_rows_are_qdets_int8_its_deploy_rows_the_int8_peers_and_the_best_float(monkeypatch):
