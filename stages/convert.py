@@ -18,7 +18,7 @@ from qdet.peers.openvino import default_precision
 from qdet.pipeline import stage
 from qdet.quant.aot import save_compiled
 from qdet.quant.engines import float_dtype, get_engine, int8_from_state
-from qdet.quant.plan import QuantPlan, same_engine
+from qdet.quant.plan import same_engine, stored_plan
 from qdet.variants.artifacts import artifact_size, graph_signature, size_summary, write_manifest
 from qdet.variants.table import FLOAT_COMPILED, FP32_TWIN, RECOMMENDED, deployed
 
@@ -42,7 +42,7 @@ def main(
     meta = {"classes": trained.classes, "backbone": trained.backbone}
     paths = {"ptq": ptq_state, "qat": qat_state}
     states = {variant: load_checkpoint(path) for variant, path in paths.items()}
-    plan = same_engine({str(paths[v]): QuantPlan(**state["plan"]) for v, state in states.items()})
+    plan = same_engine({str(paths[v]): stored_plan(state, str(paths[v])) for v, state in states.items()})
     engine = get_engine(plan.engine)
     dtype, why = float_dtype(cfg.quant.float_dtype, plan.engine)
     rest = default_precision(bf16_support())  # float ops of the deploy rows, as OpenVINO's int8 peer

@@ -11,7 +11,7 @@ from torch import nn
 
 from qdet.measure.accuracy import map50_with_interval
 from qdet.quant.calibrate import calibrated
-from qdet.quant.plan import QuantPlan, keep_float, plan_dict
+from qdet.quant.plan import keep_float, plan_dict, stored_plan
 from qdet.quant.search import Score
 
 
@@ -31,7 +31,7 @@ class PlanScorer:
     ) -> None:
         self.model, self.state, self.calibration, self.valid = model, state, calibration, valid
         self.images, self.scratch, self.first = images, scratch, first
-        self.plan = QuantPlan(**state["plan"])
+        self.plan = stored_plan(state, "the calibrated checkpoint")
         self.observed: dict[tuple[str, ...], dict[str, Any]] = {(): state}
 
     def __call__(self, kept: list[str]) -> Score:

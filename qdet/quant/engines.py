@@ -22,7 +22,7 @@ from qdet.config.engines import ENGINES
 from qdet.core.cpu import bf16_or_fp32
 from qdet.quant.interface import Engine
 from qdet.quant.parts import QuantError
-from qdet.quant.plan import QuantPlan
+from qdet.quant.plan import QuantPlan, stored_plan
 
 MODULES = {"fx": "qdet.quant.fx", "pt2e": "qdet.quant.pt2e"}  # each engine of the registry, implemented
 
@@ -63,5 +63,5 @@ def restore(float_model: nn.Module, plan: QuantPlan, state: dict[str, torch.Tens
 
 def int8_from_state(float_model: nn.Module, state: dict, key: str, qat: bool) -> nn.Module:
     """The int8 model from a calibrate (``key="observed"``) or qat (``"qat"``) checkpoint."""
-    plan = QuantPlan(**state["plan"])
+    plan = stored_plan(state, f"the {'qat' if qat else 'calibrated'} checkpoint")
     return get_engine(plan.engine).convert(restore(float_model, plan, state[key], qat), plan)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from qdet.config import CalibrateConfig, QuantConfig
 from qdet.config.engines import BEFORE_ENGINES
@@ -56,6 +57,22 @@ def searched_plan(plan: QuantPlan, path: Path) -> QuantPlan:
 
 def plan_dict(plan: QuantPlan) -> dict[str, object]:
     return dataclasses.asdict(plan)
+
+
+def stored_plan(state: dict[str, Any], where: str) -> QuantPlan:
+    """The plan a quantized checkpoint (calibrate's, search's, qat's) was made with, read back;
+    one line naming ``where`` when it holds none (a float checkpoint) or one that does not read."""
+    stored = state.get("plan")
+    if not isinstance(stored, dict):
+        raise QuantError(
+            f"{where}: no quantization plan in it (a float checkpoint?); rerun: dvc repro calibrate qat"
+        )
+    try:
+        return QuantPlan(**stored)
+    except TypeError as error:
+        raise QuantError(
+            f"{where}: its quantization plan does not read ({error}); rerun: dvc repro calibrate qat"
+        ) from None
 
 
 def same_engine(plans: dict[str, QuantPlan]) -> QuantPlan:

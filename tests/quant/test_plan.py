@@ -8,7 +8,7 @@ import json
 import pytest
 
 from qdet.core.errors import QdetError
-from qdet.quant.plan import QuantPlan, keep_float, searched_plan
+from qdet.quant.plan import QuantPlan, keep_float, plan_dict, searched_plan, stored_plan
 
 
 def test_kept_modules_join_the_skips_once():
@@ -31,3 +31,12 @@ def test_a_missing_or_malformed_plan_file_names_itself_and_the_fix(tmp_path, tex
         path.write_text(text)
     with pytest.raises(QdetError, match=r"search_plan.json.*dvc repro search"):
         searched_plan(QuantPlan(["backbone"]), path)
+
+
+def test_a_checkpoint_s_plan_reads_back_and_one_without_names_itself():
+    plan = QuantPlan(["backbone", "rpn_head"], engine="pt2e", skip=["backbone.body.0"])
+    assert stored_plan({"plan": plan_dict(plan)}, "models/qat.pt") == plan
+    with pytest.raises(QdetError, match=r"^models/float.pt: no quantization plan .*dvc repro calibrate"):
+        stored_plan({"model": {}}, "models/float.pt")
+    with pytest.raises(QdetError, match=r"^models/qat.pt: its quantization plan does not read .*colour"):
+        stored_plan({"plan": {**plan_dict(plan), "colour": "red"}}, "models/qat.pt")
