@@ -43,6 +43,7 @@ START_SECONDS = 600  # a worker that has not loaded its model by then is stuck
 # it as ``__mp_main__`` in every child it starts, unless the server already holds it).
 FORKSERVER = multiprocessing.get_context("forkserver")
 FORKSERVER.set_forkserver_preload(["__main__", __name__])
+Worker = tuple[multiprocessing.process.BaseProcess, Connection]  # a worker process, our end of its pipe
 
 
 def splits(threads: int) -> list[tuple[int, int]]:
@@ -81,7 +82,7 @@ class Workers:
         seconds: float,
     ) -> None:
         self.name = name
-        self.workers: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
+        self.workers: list[Worker] = []
         try:
             for _ in range(processes):
                 self.workers.append(start_worker(name, artifact, images, mode, threads, seconds))
@@ -91,7 +92,7 @@ class Workers:
             self.close(kill=True)  # the others loaded or not: none outlives the error
             raise
 
-    def _receive(self, worker: tuple[multiprocessing.process.BaseProcess, Connection], timeout: float | None):
+    def _receive(self, worker: Worker, timeout: float | None) -> object:
         process, conn = worker
         if timeout is not None and not conn.poll(timeout):
             raise RuntimeError(f"throughput worker for {self.name} failed: no answer in {timeout:.0f} s")
@@ -104,7 +105,7 @@ class Workers:
             raise RuntimeError(f"throughput worker for {self.name} failed: {message[1]}")
         return message
 
-    def _expect(self, worker, word: str, timeout: float | None = None) -> None:
+    def _expect(self, worker: Worker, word: str, timeout: float | None = None) -> None:
         message = self._receive(worker, timeout)
         if message != word:
             raise RuntimeError(f"throughput worker for {self.name} failed: sent {message!r}, not {word!r}")
@@ -144,7 +145,7 @@ class Workers:
 
 def start_worker(
     name: str, artifact: Path, images: list[Path], mode: str, threads: list[int], seconds: float
-) -> tuple[multiprocessing.process.BaseProcess, Connection]:
+) -> Worker:
     """A worker process forked from the server (see the module doc), and its end of the pipe."""
     here, there = FORKSERVER.Pipe()
     process = FORKSERVER.Process(
