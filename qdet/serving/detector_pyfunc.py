@@ -27,6 +27,7 @@ MLflow's ``INVALID_PARAMETER_VALUE``: one line naming the column, row or param (
 served).
 """
 
+import atexit
 import base64
 import binascii
 import concurrent.futures
@@ -34,6 +35,7 @@ import importlib.util
 import io
 import json
 import os
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +176,17 @@ def _threads(config: dict) -> int | None:
     return threads
 
 
+def _release(model_ref: weakref.ref) -> None:
+    """At exit, drop the detector of a model still loaded. An AOTInductor package removes the
+    folder it unpacked into the temp folder only when its loader is destroyed, and MLflow holds
+    the model it loaded last (models from code) past the interpreter's own clean-up: each
+    register stage and each served model's shutdown left one artifact's folders behind."""
+    model = model_ref()
+    if model is not None:
+        model.runner.shutdown(wait=True)
+        model.model = None
+
+
 class TorchScriptDetector(PythonModel):
     def load_context(self, context) -> None:
         config = context.model_config or {}
@@ -182,6 +195,7 @@ class TorchScriptDetector(PythonModel):
         threads = _threads(config)
         self.runner = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="qdet-detector")
         self.runner.submit(self._start, Path(context.artifacts["detector"]), threads).result()
+        atexit.register(_release, weakref.ref(self))
 
     def _start(self, path: Path, threads: int | None) -> None:
         """On the detector's thread: set its threads, load, and run once (the first call pays

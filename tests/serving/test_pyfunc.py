@@ -243,3 +243,25 @@ def test_requests_from_many_threads_run_on_the_models_own_thread(registered):
     assert all(a.equals(answers[0]) for a in answers)
     with pytest.raises(MlflowException, match="threads .*must be a whole number >= 1, got 'two'"):
         mlflow.pyfunc.load_model(f"models:/tiny/{version}", model_config={"threads": "two"})
+
+
+def test_a_model_still_loaded_at_exit_lets_go_of_its_detector(registered, monkeypatch):
+    """An AOTInductor package deletes the folder it unpacked into the temp folder only when its
+    loader is destroyed; MLflow keeps the model it loaded last past the interpreter's clean-up
+    (the register stage left one artifact's folders per run). The model releases its detector at
+    exit, through a weak reference (the handler does not keep a model alive)."""
+    import atexit
+    import weakref
+
+    exits = []
+    monkeypatch.setattr(atexit, "register", lambda fn, *args: exits.append((fn, args)))
+    uri, version = registered
+    mlflow.set_tracking_uri(uri)
+    impl = mlflow.pyfunc.load_model(f"models:/tiny/{version}").unwrap_python_model()
+    assert len(exits) == 1 and impl.model is not None
+    release, args = exits[0]
+    assert [type(a) for a in args] == [weakref.ref]  # the handler holds no model alive
+    release(*args)
+    assert impl.model is None and impl.runner._shutdown
+    release(*args)  # a second call (another handler's model, the same one) is harmless
+    assert impl.model is None
