@@ -126,9 +126,14 @@ def time_in_turns(models: dict[str, Path], paths: list[str], threads: int, round
                 procs[name].stdin.flush()
                 times[name] += json.loads(procs[name].stdout.readline())
         return times
-    finally:
+    finally:  # standard input closed: each child ends on its own and its loaders clean up
+        for proc in procs.values():  # (a killed AOTInductor loader leaves its folder in /tmp)
+            proc.stdin.close()
         for proc in procs.values():
-            proc.kill()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 def files(export: Path, peers: Path) -> dict[str, Path]:

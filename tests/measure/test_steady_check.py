@@ -82,3 +82,27 @@ def test_agreement_compares_the_same_ratios_as_the_benchmark(check):
     rows = check.agreement(bench, {"qat": 25.0, "float_bf16": 45.0, "ov_int8": 33.0})
     assert not rows["qat vs ov_int8"]["within"]  # x1.32 here against x1.20: -9.1%
     assert check.agreement(bench, {"qat": 25.0, "ov_int8": 31.5}).keys() == {"qat vs ov_int8"}
+
+
+def test_the_timed_processes_end_on_their_own(check, monkeypatch):
+    """Standard input closed, not killed: a killed AOTInductor loader leaves the folder it
+    unpacked in the temp folder."""
+    import io
+
+    made = []
+
+    class Child:
+        def __init__(self, command, **kwargs):
+            self.stdin, self.stdout, self.killed = io.StringIO(), io.StringIO("ready\n[0.01, 0.02]\n"), False
+            made.append(self)
+
+        def wait(self, timeout=None):
+            return 0
+
+        def kill(self):
+            self.killed = True
+
+    monkeypatch.setattr(check.subprocess, "Popen", Child)
+    times = check.time_in_turns({"qat": "models/export/qat"}, ["a.ppm"], 2, 1, 2)
+    assert times == {"qat": [0.01, 0.02]}
+    assert len(made) == 1 and made[0].stdin.closed and not made[0].killed
