@@ -92,23 +92,26 @@ class Workers:
             self.close(kill=True)  # the others loaded or not: none outlives the error
             raise
 
+    def _failed(self, why: str) -> RuntimeError:
+        return RuntimeError(f"throughput worker for {self.name} failed: {why}")
+
     def _receive(self, worker: Worker, timeout: float | None) -> object:
         process, conn = worker
         if timeout is not None and not conn.poll(timeout):
-            raise RuntimeError(f"throughput worker for {self.name} failed: no answer in {timeout:.0f} s")
+            raise self._failed(f"no answer in {timeout:.0f} s")
         try:
             message = conn.recv()
         except EOFError:
             process.join(5)
             message = ("failed", f"its process ended with code {process.exitcode}")
         if isinstance(message, tuple) and message[0] == "failed":
-            raise RuntimeError(f"throughput worker for {self.name} failed: {message[1]}")
+            raise self._failed(message[1])
         return message
 
     def _expect(self, worker: Worker, word: str, timeout: float | None = None) -> None:
         message = self._receive(worker, timeout)
         if message != word:
-            raise RuntimeError(f"throughput worker for {self.name} failed: sent {message!r}, not {word!r}")
+            raise self._failed(f"sent {message!r}, not {word!r}")
 
     def rate(self, processes: int, threads: int) -> float:
         """Images per second of the first ``processes`` workers at ``threads`` each, started together."""

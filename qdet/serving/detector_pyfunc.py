@@ -180,7 +180,8 @@ def _release(model_ref: weakref.ref) -> None:
     """At exit, drop the detector of a model still loaded. An AOTInductor package removes the
     folder it unpacked into the temp folder only when its loader is destroyed, and MLflow holds
     the model it loaded last (models from code) past the interpreter's own clean-up: each
-    register stage and each served model's shutdown left one artifact's folders behind."""
+    register stage left one artifact's folders behind. (A server stopped by SIGTERM runs no exit
+    handler: uvicorn re-raises the signal after its shutdown.)"""
     model = model_ref()
     if model is not None:
         model.runner.shutdown(wait=True)
